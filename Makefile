@@ -1,0 +1,64 @@
+# Every target runs with a Node.js >= 22.19: the system one when new enough, else a cached Node 24.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NODE_BIN := $(shell scripts/ensure-node.sh)
+export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+CACHE ?= $(or $(MCPWORKS_CACHE),$(XDG_CACHE_HOME),$(HOME)/.cache)/mcpworks
+
+.PHONY: help install deps components build lint typecheck test test-unit test-integration bench run crds dev-cluster dev-cluster-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: node_modules/.installed
+
+components: ## build or find the cached test components (control plane, helm, nsjail)
+	@test/controlplane/build.sh >/dev/null
+	@scripts/install-nsjail.sh >/dev/null
+
+install: deps components ## dependencies and test components
+
+# Tests and tools find the cached components through these variables (a configured path overrides).
+export MCPWORKS_CONTROLPLANE_BIN ?= $(CACHE)/controlplane/bin
+export MCPWORKS_NSJAIL ?= $(shell scripts/install-nsjail.sh 2>/dev/null)
+
+build: deps ## compile TypeScript to dist/
+	npm run --silent build
+
+typecheck: deps
+	tsc -p tsconfig.json --noEmit
+
+lint: deps typecheck ## eslint, prettier and the type checker
+	eslint .
+	prettier --check . --log-level warn
+
+test-unit: deps
+	node --test --test-reporter=spec 'src/**/*.test.ts'
+
+test-integration: install
+	node --test --test-reporter=spec --test-concurrency=1 --test-timeout=600000 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+
+test: install lint ## everything: lint, unit, integration against a real API server and nsjail, e2e
+	node --test --test-reporter=spec --test-concurrency=2 --test-timeout=600000 'src/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+
+bench: install ## every benchmark; figures to .bench/latest.json
+	node test/bench/run.ts
+
+run: deps ## mcpworks serve on the samples
+	node src/cli/main.ts serve -f config/samples
+
+crds: deps ## regenerate crds/ and config/crd from the zod schemas
+	node src/cli/main.ts crds --write
+
+dev-cluster: install ## start a local control plane in the background; prints its KUBECONFIG
+	@node test/harness/dev-cluster.ts up
+
+dev-cluster-down: ## stop the local control plane
+	@node test/harness/dev-cluster.ts down
+
+clean:
+	rm -rf dist .bench

@@ -1,0 +1,3 @@
+export * from './common.ts';
+export * from './mcpserver.ts';
+export * from './agentpolicy.ts';

@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools pins the control-plane commands built for tests.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
