@@ -1,0 +1,126 @@
+/**
+ * The executor's contract: what the gateway sends for one tool call, what comes back, and the
+ * interface both the in-process sandbox executor and the HTTP client to the executor service
+ * implement. Kept free of I/O so the gateway can depend on it without pulling in nsjail.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../shared/clock.ts';
+import type { Runtime, Tool } from '../api/v1alpha1/mcpserver.ts';
+
+/** A tool as the executor runs it: the api Tool with its code resolved (codeFrom already read). */
+export type ResolvedTool = Omit<Tool, 'code' | 'codeFrom'> & { code: string };
+
+export interface ToolCallRequest {
+  /** Unique per call (the gateway's decision id is a good choice); echoed in logs. */
+  callId: string;
+  server: { namespace: string; name: string };
+  tool: ResolvedTool;
+  arguments: Record<string, unknown>;
+}
+
+/**
+ * How a call ended. The first seven come from the sandbox itself; `overloaded` and
+ * `executor-unavailable` are produced on the client side (or by the service refusing a call
+ * before it started), so the gateway can tell "not run" from "ran and failed".
+ */
+export const SandboxOutcome = {
+  Ok: 'ok',
+  Error: 'error',
+  Timeout: 'timeout',
+  MemoryLimit: 'memory-limit',
+  PidsLimit: 'pids-limit',
+  OutputTruncated: 'output-truncated',
+  SandboxViolation: 'sandbox-violation',
+  Overloaded: 'overloaded',
+  ExecutorUnavailable: 'executor-unavailable',
+} as const;
+export type SandboxOutcome = (typeof SandboxOutcome)[keyof typeof SandboxOutcome];
+export const SANDBOX_OUTCOMES = Object.values(SandboxOutcome) as readonly SandboxOutcome[];
+
+/** Outcomes that mean the code was never started: safe for the caller to retry elsewhere. */
+export const NOT_STARTED_OUTCOMES: ReadonlySet<SandboxOutcome> = new Set([
+  SandboxOutcome.Overloaded,
+  SandboxOutcome.ExecutorUnavailable,
+]);
+
+export interface TextContent {
+  type: 'text';
+  text: string;
+}
+
+/** What the gateway turns into an MCP CallToolResult. */
+export interface ToolCallResult {
+  outcome: SandboxOutcome;
+  /** True for every outcome except `ok`. */
+  isError: boolean;
+  content: TextContent[];
+  /** Set when the function returned a JSON object. */
+  structuredContent?: Record<string, unknown>;
+  durationMs: number;
+  /** Bytes the sandbox wrote to stdout (before truncation). */
+  outputBytes: number;
+  /** Which executor ran it (pod name / host + sandbox kind), for the decision log. */
+  executor: string;
+  /** A short, client-safe explanation for non-ok outcomes; never contains host paths. */
+  message?: string;
+}
+
+export interface ToolExecutor {
+  /**
+   * Runs one call. Tool failures, limits and refusals come back as a ToolCallResult with
+   * `isError`; it rejects only on programming errors (McpworksError InvalidInput/Internal).
+   */
+  execute(request: ToolCallRequest, signal?: AbortSignal): Promise<ToolCallResult>;
+  close(): Promise<void>;
+}
+
+/** Absolute paths of the real interpreters (never a shim) used inside the sandbox. */
+export interface RuntimePaths {
+  python: string;
+  node: string;
+  bash: string;
+}
+
+export interface SandboxExecutorOptions {
+  /** The nsjail binary. */
+  nsjailPath: string;
+  runtimes?: Partial<RuntimePaths>;
+  /** Pre-started sandboxes kept ready per runtime and limit set; 0 disables the pool. */
+  warmPoolSize?: number;
+  /** Calls run at once; beyond that `execute` returns an `overloaded` result at once. */
+  maxConcurrency?: number;
+  /** Seccomp policy file (Kafel); defaults to the one shipped in sandbox-image/. */
+  seccompPolicyPath?: string;
+  /** Name reported in ToolCallResult.executor. */
+  executorName?: string;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+/** The in-process executor: nsjail runner + warm pool. */
+export interface SandboxExecutor extends ToolExecutor {
+  /** Proves a sandbox can start here (namespaces, cgroups, seccomp); throws SandboxUnavailable. */
+  probe(): Promise<void>;
+  /** Calls currently running. */
+  readonly inFlight: number;
+}
+
+/**
+ * Builds the in-process executor. It fails closed: the returned promise rejects with
+ * McpworksError(SandboxUnavailable, reason) when nsjail cannot start a sandbox with namespaces
+ * and enforced cgroup limits on this machine.
+ */
+export type CreateSandboxExecutor = (options: SandboxExecutorOptions) => Promise<SandboxExecutor>;
+
+export interface ExecutorClientOptions {
+  /** Base URL of the executor service, e.g. http://executor.ns.svc:8081 */
+  url: string;
+  /** The per-server bearer token shared by gateway and executor (never the client's token). */
+  token: string;
+  /** Extra time over the tool's own timeout before the client gives up; default 5000 ms. */
+  timeoutGraceMs?: number;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export type { Runtime };
