@@ -3,4 +3,4 @@
 // Package tools pins the etcd server built for tests.
 package tools
 
-import _ "go.etcd.io/etcd/server/v3/embed"
+import _ "go.etcd.io/etcd/server/v3/etcdmain"
