@@ -1,0 +1,149 @@
+// Test PKI for the control plane, made with the openssl CLI (node:crypto cannot issue X.509
+// certificates). Short-lived ECDSA P-256 certificates; an RSA key signs ServiceAccount tokens.
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+export interface Pki {
+  caCert: string;
+  caKey: string;
+  servingCert: string;
+  servingKey: string;
+  adminCert: string;
+  adminKey: string;
+  serviceAccountKey: string;
+  serviceAccountPub: string;
+}
+
+async function openssl(dir: string, args: string[]): Promise<void> {
+  try {
+    await execFileAsync('openssl', args, { cwd: dir });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT')
+      throw new Error('the openssl command is required by the test control plane', {
+        cause: err,
+      });
+    throw new Error(`openssl ${args[0]} failed: ${e.stderr ?? e.message}`, { cause: err });
+  }
+}
+
+const leafArgs = (subj: string, out: string, ext: string[]): string[] => [
+  'req',
+  '-config',
+  'openssl.cnf',
+  '-x509',
+  '-new',
+  '-newkey',
+  'ec',
+  '-pkeyopt',
+  'ec_paramgen_curve:P-256',
+  '-nodes',
+  '-days',
+  '7',
+  '-subj',
+  subj,
+  '-CA',
+  'ca.crt',
+  '-CAkey',
+  'ca.key',
+  '-keyout',
+  `${out}.key`,
+  '-out',
+  `${out}.crt`,
+  '-addext',
+  'basicConstraints=critical,CA:FALSE',
+  '-addext',
+  'keyUsage=critical,digitalSignature,keyEncipherment',
+  ...ext.flatMap((e) => ['-addext', e]),
+];
+
+/**
+ * Writes into `dir` a CA (serving and client CA at once), the apiserver serving pair for
+ * 127.0.0.1/localhost/kubernetes.default.svc, an admin client pair in group system:masters and a
+ * ServiceAccount signing key pair; returns the PEM contents.
+ */
+export async function createPki(dir: string): Promise<Pki> {
+  // No default extensions: every extension is added explicitly below.
+  await writeFile(join(dir, 'openssl.cnf'), '[req]\ndistinguished_name=dn\n[dn]\n');
+  await openssl(dir, [
+    'req',
+    '-config',
+    'openssl.cnf',
+    '-x509',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '7',
+    '-subj',
+    '/CN=mcpworks-test-ca',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  const sans = [
+    'IP:127.0.0.1',
+    'IP:10.0.0.1',
+    'DNS:localhost',
+    'DNS:kubernetes',
+    'DNS:kubernetes.default',
+    'DNS:kubernetes.default.svc',
+    'DNS:kubernetes.default.svc.cluster.local',
+  ];
+  await Promise.all([
+    openssl(
+      dir,
+      leafArgs('/CN=kube-apiserver', 'apiserver', [
+        'extendedKeyUsage=serverAuth',
+        `subjectAltName=${sans.join(',')}`,
+      ]),
+    ),
+    openssl(dir, leafArgs('/O=system:masters/CN=admin', 'admin', ['extendedKeyUsage=clientAuth'])),
+    openssl(dir, [
+      'genpkey',
+      '-algorithm',
+      'RSA',
+      '-pkeyopt',
+      'rsa_keygen_bits:2048',
+      '-out',
+      'sa.key',
+    ]),
+  ]);
+  await openssl(dir, ['pkey', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
+  const read = (f: string) => readFile(join(dir, f), 'utf8');
+  const [caCert, caKey, servingCert, servingKey, adminCert, adminKey, saKey, saPub] =
+    await Promise.all(
+      [
+        'ca.crt',
+        'ca.key',
+        'apiserver.crt',
+        'apiserver.key',
+        'admin.crt',
+        'admin.key',
+        'sa.key',
+        'sa.pub',
+      ].map(read),
+    );
+  return {
+    caCert: caCert as string,
+    caKey: caKey as string,
+    servingCert: servingCert as string,
+    servingKey: servingKey as string,
+    adminCert: adminCert as string,
+    adminKey: adminKey as string,
+    serviceAccountKey: saKey as string,
+    serviceAccountPub: saPub as string,
+  };
+}
