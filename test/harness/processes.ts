@@ -139,9 +139,9 @@ export class Cleanup {
     const script = [
       'parent=$1; dir=$2',
       'while kill -0 "$parent" 2>/dev/null; do sleep 1; done',
-      'for p in $(cat "$dir/.pgids" 2>/dev/null); do kill -TERM -- "-$p" 2>/dev/null; done',
+      'for p in $(cat "$dir/.pgids" 2>/dev/null); do kill -TERM "-$p" 2>/dev/null; done',
       'sleep 2',
-      'for p in $(cat "$dir/.pgids" 2>/dev/null); do kill -KILL -- "-$p" 2>/dev/null; done',
+      'for p in $(cat "$dir/.pgids" 2>/dev/null); do kill -KILL "-$p" 2>/dev/null; done',
       'rm -rf -- "$dir"',
     ].join('\n');
     this.reaper = spawn('/bin/sh', ['-c', script, 'reaper', String(process.pid), this.dir], {
