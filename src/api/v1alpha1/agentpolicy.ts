@@ -1,11 +1,14 @@
 import { z } from 'zod';
 import {
   API_VERSION,
-  ConditionSchema,
+  ConditionsSchema,
   DnsLabelSchema,
   LabelSelectorSchema,
   ObjectMetaSchema,
 } from './common.ts';
+import { checkConditionSyntax } from './conditions.ts';
+import { withRules } from './rules.ts';
+import { CLUSTER_POLICY_RULES, SERVER_SELECTOR_RULES, SUBJECT_RULES } from './validations.ts';
 
 export const SUBJECT_KINDS = ['Agent', 'Group', 'ServiceAccount', 'Anonymous'] as const;
 export const SubjectKindSchema = z.enum(SUBJECT_KINDS);
@@ -15,11 +18,14 @@ export type SubjectKind = z.infer<typeof SubjectKindSchema>;
  * Who a rule is about. `name` may be `*` for every Agent, Group or ServiceAccount; a
  * ServiceAccount subject names its namespace (default: the policy's own); Anonymous has no name.
  */
-export const PolicySubjectSchema = z.object({
-  kind: SubjectKindSchema,
-  name: z.string().min(1).max(253).optional(),
-  namespace: DnsLabelSchema.optional(),
-});
+export const PolicySubjectSchema = withRules(
+  z.strictObject({
+    kind: SubjectKindSchema,
+    name: z.string().min(1).max(253).optional(),
+    namespace: DnsLabelSchema.optional(),
+  }),
+  SUBJECT_RULES,
+);
 export type PolicySubject = z.infer<typeof PolicySubjectSchema>;
 
 export const EFFECTS = ['Allow', 'Deny'] as const;
@@ -36,24 +42,40 @@ export const ToolPatternSchema = z.string().regex(new RegExp(TOOL_PATTERN), {
   message: 'must be a glob of letters, digits, "_", "-", ".", "*", "?", "[...]" or "{a,b}"',
 });
 
-export const PolicyRuleSchema = z.object({
+/**
+ * A CEL expression over `args`, `tool` and `subject`. Only the controller can check that it
+ * compiles (see CONTROLLER_ONLY_RULES): the API server checks its bounds.
+ */
+export const ConditionExpressionSchema = z
+  .string()
+  .min(1)
+  .max(2048)
+  .superRefine((expression, ctx) => {
+    const problem = checkConditionSyntax(expression);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+export const PolicyRuleSchema = z.strictObject({
   effect: EffectSchema,
   subjects: z.array(PolicySubjectSchema).min(1).max(64),
   tools: z.array(ToolPatternSchema).min(1).max(64),
-  /** CEL expressions over `args`, `tool` and `subject`; the rule matches when all are true. */
-  conditions: z.array(z.string().min(1).max(2048)).max(16).optional(),
+  /** The rule matches only when every condition is true. A Deny needs none. */
+  conditions: z.array(ConditionExpressionSchema).max(16).optional(),
   /** Copied into every decision this rule makes. */
   reason: z.string().min(1).max(512),
 });
 export type PolicyRule = z.infer<typeof PolicyRuleSchema>;
 
 /** Which McpServers a policy applies to: by name, by labels, or both (an OR). */
-export const ServerSelectorSchema = z.object({
-  names: z.array(DnsLabelSchema).max(64).optional(),
-  selector: LabelSelectorSchema.optional(),
-});
+export const ServerSelectorSchema = withRules(
+  z.strictObject({
+    names: z.array(DnsLabelSchema).max(64).optional(),
+    selector: LabelSelectorSchema.optional(),
+  }),
+  SERVER_SELECTOR_RULES,
+);
 
-export const AgentPolicySpecSchema = z.object({
+export const AgentPolicySpecSchema = z.strictObject({
   servers: ServerSelectorSchema,
   /** Evaluate and record the would-be effect without enforcing it (safe roll-out). */
   auditOnly: z.boolean().default(false),
@@ -61,20 +83,23 @@ export const AgentPolicySpecSchema = z.object({
 });
 export type AgentPolicySpec = z.infer<typeof AgentPolicySpecSchema>;
 
-export const ClusterAgentPolicySpecSchema = AgentPolicySpecSchema.extend({
-  /** Namespaces whose servers this policy applies to; empty selects all namespaces. */
-  namespaceSelector: LabelSelectorSchema.default({}),
-});
+export const ClusterAgentPolicySpecSchema = withRules(
+  AgentPolicySpecSchema.extend({
+    /** Namespaces whose servers this policy applies to; empty selects all namespaces. */
+    namespaceSelector: LabelSelectorSchema.default({}),
+  }),
+  CLUSTER_POLICY_RULES,
+);
 export type ClusterAgentPolicySpec = z.infer<typeof ClusterAgentPolicySpecSchema>;
 
-export const PolicyStatusSchema = z.object({
-  observedGeneration: z.number().int().optional(),
-  conditions: z.array(ConditionSchema).optional(),
-  rules: z.number().int().optional(),
+export const PolicyStatusSchema = z.strictObject({
+  observedGeneration: z.number().int().min(0).optional(),
+  conditions: ConditionsSchema.optional(),
+  rules: z.number().int().min(0).optional(),
 });
 export type PolicyStatus = z.infer<typeof PolicyStatusSchema>;
 
-export const AgentPolicySchema = z.object({
+export const AgentPolicySchema = z.strictObject({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal('AgentPolicy'),
   metadata: ObjectMetaSchema,
@@ -83,7 +108,7 @@ export const AgentPolicySchema = z.object({
 });
 export type AgentPolicy = z.infer<typeof AgentPolicySchema>;
 
-export const ClusterAgentPolicySchema = z.object({
+export const ClusterAgentPolicySchema = z.strictObject({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal('ClusterAgentPolicy'),
   metadata: ObjectMetaSchema,

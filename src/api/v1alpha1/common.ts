@@ -1,50 +1,85 @@
 import { z } from 'zod';
+import { withRules } from './rules.ts';
+import { LABEL_REQUIREMENT_RULES } from './validations.ts';
 
 export const GROUP = 'mcpworks.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export const DNS_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+export const DNS_SUBDOMAIN_PATTERN =
+  '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 
 /** RFC 1123 DNS label: Kubernetes object and namespace names of the objects we reference. */
 export const DnsLabelSchema = z
   .string()
   .min(1)
   .max(63)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a lowercase RFC 1123 label');
+  .regex(new RegExp(DNS_LABEL_PATTERN), 'must be a lowercase RFC 1123 label');
 
 /** RFC 1123 subdomain: names of Secrets and ConfigMaps. */
 export const DnsSubdomainSchema = z
   .string()
   .min(1)
   .max(253)
-  .regex(
-    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
-    'must be a lowercase RFC 1123 subdomain',
-  );
+  .regex(new RegExp(DNS_SUBDOMAIN_PATTERN), 'must be a lowercase RFC 1123 subdomain');
 
-export const LabelSelectorRequirementSchema = z.object({
-  key: z.string().min(1).max(317),
-  operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
-  values: z.array(z.string().max(63)).max(64).optional(),
-});
+/** A label key (`prefix/name`) or value, as metav1 accepts them. */
+const LabelKeySchema = z
+  .string()
+  .min(1)
+  .max(317)
+  .regex(
+    /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/,
+    {
+      message: 'must be a label key: an optional DNS subdomain prefix and "/", then a name',
+    },
+  );
+const LabelValueSchema = z
+  .string()
+  .max(63)
+  .regex(/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/, { message: 'must be a label value' });
+
+export const LabelSelectorRequirementSchema = withRules(
+  z.strictObject({
+    key: LabelKeySchema,
+    operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+    values: z.array(LabelValueSchema).max(64).optional(),
+  }),
+  LABEL_REQUIREMENT_RULES,
+);
 
 /** metav1.LabelSelector. An empty selector selects everything. */
-export const LabelSelectorSchema = z.object({
-  matchLabels: z.record(z.string(), z.string().max(63)).optional(),
+export const LabelSelectorSchema = z.strictObject({
+  matchLabels: z.record(LabelKeySchema, LabelValueSchema).optional().meta({ maxProperties: 64 }),
   matchExpressions: z.array(LabelSelectorRequirementSchema).max(32).optional(),
 });
 export type LabelSelector = z.infer<typeof LabelSelectorSchema>;
 
-export const ConditionSchema = z.object({
+export const CONDITION_STATUSES = ['True', 'False', 'Unknown'] as const;
+
+/** metav1.Condition, with its upstream bounds. */
+export const ConditionSchema = z.strictObject({
   type: z.string().min(1).max(316),
-  status: z.enum(['True', 'False', 'Unknown']),
+  status: z.enum(CONDITION_STATUSES),
   observedGeneration: z.number().int().min(0).optional(),
-  lastTransitionTime: z.string(),
+  lastTransitionTime: z.iso.datetime({ offset: true }),
   reason: z.string().min(1).max(1024),
   message: z.string().max(32768),
 });
 export type Condition = z.infer<typeof ConditionSchema>;
 
-/** The subset of metav1.ObjectMeta that manifests carry and the code reads. */
+/** The conditions list of a status: one entry per type (a list-map keyed by `type`). */
+export const ConditionsSchema = z
+  .array(ConditionSchema)
+  .max(16)
+  .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });
+
+/**
+ * The subset of metav1.ObjectMeta that manifests carry and the code reads. Loose: the API server
+ * owns the rest (managedFields, ownerReferences, ...). The CRD does not take this schema: the API
+ * server validates metadata itself (see crds.ts).
+ */
 export const ObjectMetaSchema = z.looseObject({
   name: DnsSubdomainSchema,
   namespace: DnsLabelSchema.optional(),

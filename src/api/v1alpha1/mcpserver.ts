@@ -1,11 +1,24 @@
 import { z } from 'zod';
 import {
   API_VERSION,
-  ConditionSchema,
-  DnsLabelSchema,
+  ConditionsSchema,
+  DNS_LABEL_PATTERN,
   DnsSubdomainSchema,
   ObjectMetaSchema,
 } from './common.ts';
+import { keyedList, withRules } from './rules.ts';
+import { AUTH_RULES, TOOL_RULES } from './validations.ts';
+
+/**
+ * McpServer names are DNS labels short enough that `<name>-gateway` and `<name>-executor`
+ * (Services, Deployments) stay valid DNS labels themselves.
+ */
+export const MCPSERVER_NAME_MAX = 52;
+export const McpServerNameSchema = z
+  .string()
+  .min(1)
+  .max(MCPSERVER_NAME_MAX)
+  .regex(new RegExp(DNS_LABEL_PATTERN), 'must be a lowercase RFC 1123 label');
 
 export const RUNTIMES = ['python', 'node', 'bash'] as const;
 export const RuntimeSchema = z.enum(RUNTIMES);
@@ -30,7 +43,7 @@ export const LIMIT_BOUNDS = {
 const boundedInt = (bound: { min: number; max: number; default: number }) =>
   z.number().int().min(bound.min).max(bound.max).default(bound.default);
 
-export const ToolLimitsSchema = z.object({
+export const ToolLimitsSchema = z.strictObject({
   memoryMiB: boundedInt(LIMIT_BOUNDS.memoryMiB),
   cpuMillicores: boundedInt(LIMIT_BOUNDS.cpuMillicores),
   pids: boundedInt(LIMIT_BOUNDS.pids),
@@ -39,70 +52,108 @@ export const ToolLimitsSchema = z.object({
 });
 export type ToolLimits = z.infer<typeof ToolLimitsSchema>;
 
-export const EnvVarSchema = z.object({
-  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be a valid environment variable name' }).max(128),
+export const EnvVarSchema = z.strictObject({
+  name: z
+    .string()
+    .max(128)
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be a valid environment variable name' }),
   value: z.string().max(4096),
 });
 
-export const ConfigMapKeyRefSchema = z.object({
+export const ConfigMapKeyRefSchema = z.strictObject({
   name: DnsSubdomainSchema,
-  key: z.string().min(1).max(253).regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid ConfigMap key' }),
+  key: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid ConfigMap key' }),
 });
 
-export const ToolSchema = z.object({
-  name: ToolNameSchema,
-  description: z.string().min(1).max(1024),
-  runtime: RuntimeSchema,
-  /** Source inline. Exactly one of `code` and `codeFrom`. */
-  code: z.string().min(1).max(65536).optional(),
-  codeFrom: z.object({ configMapKeyRef: ConfigMapKeyRefSchema }).optional(),
-  /** JSON Schema of the arguments, as MCP's tools/list publishes it. */
-  inputSchema: z.record(z.string(), z.unknown()).default({ type: 'object' }),
-  timeoutSeconds: boundedInt(LIMIT_BOUNDS.timeoutSeconds),
-  limits: ToolLimitsSchema.default(ToolLimitsSchema.parse({})),
-  env: z.array(EnvVarSchema).max(32).optional(),
-});
+/** MCP requires a tool's inputSchema to be a JSON Schema of type "object". */
+export const InputSchemaSchema = z
+  .looseObject({ type: z.literal('object') })
+  .meta({ 'x-kubernetes-preserve-unknown-fields': true });
+
+export const ToolSchema = withRules(
+  z.strictObject({
+    name: ToolNameSchema,
+    description: z.string().min(1).max(1024),
+    runtime: RuntimeSchema,
+    /** Source inline. Exactly one of `code` and `codeFrom`. */
+    code: z.string().min(1).max(65536).optional(),
+    codeFrom: z.strictObject({ configMapKeyRef: ConfigMapKeyRefSchema }).optional(),
+    /**
+     * JSON Schema of the arguments, as MCP's tools/list publishes it. Kept verbatim (the one
+     * place the CRD preserves unknown fields); its root must be an object schema.
+     */
+    inputSchema: InputSchemaSchema.default({ type: 'object' }),
+    timeoutSeconds: boundedInt(LIMIT_BOUNDS.timeoutSeconds),
+    limits: ToolLimitsSchema.default(ToolLimitsSchema.parse({})),
+    env: keyedList(EnvVarSchema, 'name', { max: 32 }).optional(),
+  }),
+  TOOL_RULES,
+);
 export type Tool = z.infer<typeof ToolSchema>;
 
-export const SecretKeyRefSchema = z.object({
+export const SecretKeyRefSchema = z.strictObject({
   name: DnsSubdomainSchema,
   key: z.string().min(1).max(253).optional(),
 });
 
-export const AuthSchema = z.object({
-  /** API keys: a Secret whose entries map scrypt hashes of keys to agents (see docs). */
-  apiKeys: z.object({ secretRef: SecretKeyRefSchema }).optional(),
-  oidc: z
-    .object({
-      issuer: z.url({ protocol: /^https$/ }),
-      audiences: z.array(z.string().min(1).max(512)).min(1).max(16),
-      agentClaim: z.string().min(1).max(128).default('sub'),
-      groupsClaim: z.string().min(1).max(128).default('groups'),
-      requiredScopes: z.array(z.string().min(1).max(128)).max(16).optional(),
-      clockSkewSeconds: z.number().int().min(0).max(300).default(60),
-    })
-    .optional(),
-  serviceAccountTokens: z
-    .object({ audiences: z.array(z.string().min(1).max(512)).min(1).max(16) })
-    .optional(),
-  anonymous: z
-    .object({ enabled: z.boolean().default(false) })
-    .default({ enabled: false }),
-});
+export const AuthSchema = withRules(
+  z.strictObject({
+    /** API keys: a Secret whose entries map key ids to scrypt hashes and agents (docs/api-keys.md). */
+    apiKeys: z.strictObject({ secretRef: SecretKeyRefSchema }).optional(),
+    oidc: z
+      .strictObject({
+        issuer: z
+          .string()
+          .max(512)
+          .regex(/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[^\s?#]*)?$/, {
+            message: 'must be an https URL without query or fragment',
+          }),
+        audiences: z.array(z.string().min(1).max(512)).min(1).max(16),
+        agentClaim: z.string().min(1).max(128).default('sub'),
+        groupsClaim: z.string().min(1).max(128).default('groups'),
+        requiredScopes: z.array(z.string().min(1).max(128)).max(16).optional(),
+        clockSkewSeconds: z.number().int().min(0).max(300).default(60),
+      })
+      .optional(),
+    serviceAccountTokens: z
+      .strictObject({ audiences: z.array(z.string().min(1).max(512)).min(1).max(16) })
+      .optional(),
+    /** Unauthenticated callers, as the `Anonymous` policy subject. Off unless explicitly enabled. */
+    anonymous: z.strictObject({ enabled: z.boolean().default(false) }).default({ enabled: false }),
+  }),
+  AUTH_RULES,
+);
 export type Auth = z.infer<typeof AuthSchema>;
 
-const IntOrStringSchema = z.union([z.number().int(), z.string()]);
-export const ResourceRequirementsSchema = z.object({
-  requests: z.record(z.string(), IntOrStringSchema).optional(),
-  limits: z.record(z.string(), IntOrStringSchema).optional(),
+/** A resource.Quantity as manifests write it: `2`, `500m`, `128Mi`. */
+export const QUANTITY_PATTERN = '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$';
+const QuantitySchema = z.union([
+  z.number().int().min(0),
+  z
+    .string()
+    .max(64)
+    .regex(new RegExp(QUANTITY_PATTERN), { message: 'must be a Kubernetes quantity' }),
+]);
+const ResourceListSchema = z.strictObject({
+  cpu: QuantitySchema.optional(),
+  memory: QuantitySchema.optional(),
+  'ephemeral-storage': QuantitySchema.optional(),
+});
+export const ResourceRequirementsSchema = z.strictObject({
+  requests: ResourceListSchema.optional(),
+  limits: ResourceListSchema.optional(),
 });
 
-export const GatewaySpecSchema = z.object({
+export const GatewaySpecSchema = z.strictObject({
   replicas: z.number().int().min(0).max(50).default(2),
   resources: ResourceRequirementsSchema.optional(),
 });
 
-export const ExecutorSpecSchema = z.object({
+export const ExecutorSpecSchema = z.strictObject({
   replicas: z.number().int().min(0).max(100).default(2),
   resources: ResourceRequirementsSchema.optional(),
   /** Calls one executor pod runs at once; beyond that it refuses with 429. */
@@ -111,13 +162,13 @@ export const ExecutorSpecSchema = z.object({
   warmPoolSize: z.number().int().min(0).max(64).default(2),
 });
 
-export const AuditSpecSchema = z.object({
+export const AuditSpecSchema = z.strictObject({
   /** Record raw arguments in the decision log (default: only their SHA-256). */
   recordArguments: z.boolean().default(false),
 });
 
-export const McpServerSpecSchema = z.object({
-  tools: z.array(ToolSchema).min(1).max(128),
+export const McpServerSpecSchema = z.strictObject({
+  tools: keyedList(ToolSchema, 'name', { min: 1, max: 128 }),
   auth: AuthSchema.default({ anonymous: { enabled: false } }),
   gateway: GatewaySpecSchema.default(GatewaySpecSchema.parse({})),
   executor: ExecutorSpecSchema.default(ExecutorSpecSchema.parse({})),
@@ -125,19 +176,20 @@ export const McpServerSpecSchema = z.object({
 });
 export type McpServerSpec = z.infer<typeof McpServerSpecSchema>;
 
-export const McpServerStatusSchema = z.object({
-  observedGeneration: z.number().int().optional(),
-  conditions: z.array(ConditionSchema).optional(),
-  endpoint: z.string().optional(),
-  tools: z.number().int().optional(),
-  policies: z.array(z.string()).optional(),
+export const McpServerStatusSchema = z.strictObject({
+  observedGeneration: z.number().int().min(0).optional(),
+  conditions: ConditionsSchema.optional(),
+  endpoint: z.string().max(2048).optional(),
+  tools: z.number().int().min(0).optional(),
+  /** `AgentPolicy <ns>/<name>` and `ClusterAgentPolicy <name>` entries that select this server. */
+  policies: z.array(z.string().max(512)).max(512).optional(),
 });
 export type McpServerStatus = z.infer<typeof McpServerStatusSchema>;
 
-export const McpServerSchema = z.object({
+export const McpServerSchema = z.strictObject({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal('McpServer'),
-  metadata: ObjectMetaSchema.extend({ name: DnsLabelSchema }),
+  metadata: ObjectMetaSchema.extend({ name: McpServerNameSchema }),
   spec: McpServerSpecSchema,
   status: McpServerStatusSchema.optional(),
 });

@@ -1,0 +1,154 @@
+/**
+ * Every cross-field rule of the API, as data. Each is enforced twice from this one entry: by the
+ * API server (the CEL `rule`, emitted into the CRD as `x-kubernetes-validations`) and by zod at
+ * run time (`check`), so `kubectl apply`, the controller and `mcpworks serve` agree.
+ */
+import type { ControllerOnlyRule, CrossFieldRule } from './rules.ts';
+import { has, isRecord } from './rules.ts';
+
+const AUTH_METHODS = ['apiKeys', 'oidc', 'serviceAccountTokens'] as const;
+
+export const TOOL_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'tool-code-xor-codeFrom',
+    path: 'McpServer spec.tools[*]',
+    rule: 'has(self.code) != has(self.codeFrom)',
+    message: 'exactly one of code and codeFrom must be set',
+    fieldPath: '.code',
+    reason: 'FieldValueRequired',
+    check: (tool) => has(tool, 'code') !== has(tool, 'codeFrom'),
+  },
+];
+
+export const AUTH_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'auth-method-required',
+    path: 'McpServer spec.auth',
+    rule: '(has(self.anonymous) && self.anonymous.enabled) || has(self.apiKeys) || has(self.oidc) || has(self.serviceAccountTokens)',
+    message:
+      'at least one of apiKeys, oidc or serviceAccountTokens is required unless anonymous.enabled is true',
+    reason: 'FieldValueRequired',
+    check: (auth) =>
+      (isRecord(auth) && isRecord(auth.anonymous) && auth.anonymous.enabled === true) ||
+      AUTH_METHODS.some((method) => has(auth, method)),
+  },
+];
+
+export const SUBJECT_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'subject-name-required',
+    path: 'spec.rules[*].subjects[*]',
+    rule: "self.kind == 'Anonymous' || has(self.name)",
+    message: 'name is required for Agent, Group and ServiceAccount subjects (use "*" for all)',
+    fieldPath: '.name',
+    reason: 'FieldValueRequired',
+    check: (subject) => field(subject, 'kind') === 'Anonymous' || has(subject, 'name'),
+  },
+  {
+    id: 'subject-anonymous-unnamed',
+    path: 'spec.rules[*].subjects[*]',
+    rule: "self.kind != 'Anonymous' || !has(self.name)",
+    message: 'an Anonymous subject has no name',
+    fieldPath: '.name',
+    reason: 'FieldValueForbidden',
+    check: (subject) => field(subject, 'kind') !== 'Anonymous' || !has(subject, 'name'),
+  },
+  {
+    id: 'subject-namespace-only-for-serviceaccounts',
+    path: 'spec.rules[*].subjects[*]',
+    // `namespace` is a CEL reserved word: the API server exposes the field as `__namespace__`.
+    rule: "!has(self.__namespace__) || self.kind == 'ServiceAccount'",
+    message: 'namespace is only valid for ServiceAccount subjects',
+    fieldPath: '.namespace',
+    reason: 'FieldValueForbidden',
+    check: (subject) => !has(subject, 'namespace') || field(subject, 'kind') === 'ServiceAccount',
+  },
+  {
+    id: 'subject-serviceaccount-name',
+    path: 'spec.rules[*].subjects[*]',
+    rule: "self.kind != 'ServiceAccount' || !has(self.name) || self.name == '*' || self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+    message: 'a ServiceAccount name must be a lowercase RFC 1123 subdomain or "*"',
+    fieldPath: '.name',
+    check: (subject) => {
+      if (field(subject, 'kind') !== 'ServiceAccount') return true;
+      const name = field(subject, 'name');
+      return typeof name !== 'string' || name === '*' || DNS_SUBDOMAIN.test(name);
+    },
+  },
+];
+
+export const SERVER_SELECTOR_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'servers-selects-something',
+    path: 'spec.servers',
+    rule: 'has(self.names) || has(self.selector)',
+    message: 'set names, selector, or both (an empty selector {} selects every server)',
+    reason: 'FieldValueRequired',
+    check: (servers) => has(servers, 'names') || has(servers, 'selector'),
+  },
+];
+
+export const LABEL_REQUIREMENT_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'selector-values-match-operator',
+    path: '*.matchExpressions[*]',
+    rule: "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
+    message: 'values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist',
+    fieldPath: '.values',
+    check: (requirement) => {
+      const values = field(requirement, 'values');
+      const count = Array.isArray(values) ? values.length : 0;
+      const operator = field(requirement, 'operator');
+      return operator === 'In' || operator === 'NotIn' ? count > 0 : count === 0;
+    },
+  },
+];
+
+export const CLUSTER_POLICY_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'cluster-serviceaccount-namespace',
+    path: 'ClusterAgentPolicy spec',
+    rule: "self.rules.all(r, r.subjects.all(s, s.kind != 'ServiceAccount' || has(s.__namespace__)))",
+    message: 'ServiceAccount subjects of a ClusterAgentPolicy must name their namespace',
+    fieldPath: '.rules',
+    reason: 'FieldValueRequired',
+    check: (spec) => {
+      const rules = field(spec, 'rules');
+      if (!Array.isArray(rules)) return true;
+      return rules.every((rule) => {
+        const subjects = field(rule, 'subjects');
+        return (
+          !Array.isArray(subjects) ||
+          subjects.every((s) => field(s, 'kind') !== 'ServiceAccount' || has(s, 'namespace'))
+        );
+      });
+    },
+  },
+];
+
+/**
+ * Rules the API server cannot check. The CRD's CEL sees only the object, and has no way to compile
+ * a CEL string it holds; the controller reports these in the `Accepted` condition instead.
+ */
+export const CONTROLLER_ONLY_RULES: readonly ControllerOnlyRule[] = [
+  {
+    id: 'condition-compiles',
+    path: 'spec.rules[*].conditions[*]',
+    why: 'a condition is CEL over the call (args, tool, subject); compiling it needs a CEL compiler, which admission CEL does not expose',
+  },
+];
+
+export const ALL_CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
+  ...TOOL_RULES,
+  ...AUTH_RULES,
+  ...SUBJECT_RULES,
+  ...SERVER_SELECTOR_RULES,
+  ...LABEL_REQUIREMENT_RULES,
+  ...CLUSTER_POLICY_RULES,
+];
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function field(value: unknown, key: string): unknown {
+  return isRecord(value) ? value[key] : undefined;
+}
