@@ -36,6 +36,8 @@ export interface ControlPlaneOptions {
   controllerManager?: boolean;
   /** Startup deadline for each component in milliseconds (default 90 s). */
   startTimeoutMs?: number;
+  /** Where the binaries are; default `$MCPWORKS_CONTROLPLANE_BIN` or the build cache. */
+  binDir?: string;
 }
 
 export interface ControlPlane {
@@ -50,6 +52,8 @@ export interface ControlPlane {
   /** PEM of the CA that signed the serving certificate (and client certificates). */
   caCertPem: string;
   binDir: string;
+  /** The temporary state directory (certificates, etcd data, logs); removed by stop(). */
+  dir: string;
   /** Creates a namespace with a unique name (prefix + random suffix) and returns the name. */
   newNamespace(prefix?: string): Promise<string>;
   /** A client configuration that authenticates with a bearer token, e.g. a ServiceAccount's. */
@@ -77,7 +81,7 @@ export function missingBinaries(binDir: string, names: readonly string[]): strin
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
-  const binDir = controlPlaneBinDir();
+  const binDir = opts.binDir ?? controlPlaneBinDir();
   const needed = [
     'etcd',
     'kube-apiserver',
@@ -158,6 +162,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       serviceAccountIssuer: issuer,
       caCertPem: pki.caCert,
       binDir,
+      dir,
       async newNamespace(prefix = 'test') {
         const name = `${prefix}-${randomBytes(4).toString('hex')}`.slice(0, 63);
         await core.createNamespace({ body: { metadata: { name } } });
