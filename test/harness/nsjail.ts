@@ -1,0 +1,115 @@
+// Helpers to run real interpreters inside a real nsjail in tests and benchmarks. The production
+// sandbox configuration lives in src/executor; this is only the minimum needed to prove that
+// nsjail works on the machine: fresh namespaces, an unprivileged uid, read-only binds of exactly
+// what an interpreter needs, and no network.
+import { execFile, execFileSync } from 'node:child_process';
+import { openSync, readSync, closeSync, realpathSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export const NAMESPACES = ['user', 'pid', 'mnt', 'net', 'ipc', 'uts', 'cgroup'] as const;
+export const NOBODY = 65534;
+
+function isElf(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const magic = Buffer.alloc(4);
+    return readSync(fd, magic, 0, 4, 0) === 4 && magic.toString('latin1') === '\x7fELF';
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The real binary of an interpreter (not a pyenv/nvm shell shim): the first of the usual system
+ * locations, then $PATH, whose resolved path is an ELF executable.
+ */
+export function findInterpreter(name: 'python3' | 'node', env = process.env): string {
+  const candidates = [
+    `/usr/bin/${name}`,
+    `/usr/local/bin/${name}`,
+    ...(env.PATH ?? '').split(delimiter).map((d) => join(d, name)),
+    ...(name === 'node' ? [process.execPath] : []),
+  ];
+  for (const c of candidates) {
+    try {
+      const real = realpathSync(c);
+      if (isElf(real)) return real;
+    } catch {
+      // not there
+    }
+  }
+  throw new Error(`no ${name} executable (ELF, not a shim) found in ${candidates.join(', ')}`);
+}
+
+/** Read-only bind arguments for the binary's shared libraries and ELF interpreter, via ldd. */
+export function sharedLibraryMounts(bin: string): string[] {
+  const out = execFileSync('ldd', [bin], { encoding: 'utf8' });
+  const paths = new Set<string>();
+  for (const m of out.matchAll(/(?:=>\s*|^\s*)(\/\S+)/gm)) paths.add(m[1] as string);
+  return [...paths].flatMap((p) => ['-R', `${realpathSync(p)}:${p}`]);
+}
+
+/** Read-only binds a Python interpreter needs: the binary, its libraries and its stdlib. */
+export function pythonMounts(python: string): string[] {
+  const stdlib = execFileSync(
+    python,
+    ['-c', 'import sysconfig; print(sysconfig.get_paths()["stdlib"])'],
+    { encoding: 'utf8' },
+  ).trim();
+  return ['-R', python, '-R', stdlib, ...sharedLibraryMounts(python)];
+}
+
+/** Read-only binds a Node.js binary needs. */
+export function nodeMounts(node: string): string[] {
+  return ['-R', node, ...sharedLibraryMounts(node)];
+}
+
+/**
+ * nsjail arguments for one run: standalone once, new user/pid/mnt/net/ipc/uts/cgroup namespaces
+ * (nsjail's defaults, none disabled), uid/gid 65534 inside mapped to 65534 outside, an empty
+ * tmpfs root with only `mounts`, a cleared environment and a wall-clock limit.
+ */
+export function jailArgs(mounts: string[], command: string[], timeLimitSeconds = 20): string[] {
+  return [
+    '--mode',
+    'o',
+    '--really_quiet',
+    '--user',
+    `${NOBODY}:${NOBODY}:1`,
+    '--group',
+    `${NOBODY}:${NOBODY}:1`,
+    '--hostname',
+    'mcpworks-smoke',
+    '--time_limit',
+    String(timeLimitSeconds),
+    // V8 reserves far more address space than it uses; the 4 GiB default breaks node.
+    '--rlimit_as',
+    'inf',
+    ...mounts,
+    '--',
+    ...command,
+  ];
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command and collects its output; never rejects on a non-zero exit. */
+export function run(bin: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile(bin, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number') {
+        if (err.killed || err.signal) resolve({ code: null, stdout, stderr });
+        else reject(err);
+        return;
+      }
+      resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
+    });
+  });
+}
