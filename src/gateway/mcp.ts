@@ -1,0 +1,231 @@
+/**
+ * The MCP protocol side of the gateway: an SDK `Server` whose handlers authorize every call
+ * through the policy engine and run allowed calls in the executor. One instance per session;
+ * the request's context (principal, snapshot) reaches the handlers through the SDK's
+ * `authInfo.extra`, never through shared mutable state.
+ *
+ * Error mapping (ADR docs/adr/0006-gateway-errors.md): a policy denial and every sandbox failure
+ * are tool results with `isError: true` (the model can read them and adapt); protocol problems
+ * (unknown tool, malformed params) are JSON-RPC errors; internal faults are JSON-RPC internal
+ * errors with no details.
+ */
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode as RpcErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  type CallToolResult,
+  type Tool as McpTool,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { ResolvedTool, ToolCallResult, ToolExecutor } from '../executor/types.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { RequestContext } from './context.ts';
+import type { Decision, PolicyRequest } from './policy/types.ts';
+import type { EventSink } from './telemetry/events.ts';
+import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
+import type { GatewaySnapshot } from './source/types.ts';
+
+/** The policy engine as the gateway uses it (src/gateway/policy/engine.ts provides it). */
+export interface PolicyEngine {
+  decide(policySet: GatewaySnapshot['policySet'], request: PolicyRequest): Decision;
+  /** Names of `tools` the request's principal may call (tools/list filtering). */
+  visibleTools(
+    policySet: GatewaySnapshot['policySet'],
+    request: Omit<PolicyRequest, 'method' | 'tool' | 'arguments'>,
+    tools: readonly string[],
+  ): string[];
+}
+
+export interface ProtocolDeps {
+  executor: ToolExecutor;
+  policy: PolicyEngine;
+  metrics: GatewayMetrics;
+  events?: EventSink;
+  logger: Logger;
+  version: string;
+}
+
+const CONTEXT_KEY = 'mcpworksContext';
+
+/** What the HTTP layer hands the SDK transport as `req.auth`: no token, only our context. */
+export function authInfoFor(ctx: RequestContext): AuthInfo {
+  return {
+    token: '',
+    clientId: ctx.principal?.name ?? '',
+    scopes: [],
+    extra: { [CONTEXT_KEY]: ctx },
+  };
+}
+
+function contextOf(extra: { authInfo?: AuthInfo }): RequestContext {
+  const ctx = extra.authInfo?.extra?.[CONTEXT_KEY] as RequestContext | undefined;
+  // Unreachable through the HTTP layer; refusing is the safe answer if it ever happens.
+  if (ctx?.principal === undefined)
+    throw new McpError(RpcErrorCode.InternalError, 'internal error');
+  return ctx;
+}
+
+export function serverRef(snapshot: GatewaySnapshot): PolicyRequest['server'] {
+  const meta = snapshot.server.metadata;
+  return {
+    namespace: meta.namespace ?? 'default',
+    name: meta.name,
+    labels: { ...meta.labels },
+    namespaceLabels: { ...snapshot.namespaceLabels },
+  };
+}
+
+function publicTool(tool: ResolvedTool): McpTool {
+  return {
+    name: tool.name,
+    description: tool.description,
+    inputSchema: { ...tool.inputSchema, type: 'object' } as McpTool['inputSchema'],
+  };
+}
+
+function toCallToolResult(result: ToolCallResult): CallToolResult {
+  const content =
+    result.content.length > 0
+      ? result.content
+      : [
+          {
+            type: 'text' as const,
+            text: result.message ?? (result.isError ? `tool failed: ${result.outcome}` : ''),
+          },
+        ];
+  const out: CallToolResult = { content, isError: result.isError };
+  if (result.structuredContent !== undefined && !result.isError)
+    out.structuredContent = result.structuredContent;
+  return out;
+}
+
+const FAILURE_EVENT_OUTCOMES = new Set([
+  'timeout',
+  'memory-limit',
+  'pids-limit',
+  'sandbox-violation',
+  'executor-unavailable',
+]);
+
+export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
+  const server = new Server(
+    { name, version: deps.version },
+    { capabilities: { tools: { listChanged: false } } },
+  );
+
+  server.setRequestHandler(ListToolsRequestSchema, (_request, extra) => {
+    const ctx = contextOf(extra);
+    const snapshot = ctx.snapshot;
+    const principal = ctx.principal!;
+    const names = new Set(
+      deps.policy.visibleTools(
+        snapshot.policySet,
+        { server: serverRef(snapshot), principal: { ...principal, groups: [...principal.groups] } },
+        snapshot.tools.map((t) => t.name),
+      ),
+    );
+    return { tools: snapshot.tools.filter((t) => names.has(t.name)).map(publicTool) };
+  });
+
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const ctx = contextOf(extra);
+    const { snapshot } = ctx;
+    const principal = ctx.principal!;
+    const toolName = request.params.name;
+    const args = request.params.arguments ?? {};
+    ctx.tool = toolName;
+    ctx.arguments = args;
+    const declared = new Set(snapshot.tools.map((t) => t.name));
+    const toolLabel = deps.metrics.toolLabel(toolName, declared);
+
+    // Authorize before looking the tool up: a caller denied a tool learns nothing about whether
+    // it exists.
+    const decision = deps.policy.decide(snapshot.policySet, {
+      server: serverRef(snapshot),
+      principal: { ...principal, groups: [...principal.groups] },
+      method: 'tools/call',
+      tool: toolName,
+      arguments: args,
+    });
+    ctx.decision = decision;
+    if (decision.effect !== 'Allow') {
+      ctx.reasonCode = decision.rule === undefined ? ReasonCode.DefaultDeny : ReasonCode.PolicyDeny;
+      ctx.outcome = 'denied';
+      deps.events?.observe({
+        regarding: {
+          apiVersion: snapshot.server.apiVersion,
+          kind: 'McpServer',
+          name: snapshot.server.metadata.name,
+          namespace: ctx.snapshot.server.metadata.namespace ?? 'default',
+          ...(snapshot.server.metadata.uid === undefined
+            ? {}
+            : { uid: snapshot.server.metadata.uid }),
+        },
+        type: 'Warning',
+        reason: 'ToolCallDenied',
+        message: `${principal.name} was denied tool ${toolLabel}: ${decision.reason}`,
+      });
+      return {
+        content: [{ type: 'text', text: `denied by policy: ${decision.reason}` }],
+        isError: true,
+      };
+    }
+    ctx.reasonCode = ReasonCode.PolicyAllow;
+    const tool = snapshot.tools.find((t) => t.name === toolName);
+    if (tool === undefined) {
+      ctx.reasonCode = ReasonCode.UnknownTool;
+      ctx.outcome = 'invalid-request';
+      throw new McpError(RpcErrorCode.InvalidParams, `Unknown tool: ${toolName}`);
+    }
+    const meta = snapshot.server.metadata;
+    const call = deps.executor.execute(
+      {
+        callId: ctx.decisionId,
+        server: { namespace: meta.namespace ?? 'default', name: meta.name },
+        tool,
+        arguments: args,
+      },
+      extra.signal,
+    );
+    ctx.pending = call.catch(() => undefined);
+    let result: ToolCallResult;
+    try {
+      result = await call;
+    } catch (error) {
+      ctx.outcome = 'internal-error';
+      ctx.reasonCode = ReasonCode.InternalError;
+      deps.logger.error(
+        { err: error, decisionId: ctx.decisionId, tool: toolName },
+        'executor failed',
+      );
+      throw new McpError(RpcErrorCode.InternalError, 'internal error');
+    }
+    ctx.outcome = result.outcome;
+    ctx.outputBytes = result.outputBytes;
+    ctx.executor = result.executor;
+    deps.metrics.sandboxOutcome({
+      server: ctx.serverKey,
+      tool: toolLabel,
+      outcome: result.outcome,
+    });
+    if (FAILURE_EVENT_OUTCOMES.has(result.outcome)) {
+      deps.events?.observe({
+        regarding: {
+          apiVersion: snapshot.server.apiVersion,
+          kind: 'McpServer',
+          name: meta.name,
+          namespace: meta.namespace ?? 'default',
+          ...(meta.uid === undefined ? {} : { uid: meta.uid }),
+        },
+        type: 'Warning',
+        reason: 'ToolCallFailed',
+        message: `tool ${toolLabel} ended with ${result.outcome}`,
+      });
+    }
+    return toCallToolResult(result);
+  });
+
+  return server;
+}

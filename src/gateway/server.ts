@@ -1,0 +1,404 @@
+/**
+ * createGatewayApp: one McpServer's MCP endpoint over Streamable HTTP. Order of checks for every
+ * request: Host / Origin (DNS rebinding) → no credentials in the query → authentication → body
+ * limit and JSON → session (bound to the principal) → the SDK transport, whose handlers authorize
+ * each tool call (./mcp.ts). Whatever happens, the request ends with exactly one decision record
+ * (./context.ts), written after the tool call is over so it carries the post-conditions.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { ToolExecutor } from '../executor/types.ts';
+import type { Clock } from '../shared/clock.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { Authenticator, AuthFailure } from './auth/types.ts';
+import { readJsonBody } from './body.ts';
+import {
+  gatewayDecision,
+  newRequestContext,
+  toDecisionEntry,
+  type RequestContext,
+} from './context.ts';
+import type { DecisionRecorder } from './decisions/recorder.ts';
+import { authInfoFor, createProtocolServer, type PolicyEngine, type ProtocolDeps } from './mcp.ts';
+import { checkHost, checkOrigin, checkQuery, type OriginPolicy } from './origin.ts';
+import {
+  DEFAULT_SESSION_LIMITS,
+  SessionTable,
+  newSessionId,
+  type SessionLimits,
+} from './sessions.ts';
+import type { GatewayConfigSource, GatewaySnapshot } from './source/types.ts';
+import type { EventSink } from './telemetry/events.ts';
+import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
+
+export interface GatewayLimits {
+  /** Largest request body accepted (413 beyond); default 1 MiB. */
+  maxBodyBytes: number;
+  sessions: SessionLimits;
+}
+
+export const DEFAULT_LIMITS: GatewayLimits = {
+  maxBodyBytes: 1024 * 1024,
+  sessions: DEFAULT_SESSION_LIMITS,
+};
+
+export interface GatewayAppOptions {
+  source: GatewayConfigSource;
+  executor: ToolExecutor;
+  /** Builds the authenticator for one snapshot; called once per snapshot revision. */
+  authenticatorFactory: (snapshot: GatewaySnapshot) => Authenticator;
+  policy: PolicyEngine;
+  recorder: DecisionRecorder;
+  metrics: GatewayMetrics;
+  events?: EventSink;
+  clock: Clock;
+  logger: Logger;
+  /** Browser origins allowed besides loopback ones. */
+  allowedOrigins?: readonly string[];
+  /** Host header values accepted; undefined accepts any (behind a Service). */
+  allowedHosts?: readonly string[];
+  limits?: Partial<GatewayLimits>;
+  /** `scheme://host[:port]` clients use, for the resource metadata; default: from the Host header. */
+  publicBaseUrl?: string;
+  version?: string;
+}
+
+export interface GatewayApp {
+  readonly serverKey: string;
+  readonly sessionCount: number;
+  /** Serves the MCP endpoint; `mcpPath` is the path the client used (`/mcp/ns/name` or `/mcp`). */
+  handleMcp(req: IncomingMessage, res: ServerResponse, mcpPath: string): Promise<void>;
+  /** RFC 9728 protected-resource metadata for `mcpPath` (public, as the RFC intends). */
+  handleResourceMetadata(req: IncomingMessage, res: ServerResponse, mcpPath: string): void;
+  close(): Promise<void>;
+}
+
+export const RESOURCE_METADATA_PREFIX = '/.well-known/oauth-protected-resource';
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+function rpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  headers?: Record<string, string>,
+) {
+  sendJson(res, status, { jsonrpc: '2.0', error: { code, message }, id: null }, headers);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function quote(value: string): string {
+  return `"${value.replace(/["\\]/g, '')}"`;
+}
+
+export function wwwAuthenticate(failure: AuthFailure, resourceMetadataUrl: string): string {
+  const params = [`resource_metadata=${quote(resourceMetadataUrl)}`];
+  if (failure.error !== undefined) params.push(`error=${quote(failure.error)}`);
+  if (failure.error !== undefined) params.push(`error_description=${quote(failure.message)}`);
+  if (failure.scope !== undefined && failure.scope.length > 0)
+    params.push(`scope=${quote(failure.scope.join(' '))}`);
+  return `Bearer ${params.join(', ')}`;
+}
+
+export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
+  const limits: GatewayLimits = {
+    maxBodyBytes: options.limits?.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes,
+    sessions: { ...DEFAULT_LIMITS.sessions, ...options.limits?.sessions },
+  };
+  if (!(limits.maxBodyBytes > 0))
+    throw new RangeError('createGatewayApp: limits.maxBodyBytes must be positive');
+  const { source, clock, metrics, recorder } = options;
+  const logger = options.logger.child({ component: 'gateway' });
+  const originPolicy: OriginPolicy = {
+    allowedOrigins: options.allowedOrigins ?? [],
+    ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
+  };
+  const initial = source.current();
+  const serverKey = `${initial.server.metadata.namespace ?? 'default'}/${initial.server.metadata.name}`;
+  const sessions = new SessionTable(limits.sessions);
+  const deps: ProtocolDeps = {
+    executor: options.executor,
+    policy: options.policy,
+    metrics,
+    logger,
+    version: options.version ?? '0.1.0',
+    ...(options.events === undefined ? {} : { events: options.events }),
+  };
+
+  let authenticator: { revision: number; value: Authenticator } | undefined;
+  const authenticatorFor = (snapshot: GatewaySnapshot): Authenticator => {
+    if (authenticator?.revision !== snapshot.revision) {
+      authenticator = {
+        revision: snapshot.revision,
+        value: options.authenticatorFactory(snapshot),
+      };
+    }
+    return authenticator.value;
+  };
+  const reportSessions = () => metrics.sessionsOpen(serverKey, sessions.size);
+  const sweeper = setInterval(
+    () => {
+      if (sessions.sweep(clock.monotonicMs()) > 0) reportSessions();
+    },
+    Math.min(60_000, Math.max(1_000, limits.sessions.idleTimeoutMs / 4)),
+  );
+  sweeper.unref();
+
+  const baseUrl = (req: IncomingMessage) =>
+    options.publicBaseUrl ?? `http://${header(req, 'host') ?? '127.0.0.1'}`;
+  const metadataUrl = (req: IncomingMessage, mcpPath: string) =>
+    `${baseUrl(req)}${RESOURCE_METADATA_PREFIX}${mcpPath}`;
+
+  const deny = (
+    ctx: RequestContext,
+    reasonCode: ReasonCode,
+    reason: string,
+    outcome: RequestContext['outcome'],
+  ) => {
+    ctx.decision = gatewayDecision('Deny', reason);
+    ctx.reasonCode = reasonCode;
+    ctx.outcome = outcome;
+  };
+
+  const finish = (ctx: RequestContext, res: ServerResponse) => {
+    if (ctx.finished) return;
+    ctx.finished = true;
+    if (ctx.decision === undefined) {
+      if (ctx.method === 'tools/call') {
+        // The handler never ran: the SDK refused the params before authorization.
+        deny(ctx, ReasonCode.InvalidRequest, 'invalid tools/call request', 'invalid-request');
+      } else {
+        ctx.decision = gatewayDecision('Allow', `authenticated ${ctx.method} request`);
+        ctx.reasonCode = ReasonCode.Authenticated;
+        if (res.statusCode >= 400) ctx.outcome = 'invalid-request';
+      }
+    }
+    const durationMs = clock.monotonicMs() - ctx.startedMs;
+    try {
+      recorder.record(
+        toDecisionEntry(ctx, durationMs, ctx.snapshot.server.spec.audit.recordArguments),
+      );
+    } catch (error) {
+      logger.error(
+        { err: error, decisionId: ctx.decisionId },
+        'decision record could not be written',
+      );
+    }
+    const declared = new Set(ctx.snapshot.tools.map((t) => t.name));
+    metrics.decision({
+      server: serverKey,
+      tool: metrics.toolLabel(ctx.tool, declared),
+      effect: ctx.decision!.effect === 'Allow' ? 'allow' : 'deny',
+      reasonCode: ctx.reasonCode ?? ReasonCode.InternalError,
+    });
+    metrics.requestDuration({ server: serverKey, method: ctx.method }, durationMs / 1000);
+  };
+
+  const serve = async (
+    ctx: RequestContext,
+    req: IncomingMessage,
+    res: ServerResponse,
+    mcpPath: string,
+  ) => {
+    for (const guard of [
+      checkHost(header(req, 'host'), originPolicy),
+      checkOrigin(header(req, 'origin'), originPolicy),
+    ]) {
+      if (!guard.ok) {
+        const code =
+          guard.code === 'host_rejected' ? ReasonCode.HostRejected : ReasonCode.OriginRejected;
+        deny(ctx, code, guard.message, 'invalid-request');
+        return rpcError(res, 403, -32000, guard.message);
+      }
+    }
+    const url = new URL(req.url ?? '/', 'http://gateway.invalid');
+    const query = checkQuery(url.searchParams);
+    if (!query.ok) {
+      deny(ctx, ReasonCode.CredentialInQuery, query.message, 'invalid-request');
+      return rpcError(res, 400, -32000, query.message);
+    }
+
+    const auth = await authenticatorFor(ctx.snapshot).authenticate({
+      headers: req.headers,
+      url: req.url ?? '/',
+    });
+    if (!auth.ok) {
+      ctx.authFailure = auth;
+      metrics.authFailure({ method: auth.method, reason: auth.reason });
+      const code = auth.status === 403 ? ReasonCode.InsufficientScope : ReasonCode.Unauthenticated;
+      deny(ctx, code, auth.message, 'unauthenticated');
+      const challenge: Record<string, string> =
+        auth.status === 400
+          ? {}
+          : { 'www-authenticate': wwwAuthenticate(auth, metadataUrl(req, mcpPath)) };
+      req.resume();
+      return rpcError(res, auth.status, -32000, auth.message, challenge);
+    }
+    ctx.principal = auth.principal;
+    ctx.authMethod = auth.method;
+    const principal = auth.principal;
+
+    const method = req.method ?? 'GET';
+    if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+      deny(ctx, ReasonCode.MethodNotAllowed, 'method not allowed', 'invalid-request');
+      return rpcError(res, 405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' });
+    }
+
+    let body: unknown;
+    if (method === 'POST') {
+      const read = await readJsonBody(req, limits.maxBodyBytes);
+      if (!read.ok) {
+        const code =
+          read.code === 'body_too_large' ? ReasonCode.BodyTooLarge : ReasonCode.ParseError;
+        deny(ctx, code, read.message, 'invalid-request');
+        return rpcError(
+          res,
+          read.status,
+          read.code === 'parse_error' ? -32700 : -32600,
+          read.message,
+        );
+      }
+      body = read.value;
+      if (
+        typeof body !== 'object' ||
+        body === null ||
+        Array.isArray(body) ||
+        (body as { jsonrpc?: unknown }).jsonrpc !== '2.0'
+      ) {
+        deny(
+          ctx,
+          ReasonCode.InvalidRequest,
+          'Invalid Request: one JSON-RPC 2.0 message per request',
+          'invalid-request',
+        );
+        return rpcError(res, 400, -32600, 'Invalid Request: one JSON-RPC 2.0 message per request');
+      }
+      const message = body as { method?: unknown; params?: { name?: unknown } };
+      ctx.method = typeof message.method === 'string' ? message.method.slice(0, 128) : 'response';
+      if (ctx.method === 'tools/call' && typeof message.params?.name === 'string') {
+        ctx.tool = message.params.name.slice(0, 128);
+      }
+    }
+
+    (req as IncomingMessage & { auth?: unknown }).auth = authInfoFor(ctx);
+    const sessionHeader = header(req, 'mcp-session-id');
+
+    if (method === 'POST' && ctx.method === 'initialize' && sessionHeader === undefined) {
+      if (!sessions.makeRoom(principal)) {
+        deny(ctx, ReasonCode.SessionLimit, 'too many open sessions', 'overloaded');
+        return rpcError(res, 503, -32000, 'Service Unavailable: too many open sessions', {
+          'retry-after': '5',
+        });
+      }
+      const protocol = createProtocolServer(deps, `mcpworks:${serverKey}`);
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: newSessionId,
+        enableJsonResponse: true,
+        onsessioninitialized: (id) => {
+          sessions.add({
+            id,
+            principalKey: '',
+            transport,
+            server: protocol,
+            lastActiveMs: clock.monotonicMs(),
+          });
+          reportSessions();
+        },
+        onsessionclosed: (id) => {
+          sessions.remove(id);
+          reportSessions();
+        },
+      });
+      transport.onclose = () => {
+        if (transport.sessionId !== undefined) sessions.remove(transport.sessionId);
+        reportSessions();
+      };
+      await protocol.connect(transport);
+      await transport.handleRequest(req, res, body);
+      const id = transport.sessionId;
+      const session = id === undefined ? undefined : sessions.bind(id, principal);
+      if (session === undefined) await protocol.close();
+      else ctx.sessionId = id;
+      return;
+    }
+
+    if (sessionHeader === undefined) {
+      deny(
+        ctx,
+        ReasonCode.InvalidRequest,
+        'Bad Request: Mcp-Session-Id header is required',
+        'invalid-request',
+      );
+      return rpcError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
+    }
+    const session = sessions.lookup(sessionHeader, principal, clock.monotonicMs());
+    if (session === undefined) {
+      deny(ctx, ReasonCode.SessionNotFound, 'Session not found', 'invalid-request');
+      return rpcError(res, 404, -32001, 'Session not found');
+    }
+    ctx.sessionId = session.id;
+    await session.transport.handleRequest(req, res, body);
+  };
+
+  return {
+    serverKey,
+    get sessionCount() {
+      return sessions.size;
+    },
+    async handleMcp(req, res, mcpPath) {
+      const ctx = newRequestContext(source.current(), clock.monotonicMs(), req.method ?? 'GET');
+      try {
+        await serve(ctx, req, res, mcpPath);
+      } catch (error) {
+        logger.error({ err: error, decisionId: ctx.decisionId }, 'request failed');
+        if (ctx.outcome === undefined || ctx.outcome === 'ok') {
+          deny(ctx, ReasonCode.InternalError, 'internal error', 'internal-error');
+        }
+        rpcError(res, 500, -32603, 'Internal error');
+      } finally {
+        if (ctx.pending !== undefined) await ctx.pending;
+        finish(ctx, res);
+      }
+    },
+    handleResourceMetadata(req, res, mcpPath) {
+      const snapshot = source.current();
+      const auth = snapshot.server.spec.auth;
+      const metadata: Record<string, unknown> = {
+        resource: `${baseUrl(req)}${mcpPath}`,
+        authorization_servers: auth.oidc === undefined ? [] : [auth.oidc.issuer],
+        bearer_methods_supported: ['header'],
+        resource_name: `MCPWorks ${serverKey}`,
+      };
+      if (auth.oidc?.requiredScopes !== undefined)
+        metadata['scopes_supported'] = auth.oidc.requiredScopes;
+      sendJson(res, 200, metadata);
+    },
+    async close() {
+      clearInterval(sweeper);
+      sessions.closeAll();
+      reportSessions();
+    },
+  };
+}

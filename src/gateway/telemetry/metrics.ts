@@ -1,0 +1,147 @@
+/**
+ * Every Prometheus metric the gateway exports, declared in one place on a registry the caller
+ * passes in (never the global default registry). Labels are bounded: `server` comes from
+ * configuration, `tool` only from the tools the server declares (anything else is `_unknown`),
+ * `reason_code` / `outcome` / `method` / `reason` from closed enums below.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { AUTH_FAILURE_REASONS, AUTH_METHODS } from '../auth/types.ts';
+import { SANDBOX_OUTCOMES } from '../../executor/types.ts';
+
+export const METRIC_PREFIX = 'mcpworks_';
+export const UNKNOWN_LABEL = '_unknown';
+export const NO_TOOL_LABEL = '';
+
+/** Why the gateway decided what it decided; a closed set (metric label and log field). */
+export const ReasonCode = {
+  /** A policy rule allowed the call. */
+  PolicyAllow: 'policy_allow',
+  /** A policy rule denied the call. */
+  PolicyDeny: 'policy_deny',
+  /** No rule matched: default deny. */
+  DefaultDeny: 'default_deny',
+  /** An authenticated protocol request that needs no policy (initialize, ping, tools/list, ...). */
+  Authenticated: 'authenticated',
+  Unauthenticated: 'unauthenticated',
+  InsufficientScope: 'insufficient_scope',
+  OriginRejected: 'origin_rejected',
+  HostRejected: 'host_rejected',
+  CredentialInQuery: 'credential_in_query',
+  BodyTooLarge: 'body_too_large',
+  ParseError: 'parse_error',
+  InvalidRequest: 'invalid_request',
+  UnknownTool: 'unknown_tool',
+  SessionNotFound: 'session_not_found',
+  SessionLimit: 'session_limit',
+  NotFound: 'not_found',
+  MethodNotAllowed: 'method_not_allowed',
+  InternalError: 'internal_error',
+} as const;
+export type ReasonCode = (typeof ReasonCode)[keyof typeof ReasonCode];
+export const REASON_CODES = Object.values(ReasonCode) as readonly ReasonCode[];
+
+export type Effect = 'allow' | 'deny';
+
+/** MCP methods that get their own label value; everything else is `_other`. */
+const KNOWN_METHODS = new Set([
+  'initialize',
+  'ping',
+  'tools/list',
+  'tools/call',
+  'notifications/initialized',
+  'notifications/cancelled',
+  'GET',
+  'DELETE',
+]);
+
+export function methodLabel(method: string | undefined): string {
+  if (method === undefined) return UNKNOWN_LABEL;
+  return KNOWN_METHODS.has(method) ? method : '_other';
+}
+
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  decision(labels: { server: string; tool: string; effect: Effect; reasonCode: ReasonCode }): void;
+  requestDuration(labels: { server: string; method: string | undefined }, seconds: number): void;
+  authFailure(labels: { method: string | undefined; reason: string }): void;
+  sandboxOutcome(labels: { server: string; tool: string; outcome: string }): void;
+  sessionsOpen(server: string, count: number): void;
+  /**
+   * Maps a tool name from a request to a label value: itself when `declared` has it, else
+   * `_unknown` (a caller must not be able to mint label values).
+   */
+  toolLabel(tool: string | undefined, declared: ReadonlySet<string>): string;
+}
+
+function bounded(value: string | undefined, allowed: ReadonlySet<string>): string {
+  return value !== undefined && allowed.has(value) ? value : UNKNOWN_LABEL;
+}
+
+export function createGatewayMetrics(registry: Registry): GatewayMetrics {
+  const decisions = new Counter({
+    name: `${METRIC_PREFIX}decisions_total`,
+    help: 'Gateway decisions, one per request that reached the MCP endpoint.',
+    labelNames: ['server', 'tool', 'effect', 'reason_code'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: `${METRIC_PREFIX}request_duration_seconds`,
+    help: 'Time from request arrival to the response, by MCP method.',
+    labelNames: ['server', 'method'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: `${METRIC_PREFIX}auth_failures_total`,
+    help: 'Requests refused by authentication, by credential method and bounded reason.',
+    labelNames: ['method', 'reason'] as const,
+    registers: [registry],
+  });
+  const outcomes = new Counter({
+    name: `${METRIC_PREFIX}sandbox_outcomes_total`,
+    help: 'How sandboxed tool calls ended.',
+    labelNames: ['server', 'tool', 'outcome'] as const,
+    registers: [registry],
+  });
+  const sessions = new Gauge({
+    name: `${METRIC_PREFIX}sessions_open`,
+    help: 'MCP sessions currently open.',
+    labelNames: ['server'] as const,
+    registers: [registry],
+  });
+  const authMethods = new Set<string>(AUTH_METHODS);
+  const authReasons = new Set<string>(AUTH_FAILURE_REASONS);
+  const outcomeValues = new Set<string>(SANDBOX_OUTCOMES);
+  const reasonCodes = new Set<string>(REASON_CODES);
+
+  return {
+    registry,
+    decision({ server, tool, effect, reasonCode }) {
+      decisions.inc({
+        server,
+        tool,
+        effect,
+        reason_code: bounded(reasonCode, reasonCodes),
+      });
+    },
+    requestDuration({ server, method }, seconds) {
+      duration.observe({ server, method: methodLabel(method) }, seconds);
+    },
+    authFailure({ method, reason }) {
+      authFailures.inc({
+        method: method === undefined ? 'none' : bounded(method, authMethods),
+        reason: bounded(reason, authReasons),
+      });
+    },
+    sandboxOutcome({ server, tool, outcome }) {
+      outcomes.inc({ server, tool, outcome: bounded(outcome, outcomeValues) });
+    },
+    sessionsOpen(server, count) {
+      sessions.set({ server }, count);
+    },
+    toolLabel(tool, declared) {
+      if (tool === undefined) return NO_TOOL_LABEL;
+      return declared.has(tool) ? tool : UNKNOWN_LABEL;
+    },
+  };
+}
