@@ -160,7 +160,9 @@ describe('loadManifests', () => {
 describe('validateObject', () => {
   test('names a duplicate tool by its list index', () => {
     const result = validateObject(server('demo', { tools: [tool('a'), tool('a')] }));
-    assert.deepEqual(result.ok ? [] : result.errors, ['spec.tools[1]: Duplicate value: name "a"']);
+    assert.deepEqual(result.ok ? [] : result.errors, [
+      'spec.tools[1]: Duplicate value: {"name":"a"}',
+    ]);
   });
 
   test('reports unknown fields as the API server does', () => {

@@ -38,7 +38,7 @@ export type Method = z.infer<typeof MethodSchema>;
 
 /** Glob over tool names (`*`, `?`, `[a-z]`, `{a,b}`). */
 export const TOOL_PATTERN = '^[A-Za-z0-9_.*?{},\\[\\]!-]{1,128}$';
-export const ToolPatternSchema = z.string().regex(new RegExp(TOOL_PATTERN), {
+export const ToolPatternSchema = z.string().min(1).max(128).regex(new RegExp(TOOL_PATTERN), {
   message: 'must be a glob of letters, digits, "_", "-", ".", "*", "?", "[...]" or "{a,b}"',
 });
 
@@ -57,7 +57,7 @@ export const ConditionExpressionSchema = z
 
 export const PolicyRuleSchema = z.strictObject({
   effect: EffectSchema,
-  subjects: z.array(PolicySubjectSchema).min(1).max(64),
+  subjects: z.array(PolicySubjectSchema).min(1).max(32),
   tools: z.array(ToolPatternSchema).min(1).max(64),
   /** The rule matches only when every condition is true. A Deny needs none. */
   conditions: z.array(ConditionExpressionSchema).max(16).optional(),
@@ -79,7 +79,7 @@ export const AgentPolicySpecSchema = z.strictObject({
   servers: ServerSelectorSchema,
   /** Evaluate and record the would-be effect without enforcing it (safe roll-out). */
   auditOnly: z.boolean().default(false),
-  rules: z.array(PolicyRuleSchema).min(1).max(256),
+  rules: z.array(PolicyRuleSchema).min(1).max(128),
 });
 export type AgentPolicySpec = z.infer<typeof AgentPolicySpecSchema>;
 

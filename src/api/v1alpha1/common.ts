@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { withRules } from './rules.ts';
-import { LABEL_REQUIREMENT_RULES } from './validations.ts';
+import { LABEL_KEY_PATTERN, LABEL_REQUIREMENT_RULES, MATCH_LABELS_RULES } from './validations.ts';
 
 export const GROUP = 'mcpworks.io';
 export const VERSION = 'v1alpha1';
@@ -25,16 +25,9 @@ export const DnsSubdomainSchema = z
   .regex(new RegExp(DNS_SUBDOMAIN_PATTERN), 'must be a lowercase RFC 1123 subdomain');
 
 /** A label key (`prefix/name`) or value, as metav1 accepts them. */
-const LabelKeySchema = z
-  .string()
-  .min(1)
-  .max(317)
-  .regex(
-    /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/,
-    {
-      message: 'must be a label key: an optional DNS subdomain prefix and "/", then a name',
-    },
-  );
+const LabelKeySchema = z.string().min(1).max(317).regex(new RegExp(LABEL_KEY_PATTERN), {
+  message: 'must be a label key: an optional DNS subdomain prefix and "/", then a name',
+});
 const LabelValueSchema = z
   .string()
   .max(63)
@@ -51,7 +44,10 @@ export const LabelSelectorRequirementSchema = withRules(
 
 /** metav1.LabelSelector. An empty selector selects everything. */
 export const LabelSelectorSchema = z.strictObject({
-  matchLabels: z.record(LabelKeySchema, LabelValueSchema).optional().meta({ maxProperties: 64 }),
+  // Keys are checked by a rule: a CRD cannot constrain map keys with a schema.
+  matchLabels: withRules(z.record(z.string(), LabelValueSchema), MATCH_LABELS_RULES)
+    .optional()
+    .meta({ maxProperties: 64 }),
   matchExpressions: z.array(LabelSelectorRequirementSchema).max(32).optional(),
 });
 export type LabelSelector = z.infer<typeof LabelSelectorSchema>;

@@ -26,7 +26,7 @@ export type Runtime = z.infer<typeof RuntimeSchema>;
 
 /** MCP tool names: a letter first, then letters, digits, `_`, `-` or `.`; at most 64 characters. */
 export const TOOL_NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_.-]{0,63}$';
-export const ToolNameSchema = z.string().regex(new RegExp(TOOL_NAME_PATTERN), {
+export const ToolNameSchema = z.string().min(1).max(64).regex(new RegExp(TOOL_NAME_PATTERN), {
   message: 'must start with a letter and contain only letters, digits, "_", "-" or "." (max 64)',
 });
 
@@ -169,7 +169,8 @@ export const AuditSpecSchema = z.strictObject({
 
 export const McpServerSpecSchema = z.strictObject({
   tools: keyedList(ToolSchema, 'name', { min: 1, max: 128 }),
-  auth: AuthSchema.default({ anonymous: { enabled: false } }),
+  /** Required: a server has no implicit way in (anonymous access is opt-in, never a default). */
+  auth: AuthSchema,
   gateway: GatewaySpecSchema.default(GatewaySpecSchema.parse({})),
   executor: ExecutorSpecSchema.default(ExecutorSpecSchema.parse({})),
   audit: AuditSpecSchema.default(AuditSpecSchema.parse({})),

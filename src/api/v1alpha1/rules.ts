@@ -79,7 +79,7 @@ export function keyedList<S extends z.ZodType>(
         if (seen.has(value)) {
           ctx.addIssue({
             code: 'custom',
-            message: `Duplicate value: ${key} ${JSON.stringify(value)}`,
+            message: `Duplicate value: ${JSON.stringify({ [key]: value })}`,
             path: [index],
           });
         }

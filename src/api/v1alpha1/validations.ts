@@ -104,6 +104,22 @@ export const LABEL_REQUIREMENT_RULES: readonly CrossFieldRule[] = [
   },
 ];
 
+export const LABEL_KEY_PATTERN =
+  '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$';
+const LABEL_KEY = new RegExp(LABEL_KEY_PATTERN);
+
+export const MATCH_LABELS_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'match-labels-keys',
+    path: '*.matchLabels',
+    rule: `self.all(k, k.size() <= 317 && k.matches('${LABEL_KEY_PATTERN.replaceAll('\\', '\\\\')}'))`,
+    message:
+      'keys must be label keys: an optional DNS subdomain prefix and "/", then a name of at most 63 characters',
+    check: (labels) =>
+      !isRecord(labels) || Object.keys(labels).every((k) => k.length <= 317 && LABEL_KEY.test(k)),
+  },
+];
+
 export const CLUSTER_POLICY_RULES: readonly CrossFieldRule[] = [
   {
     id: 'cluster-serviceaccount-namespace',
@@ -144,6 +160,7 @@ export const ALL_CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   ...SUBJECT_RULES,
   ...SERVER_SELECTOR_RULES,
   ...LABEL_REQUIREMENT_RULES,
+  ...MATCH_LABELS_RULES,
   ...CLUSTER_POLICY_RULES,
 ];
 
