@@ -1,0 +1,367 @@
+// API keys: `mcpw_<id>_<secret>`, stored as scrypt hashes in a Secret (docs/api-keys.md).
+//
+// scrypt makes a leaked Secret useless to an attacker, but it costs tens of milliseconds, far
+// over the gateway's latency budget. So a key that verified once is remembered by its SHA-256
+// (a fast hash of a 256-bit random value is as unguessable as the value) until the store is
+// replaced: revocation clears every cache at once and is effective for the very next request.
+import crypto from 'node:crypto';
+import { promisify } from 'node:util';
+import { z } from 'zod';
+import type { Clock } from '../../shared/clock.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { agentPrincipal } from './principal.ts';
+import { authFailure, type AuthResult, type CredentialVerifier } from './types.ts';
+
+// Called through the module object (not destructured) so tests can observe them.
+const scrypt = promisify(crypto.scrypt) as (
+  password: string,
+  salt: Buffer,
+  keylen: number,
+  options: crypto.ScryptOptions,
+) => Promise<Buffer>;
+
+export const API_KEY_PREFIX = 'mcpw_';
+/** Key ids are Secret data keys too: lowercase letters, digits and inner dashes. */
+export const API_KEY_ID_PATTERN = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
+const SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
+
+export const SCRYPT_DEFAULTS = { N: 2 ** 15, r: 8, p: 1, saltBytes: 16, keyBytes: 32 } as const;
+/** Bounds on hash parameters read from a Secret, so a hostile entry cannot exhaust memory. */
+const SCRYPT_BOUNDS = { minLog2N: 10, maxLog2N: 20, maxR: 32, maxP: 16, maxMemBytes: 256 << 20 };
+
+export interface ScryptHash {
+  N: number;
+  r: number;
+  p: number;
+  salt: Buffer;
+  hash: Buffer;
+}
+
+/** Parses `scrypt$N$r$p$<salt base64>$<hash base64>`; throws with a reason when invalid. */
+export function parseScryptHash(text: string): ScryptHash {
+  const parts = text.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') {
+    throw new Error('hash must have the form scrypt$N$r$p$<salt>$<hash>');
+  }
+  const [, nText, rText, pText, saltText, hashText] = parts as [string, ...string[]];
+  const N = Number(nText);
+  const r = Number(rText);
+  const p = Number(pText);
+  const log2N = Math.log2(N);
+  if (
+    !Number.isInteger(log2N) ||
+    log2N < SCRYPT_BOUNDS.minLog2N ||
+    log2N > SCRYPT_BOUNDS.maxLog2N
+  ) {
+    throw new Error(
+      `N must be a power of two between 2^${SCRYPT_BOUNDS.minLog2N} and 2^${SCRYPT_BOUNDS.maxLog2N}`,
+    );
+  }
+  if (!Number.isInteger(r) || r < 1 || r > SCRYPT_BOUNDS.maxR) throw new Error('r out of range');
+  if (!Number.isInteger(p) || p < 1 || p > SCRYPT_BOUNDS.maxP) throw new Error('p out of range');
+  if (scryptMemory(N, r) > SCRYPT_BOUNDS.maxMemBytes) throw new Error('N*r needs too much memory');
+  const salt = Buffer.from(saltText ?? '', 'base64');
+  const hash = Buffer.from(hashText ?? '', 'base64');
+  if (salt.length < 16) throw new Error('salt must be at least 16 bytes');
+  if (hash.length < 32 || hash.length > 64) throw new Error('hash must be 32 to 64 bytes');
+  return { N, r, p, salt, hash };
+}
+
+const scryptMemory = (N: number, r: number) => 128 * N * r;
+
+/** The Secret entry's `hash` for a key; used by `mcpworks apikey` and tests. */
+export async function hashApiKey(
+  key: string,
+  params: { N?: number; r?: number; p?: number } = {},
+): Promise<string> {
+  const N = params.N ?? SCRYPT_DEFAULTS.N;
+  const r = params.r ?? SCRYPT_DEFAULTS.r;
+  const p = params.p ?? SCRYPT_DEFAULTS.p;
+  const salt = crypto.randomBytes(SCRYPT_DEFAULTS.saltBytes);
+  const hash = await scrypt(key, salt, SCRYPT_DEFAULTS.keyBytes, {
+    N,
+    r,
+    p,
+    maxmem: 2 * scryptMemory(N, r),
+  });
+  const text = `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${hash.toString('base64')}`;
+  parseScryptHash(text); // refuse to produce a hash the store would reject
+  return text;
+}
+
+/** A fresh key for `id`: 256 random bits. */
+export function generateApiKey(id: string): string {
+  if (!API_KEY_ID_PATTERN.test(id)) throw new Error(`invalid API key id "${id}"`);
+  return `${API_KEY_PREFIX}${id}_${crypto.randomBytes(32).toString('base64url')}`;
+}
+
+/** `mcpw_<id>_<secret>` → its id, or undefined when the shape is wrong. */
+export function apiKeyId(key: string): string | undefined {
+  if (!key.startsWith(API_KEY_PREFIX)) return undefined;
+  const rest = key.slice(API_KEY_PREFIX.length);
+  const sep = rest.indexOf('_');
+  if (sep < 0) return undefined;
+  const id = rest.slice(0, sep);
+  if (!API_KEY_ID_PATTERN.test(id) || !SECRET_PATTERN.test(rest.slice(sep + 1))) return undefined;
+  return id;
+}
+
+export const isApiKey = (token: string): boolean => token.startsWith(API_KEY_PREFIX);
+
+export const ApiKeyEntrySchema = z.strictObject({
+  hash: z.string().min(1).max(512),
+  agent: z.string().min(1).max(253),
+  groups: z.array(z.string().min(1).max(253)).max(64).default([]),
+  expires: z.iso.datetime({ offset: true }).optional(),
+});
+export type ApiKeyEntry = z.infer<typeof ApiKeyEntrySchema>;
+
+export interface ApiKeyRecord {
+  id: string;
+  hash: ScryptHash;
+  agent: string;
+  groups: readonly string[];
+  expiresAt?: Date;
+}
+
+export interface ReplaceResult {
+  loaded: number;
+  /** Entries that were not loaded, with why (never the hash). */
+  rejected: { id: string; problem: string }[];
+}
+
+/** Remember at most this many revoked ids, to name revocation in the failure reason. */
+const MAX_REVOKED_IDS = 10_000;
+
+/**
+ * The current set of API keys. `replace` swaps it atomically (the gateway calls it when the
+ * Secret changes); listeners drop their caches in the same tick, so a removed key stops working
+ * for the next request without a restart.
+ */
+export class ApiKeyStore {
+  #records = new Map<string, ApiKeyRecord>();
+  #revoked = new Set<string>();
+  #generation = 0;
+  #listeners = new Set<() => void>();
+
+  static from(entries: Readonly<Record<string, string>>): ApiKeyStore {
+    const store = new ApiKeyStore();
+    store.replace(entries);
+    return store;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get size(): number {
+    return this.#records.size;
+  }
+
+  /** Entries are the Secret's data: key id → JSON of ApiKeyEntry (already base64-decoded). */
+  replace(entries: Readonly<Record<string, string>>): ReplaceResult {
+    const next = new Map<string, ApiKeyRecord>();
+    const rejected: ReplaceResult['rejected'] = [];
+    for (const [id, json] of Object.entries(entries)) {
+      try {
+        next.set(id, parseRecord(id, json));
+      } catch (err) {
+        rejected.push({ id, problem: (err as Error).message });
+      }
+    }
+    for (const id of this.#records.keys()) {
+      if (!next.has(id)) this.#revoked.add(id);
+    }
+    for (const id of next.keys()) this.#revoked.delete(id);
+    while (this.#revoked.size > MAX_REVOKED_IDS) {
+      const oldest = this.#revoked.values().next().value as string;
+      this.#revoked.delete(oldest);
+    }
+    this.#records = next;
+    this.#generation++;
+    for (const listener of this.#listeners) listener();
+    return { loaded: next.size, rejected };
+  }
+
+  lookup(id: string): ApiKeyRecord | undefined {
+    return this.#records.get(id);
+  }
+
+  wasRevoked(id: string): boolean {
+    return this.#revoked.has(id);
+  }
+
+  /** Called synchronously inside every `replace`. Returns an unsubscribe function. */
+  onReplace(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+function parseRecord(id: string, json: string): ApiKeyRecord {
+  if (!API_KEY_ID_PATTERN.test(id)) {
+    throw new Error('key id must be lowercase letters, digits and inner dashes (max 63)');
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    throw new Error('entry is not JSON');
+  }
+  const parsed = ApiKeyEntrySchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new Error(
+      parsed.error.issues.map((i) => `${i.path.join('.') || '(entry)'}: ${i.message}`).join('; '),
+    );
+  }
+  const entry = parsed.data;
+  const record: ApiKeyRecord = {
+    id,
+    hash: parseScryptHash(entry.hash),
+    agent: entry.agent,
+    groups: Object.freeze([...entry.groups]),
+  };
+  if (entry.expires !== undefined) record.expiresAt = new Date(entry.expires);
+  return record;
+}
+
+/** A Secret (`data` base64, `stringData` plain) → store entries; `key` selects one entry. */
+export function apiKeyEntriesFromSecret(
+  secret: {
+    data?: Record<string, string> | undefined;
+    stringData?: Record<string, string> | undefined;
+  },
+  key?: string,
+): Record<string, string> {
+  const entries: Record<string, string> = {};
+  for (const [id, value] of Object.entries(secret.data ?? {})) {
+    entries[id] = Buffer.from(value, 'base64').toString('utf8');
+  }
+  Object.assign(entries, secret.stringData ?? {});
+  if (key === undefined) return entries;
+  return key in entries ? { [key]: entries[key] as string } : {};
+}
+
+export interface ApiKeyVerifierOptions {
+  store: ApiKeyStore;
+  clock: Clock;
+  logger: Logger;
+  /** Verified keys remembered (by SHA-256) until the store changes; default 10 000. */
+  cacheSize?: number;
+  /** How long a wrong key for a known id is remembered as wrong; default 30 s. */
+  negativeTtlMs?: number;
+}
+
+interface CacheHit {
+  id: string;
+}
+
+/** Verifies `mcpw_` bearer tokens against an ApiKeyStore. */
+export class ApiKeyVerifier implements CredentialVerifier {
+  readonly method = 'api-key' as const;
+  readonly #store: ApiKeyStore;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #cacheSize: number;
+  readonly #negativeTtlMs: number;
+  #verified = new Map<string, CacheHit>();
+  #wrong = new Map<string, number>();
+  #inflight = new Map<string, Promise<boolean>>();
+
+  constructor(options: ApiKeyVerifierOptions) {
+    this.#store = options.store;
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#cacheSize = options.cacheSize ?? 10_000;
+    this.#negativeTtlMs = options.negativeTtlMs ?? 30_000;
+    if (!(this.#cacheSize >= 1)) throw new Error('cacheSize must be at least 1');
+    // Every cache is void once the set of keys changes; in-flight checks of the old set too.
+    this.#store.onReplace(() => {
+      this.#verified = new Map();
+      this.#wrong = new Map();
+      this.#inflight = new Map();
+    });
+  }
+
+  async verify(token: string): Promise<AuthResult> {
+    const id = apiKeyId(token);
+    if (id === undefined) return authFailure('malformed', { method: this.method });
+    const digest = crypto.createHash('sha256').update(token).digest('base64');
+
+    const hit = this.#verified.get(digest);
+    if (hit !== undefined) {
+      const record = this.#store.lookup(hit.id);
+      if (record !== undefined) return this.#accept(record);
+    }
+
+    const record = this.#store.lookup(id);
+    if (record === undefined) {
+      const reason = this.#store.wasRevoked(id) ? 'revoked' : 'unknown-key';
+      return authFailure(reason, { method: this.method });
+    }
+    const wrongUntil = this.#wrong.get(digest);
+    if (wrongUntil !== undefined && wrongUntil > this.#clock.monotonicMs()) {
+      return authFailure('unknown-key', { method: this.method });
+    }
+
+    const generation = this.#store.generation;
+    let check = this.#inflight.get(digest);
+    if (check === undefined) {
+      const inflight = this.#inflight;
+      check = matches(token, record.hash).finally(() => inflight.delete(digest));
+      inflight.set(digest, check);
+    }
+    let ok: boolean;
+    try {
+      ok = await check;
+    } catch (err) {
+      this.#logger.error({ err, keyId: id }, 'API key verification failed');
+      return authFailure('verifier-unavailable', { method: this.method });
+    }
+    // The store changed while scrypt ran: decide against the current set, never the old one.
+    if (generation !== this.#store.generation) return this.verify(token);
+    if (!ok) {
+      this.#remember(this.#wrong, digest, this.#clock.monotonicMs() + this.#negativeTtlMs);
+      return authFailure('unknown-key', { method: this.method });
+    }
+    this.#remember(this.#verified, digest, { id });
+    return this.#accept(record);
+  }
+
+  #accept(record: ApiKeyRecord): AuthResult {
+    // Checked on every request, cached or not: expiry is the control that must never be skipped.
+    if (
+      record.expiresAt !== undefined &&
+      record.expiresAt.getTime() <= this.#clock.now().getTime()
+    ) {
+      return authFailure('expired', { method: this.method });
+    }
+    const credential: { id: string; expiresAt?: Date } = { id: record.id };
+    if (record.expiresAt !== undefined) credential.expiresAt = record.expiresAt;
+    return {
+      ok: true,
+      method: this.method,
+      principal: agentPrincipal(record.agent, record.groups, 'api-key'),
+      credential,
+    };
+  }
+
+  #remember<V>(map: Map<string, V>, key: string, value: V): void {
+    if (map.size >= this.#cacheSize && !map.has(key)) {
+      const oldest = map.keys().next().value as string;
+      map.delete(oldest);
+    }
+    map.set(key, value);
+  }
+}
+
+/** Derives the presented key's hash with the stored parameters; compares in constant time. */
+async function matches(token: string, stored: ScryptHash): Promise<boolean> {
+  const derived = await scrypt(token, stored.salt, stored.hash.length, {
+    N: stored.N,
+    r: stored.r,
+    p: stored.p,
+    maxmem: 2 * scryptMemory(stored.N, stored.r),
+  });
+  return derived.length === stored.hash.length && crypto.timingSafeEqual(derived, stored.hash);
+}
