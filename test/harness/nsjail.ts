@@ -101,9 +101,14 @@ export interface RunResult {
 }
 
 /** Runs a command and collects its output; never rejects on a non-zero exit. */
-export function run(bin: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+export function run(
+  bin: string,
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  const options = { timeout: opts.timeoutMs ?? 30_000, env: opts.env ?? process.env };
   return new Promise((resolve, reject) => {
-    execFile(bin, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+    execFile(bin, args, { ...options, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err && typeof err.code !== 'number') {
         if (err.killed || err.signal) resolve({ code: null, stdout, stderr });
         else reject(err);
