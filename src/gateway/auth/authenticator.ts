@@ -21,7 +21,7 @@ import {
 import { extractCredential } from './credentials.ts';
 import { httpsJsonFetcher, type JsonFetcher } from './https.ts';
 import { OidcVerifier, type OidcSettings } from './oidc.ts';
-import { ANONYMOUS_PRINCIPAL } from './principal.ts';
+import { anonymousPrincipal } from './principal.ts';
 import { ServiceAccountVerifier, type TokenReviewer } from './serviceaccount.ts';
 import {
   authFailure,
@@ -209,7 +209,7 @@ export function createAuthenticator(options: AuthenticatorOptions): GatewayAuthe
     if (credential.kind === 'rejected') result = credential.failure;
     else if (credential.kind === 'bearer') result = await verifyBearer(credential.token);
     else if (anonymous) {
-      result = { ok: true, method: 'anonymous', principal: ANONYMOUS_PRINCIPAL, credential: {} };
+      result = { ok: true, method: 'anonymous', principal: anonymousPrincipal(), credential: {} };
     } else
       result = authFailure(methods.length === 0 ? 'anonymous-disabled' : 'missing-credentials');
     if (!result.ok && logger.isLevelEnabled('debug')) {

@@ -1,23 +1,15 @@
-// Who a request comes from. The shape is the contract with the policy engine
-// (src/gateway/policy/types.ts); builders live here so every method names principals alike.
-export interface Principal {
-  kind: 'Agent' | 'ServiceAccount' | 'Anonymous';
-  /** Agent name; `system:serviceaccount:<ns>:<name>` for a ServiceAccount; `anonymous`. */
-  name: string;
-  /** A ServiceAccount's namespace. */
-  namespace?: string;
-  /** A ServiceAccount's own name (without namespace). */
-  serviceAccountName?: string;
-  groups: readonly string[];
-  authMethod: 'api-key' | 'oidc' | 'service-account' | 'anonymous';
-}
+// Who a request comes from. The shape is the policy engine's contract (../policy/types.ts);
+// the builders live here so every method names its principals the same way.
+import type { Principal } from '../policy/types.ts';
+
+export type { Principal } from '../policy/types.ts';
 
 export function agentPrincipal(
   name: string,
   groups: readonly string[],
   authMethod: 'api-key' | 'oidc',
 ): Principal {
-  return { kind: 'Agent', name, groups, authMethod };
+  return { kind: 'Agent', name, groups: [...groups], authMethod };
 }
 
 export const SERVICE_ACCOUNT_PREFIX = 'system:serviceaccount:';
@@ -47,14 +39,18 @@ export function serviceAccountPrincipal(
     name: `${SERVICE_ACCOUNT_PREFIX}${namespace}:${name}`,
     namespace,
     serviceAccountName: name,
-    groups,
+    groups: [...groups],
     authMethod: 'service-account',
   };
 }
 
+/** A fresh object per request: principals travel into request contexts that may annotate them. */
+export function anonymousPrincipal(): Principal {
+  return { kind: 'Anonymous', name: 'anonymous', groups: [], authMethod: 'anonymous' };
+}
+
+/** The anonymous principal as a frozen constant, for tests and comparisons; never mutate it. */
 export const ANONYMOUS_PRINCIPAL: Principal = Object.freeze({
-  kind: 'Anonymous',
-  name: 'anonymous',
-  groups: Object.freeze([]) as readonly string[],
-  authMethod: 'anonymous',
-}) as Principal;
+  ...anonymousPrincipal(),
+  groups: Object.freeze([]) as unknown as string[],
+});
