@@ -11,6 +11,8 @@ export interface ManagedProcess {
   /** Resolves when the process has exited; never rejects. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   hasExited(): boolean;
+  /** Keeps the event loop alive until the process exits (the harness unrefs it otherwise). */
+  ref(): void;
 }
 
 /** A free TCP port on 127.0.0.1 (closed again before it is returned). */
@@ -60,9 +62,9 @@ export function startProcess(
   child.unref();
   if (child.pid === undefined) {
     // spawn failed synchronously (e.g. ENOENT); 'error' follows.
-    return { name, pid: -1, logPath, exited, hasExited: () => true };
+    return { name, pid: -1, logPath, exited, hasExited: () => true, ref: () => {} };
   }
-  return { name, pid: child.pid, logPath, exited, hasExited: () => done };
+  return { name, pid: child.pid, logPath, exited, hasExited: () => done, ref: () => child.ref() };
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {
@@ -74,10 +76,14 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** SIGTERM to the process group, SIGKILL after `graceMs`, resolves once the leader has exited. */
+/**
+ * SIGTERM to the process group, SIGKILL after `graceMs` (at once when 0); resolves once the
+ * leader has exited.
+ */
 export async function stopProcess(p: ManagedProcess, graceMs = 5000): Promise<void> {
   if (p.pid <= 0) return;
-  if (!p.hasExited()) {
+  p.ref();
+  if (!p.hasExited() && graceMs > 0) {
     killGroup(p.pid, 'SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
