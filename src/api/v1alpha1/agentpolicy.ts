@@ -8,7 +8,7 @@ import {
 } from './common.ts';
 import { checkConditionSyntax } from './conditions.ts';
 import { withRules } from './rules.ts';
-import { CLUSTER_POLICY_RULES, SERVER_SELECTOR_RULES, SUBJECT_RULES } from './validations.ts';
+import { SERVER_SELECTOR_RULES, SUBJECT_RULES } from './validations.ts';
 
 export const SUBJECT_KINDS = ['Agent', 'Group', 'ServiceAccount', 'Anonymous'] as const;
 export const SubjectKindSchema = z.enum(SUBJECT_KINDS);
@@ -16,7 +16,8 @@ export type SubjectKind = z.infer<typeof SubjectKindSchema>;
 
 /**
  * Who a rule is about. `name` may be `*` for every Agent, Group or ServiceAccount; a
- * ServiceAccount subject names its namespace (default: the policy's own); Anonymous has no name.
+ * ServiceAccount subject names its namespace (default: the AgentPolicy's own; in a
+ * ClusterAgentPolicy, every namespace); Anonymous has no name.
  */
 export const PolicySubjectSchema = withRules(
   z.strictObject({
@@ -83,13 +84,14 @@ export const AgentPolicySpecSchema = z.strictObject({
 });
 export type AgentPolicySpec = z.infer<typeof AgentPolicySpecSchema>;
 
-export const ClusterAgentPolicySpecSchema = withRules(
-  AgentPolicySpecSchema.extend({
-    /** Namespaces whose servers this policy applies to; empty selects all namespaces. */
-    namespaceSelector: LabelSelectorSchema.default({}),
-  }),
-  CLUSTER_POLICY_RULES,
-);
+/**
+ * A ClusterAgentPolicy's ServiceAccount subject without a namespace matches that ServiceAccount
+ * name in every namespace.
+ */
+export const ClusterAgentPolicySpecSchema = AgentPolicySpecSchema.extend({
+  /** Namespaces whose servers this policy applies to; empty selects all namespaces. */
+  namespaceSelector: LabelSelectorSchema.default({}),
+});
 export type ClusterAgentPolicySpec = z.infer<typeof ClusterAgentPolicySpecSchema>;
 
 export const PolicyStatusSchema = z.strictObject({

@@ -120,28 +120,6 @@ export const MATCH_LABELS_RULES: readonly CrossFieldRule[] = [
   },
 ];
 
-export const CLUSTER_POLICY_RULES: readonly CrossFieldRule[] = [
-  {
-    id: 'cluster-serviceaccount-namespace',
-    path: 'ClusterAgentPolicy spec',
-    rule: "self.rules.all(r, r.subjects.all(s, s.kind != 'ServiceAccount' || has(s.__namespace__)))",
-    message: 'ServiceAccount subjects of a ClusterAgentPolicy must name their namespace',
-    fieldPath: '.rules',
-    reason: 'FieldValueRequired',
-    check: (spec) => {
-      const rules = field(spec, 'rules');
-      if (!Array.isArray(rules)) return true;
-      return rules.every((rule) => {
-        const subjects = field(rule, 'subjects');
-        return (
-          !Array.isArray(subjects) ||
-          subjects.every((s) => field(s, 'kind') !== 'ServiceAccount' || has(s, 'namespace'))
-        );
-      });
-    },
-  },
-];
-
 /**
  * Rules the API server cannot check. The CRD's CEL sees only the object, and has no way to compile
  * a CEL string it holds; the controller reports these in the `Accepted` condition instead.
@@ -161,7 +139,6 @@ export const ALL_CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   ...SERVER_SELECTOR_RULES,
   ...LABEL_REQUIREMENT_RULES,
   ...MATCH_LABELS_RULES,
-  ...CLUSTER_POLICY_RULES,
 ];
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
