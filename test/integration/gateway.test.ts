@@ -1,0 +1,305 @@
+// The gateway's MCP endpoint in-process: real SDK client and transport over loopback HTTP, stub
+// authenticator / policy / executor (the real ones are exercised by test/e2e). Every test also
+// checks the decision records the requests produced: exactly one each.
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  connect,
+  INITIALIZE,
+  post,
+  snapshot,
+  startGateway,
+  stubExecutor,
+  type StartedGateway,
+} from './gateway-fixtures.ts';
+
+let gw: StartedGateway | undefined;
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+test('an allowed tool call returns the executor result and records one Allow with post-conditions', async () => {
+  gw = await startGateway();
+  const client = await connect(gw.url, 'token-alice');
+  const before = gw.records.length;
+  const result = await client.callTool({ name: 'echo', arguments: { x: 1 } });
+  assert.equal(result.isError, false);
+  assert.deepEqual(result.structuredContent, { x: 1 });
+  const records = gw.records.slice(before);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.effect, 'Allow');
+  assert.equal(records[0]!.outcome, 'ok');
+  assert.equal(records[0]!.tool, 'echo');
+  assert.equal(records[0]!.principal?.name, 'alice');
+  assert.equal(records[0]!.executor, 'stub');
+  assert.match(records[0]!.argumentsSha256 ?? '', /^[0-9a-f]{64}$/);
+  await client.close();
+});
+
+test('tools/list shows only the tools the policy lets the caller call', async () => {
+  gw = await startGateway({ grants: { alice: ['echo'], bob: ['echo', 'secret'] } });
+  const alice = await connect(gw.url, 'token-alice');
+  const bob = await connect(gw.url, 'token-bob');
+  assert.deepEqual(
+    (await alice.listTools()).tools.map((t) => t.name),
+    ['echo'],
+  );
+  assert.deepEqual((await bob.listTools()).tools.map((t) => t.name).sort(), ['echo', 'secret']);
+  await alice.close();
+  await bob.close();
+});
+
+test('a denied call is a tool error result, never reaches the executor, and records one Deny', async () => {
+  gw = await startGateway();
+  const client = await connect(gw.url, 'token-alice');
+  const before = gw.records.length;
+  const result = await client.callTool({ name: 'secret', arguments: {} });
+  assert.equal(result.isError, true);
+  assert.match(JSON.stringify(result.content), /denied by policy: no rule allows this call/);
+  assert.equal(gw.executor.requests.length, 0);
+  const records = gw.records.slice(before);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.effect, 'Deny');
+  assert.equal(records[0]!.outcome, 'denied');
+  await client.close();
+});
+
+test('a denied call to a tool that does not exist looks the same as one that does', async () => {
+  gw = await startGateway();
+  const client = await connect(gw.url, 'token-alice');
+  const result = await client.callTool({ name: 'no-such-tool', arguments: {} });
+  assert.equal(result.isError, true);
+  assert.match(JSON.stringify(result.content), /denied by policy/);
+  await client.close();
+});
+
+test('an unauthenticated request gets 401 with a resource_metadata challenge and one Deny record', async () => {
+  gw = await startGateway();
+  const res = await post(gw.url, INITIALIZE);
+  assert.equal(res.status, 401);
+  const challenge = res.headers.get('www-authenticate') ?? '';
+  assert.match(
+    challenge,
+    /^Bearer resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource\/mcp\/team-a\/demo"/,
+  );
+  assert.equal(gw.records.length, 1);
+  assert.equal(gw.records[0]!.effect, 'Deny');
+  assert.equal(gw.records[0]!.outcome, 'unauthenticated');
+  assert.equal(gw.records[0]!.authentication.outcome, 'failed');
+  assert.equal(gw.records[0]!.principal, null);
+});
+
+test('the protected-resource metadata names the resource and is public', async () => {
+  gw = await startGateway();
+  const res = await fetch(`${gw.base}/.well-known/oauth-protected-resource/mcp/team-a/demo`);
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as { resource: string; bearer_methods_supported: string[] };
+  assert.equal(body.resource, gw.url);
+  assert.deepEqual(body.bearer_methods_supported, ['header']);
+});
+
+test('a foreign Origin is refused with 403 before authentication (DNS rebinding)', async () => {
+  gw = await startGateway();
+  const res = await post(gw.url, INITIALIZE, {
+    authorization: 'Bearer token-alice',
+    origin: 'http://evil.example',
+  });
+  assert.equal(res.status, 403);
+  assert.equal(gw.records.length, 1);
+  assert.equal(gw.records[0]!.effect, 'Deny');
+  assert.equal(gw.records[0]!.principal, null);
+});
+
+test('a loopback Origin is accepted', async () => {
+  gw = await startGateway();
+  const res = await post(gw.url, INITIALIZE, {
+    authorization: 'Bearer token-alice',
+    origin: 'http://localhost:6274',
+  });
+  assert.equal(res.status, 200);
+});
+
+test('a rebound Host name is refused with 403', async () => {
+  gw = await startGateway();
+  const { request } = await import('node:http');
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = request(
+      gw!.url,
+      { method: 'POST', headers: { host: 'attacker.example', 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(INITIALIZE));
+  });
+  assert.equal(status, 403);
+});
+
+test('a token in the query string is rejected even with a valid Authorization header', async () => {
+  gw = await startGateway();
+  const res = await post(`${gw.url}?access_token=token-alice`, INITIALIZE, {
+    authorization: 'Bearer token-alice',
+  });
+  assert.equal(res.status, 400);
+  assert.equal(gw.records.length, 1);
+  assert.equal(gw.records[0]!.effect, 'Deny');
+});
+
+test('a body over the limit gets 413', async () => {
+  gw = await startGateway({ limits: { maxBodyBytes: 1024 } });
+  const res = await post(
+    gw.url,
+    { ...INITIALIZE, params: { ...INITIALIZE.params, pad: 'x'.repeat(4096) } },
+    { authorization: 'Bearer token-alice' },
+  );
+  assert.equal(res.status, 413);
+  assert.equal(gw.records.length, 1);
+});
+
+test('malformed JSON gets 400 with a JSON-RPC parse error', async () => {
+  gw = await startGateway();
+  const res = await post(gw.url, '{"jsonrpc": "2.0", ', { authorization: 'Bearer token-alice' });
+  assert.equal(res.status, 400);
+  assert.equal((res.json as { error: { code: number } }).error.code, -32700);
+  assert.equal(gw.records.length, 1);
+  assert.equal(gw.records[0]!.outcome, 'invalid-request');
+});
+
+test('a JSON-RPC batch is refused', async () => {
+  gw = await startGateway();
+  const res = await post(gw.url, [INITIALIZE], { authorization: 'Bearer token-alice' });
+  assert.equal(res.status, 400);
+  assert.equal((res.json as { error: { code: number } }).error.code, -32600);
+});
+
+test("another principal's session id is answered like an unknown one (404)", async () => {
+  gw = await startGateway({ grants: { alice: ['echo'], bob: ['echo'] } });
+  const init = await post(gw.url, INITIALIZE, { authorization: 'Bearer token-alice' });
+  assert.equal(init.status, 200);
+  const sessionId = init.headers.get('mcp-session-id');
+  assert.ok(sessionId !== null && sessionId.length >= 32);
+  const list = { jsonrpc: '2.0', id: 2, method: 'tools/list', params: {} };
+  const hijack = await post(gw.url, list, {
+    authorization: 'Bearer token-bob',
+    'mcp-session-id': sessionId,
+    'mcp-protocol-version': '2025-06-18',
+  });
+  assert.equal(hijack.status, 404);
+  const own = await post(gw.url, list, {
+    authorization: 'Bearer token-alice',
+    'mcp-session-id': sessionId,
+    'mcp-protocol-version': '2025-06-18',
+  });
+  assert.equal(own.status, 200);
+  const last = gw.records.at(-2)!;
+  assert.equal(last.effect, 'Deny');
+  assert.equal(last.principal?.name, 'bob');
+});
+
+test('a crash in the executor still leaves exactly one record, and the client gets no internals', async () => {
+  const executor = stubExecutor(() => {
+    throw new Error('boom at /secret/path');
+  });
+  gw = await startGateway({ executor });
+  const client = await connect(gw.url, 'token-alice');
+  const before = gw.records.length;
+  await assert.rejects(
+    client.callTool({ name: 'echo', arguments: {} }),
+    (err: Error) => !err.message.includes('/secret/path'),
+  );
+  const records = gw.records.slice(before);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.outcome, 'internal-error');
+  await client.close();
+});
+
+test('a policy change applies to the next request without a restart', async () => {
+  gw = await startGateway();
+  const client = await connect(gw.url, 'token-alice');
+  assert.equal((await client.callTool({ name: 'echo', arguments: {} })).isError, false);
+  gw.source.set(snapshot({ alice: [] }, 2));
+  assert.equal((await client.callTool({ name: 'echo', arguments: {} })).isError, true);
+  await client.close();
+});
+
+test('the caller credential never reaches the executor', async () => {
+  gw = await startGateway();
+  const client = await connect(gw.url, 'token-alice');
+  await client.callTool({ name: 'echo', arguments: { x: 2 } });
+  assert.equal(gw.executor.requests.length, 1);
+  assert.doesNotMatch(JSON.stringify(gw.executor.requests[0]), /token-alice/);
+  await client.close();
+});
+
+test('anonymous callers are served only when the server enables them', async () => {
+  gw = await startGateway({ anonymous: true, grants: { anonymous: ['echo'] } });
+  const client = await connect(gw.url);
+  assert.equal((await client.callTool({ name: 'echo', arguments: {} })).isError, false);
+  const record = gw.records.at(-1)!;
+  assert.equal(record.authentication.outcome, 'anonymous');
+  await client.close();
+});
+
+test('metrics count decisions with bounded labels: a made-up tool name becomes _unknown', async () => {
+  gw = await startGateway();
+  const client = await connect(gw.url, 'token-alice');
+  await client.callTool({ name: 'made-up-$(rm -rf)', arguments: {} });
+  await client.callTool({ name: 'echo', arguments: {} });
+  const text = await (await fetch(`${gw.base}/metrics`)).text();
+  assert.match(
+    text,
+    /mcpworks_decisions_total\{server="team-a\/demo",tool="_unknown",effect="deny",reason_code="default_deny"\} 1/,
+  );
+  assert.match(
+    text,
+    /mcpworks_decisions_total\{server="team-a\/demo",tool="echo",effect="allow",reason_code="policy_allow"\} 1/,
+  );
+  assert.match(
+    text,
+    /mcpworks_sandbox_outcomes_total\{server="team-a\/demo",tool="echo",outcome="ok"\} 1/,
+  );
+  assert.doesNotMatch(text, /rm -rf/);
+  await client.close();
+});
+
+test('sessions a principal never closes are bounded by its per-principal cap', async () => {
+  gw = await startGateway({
+    limits: { sessions: { maxSessions: 100, maxSessionsPerPrincipal: 3, idleTimeoutMs: 60_000 } },
+  });
+  for (let i = 0; i < 8; i++) {
+    const client = await connect(gw.url, 'token-alice');
+    await client.close();
+  }
+  assert.equal(gw.app.sessionCount, 3);
+});
+
+test('per-request memory stays flat over many sessions that are closed', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gw = await startGateway();
+  const cycle = async () => {
+    const client = await connect(gw!.url, 'token-alice');
+    await client.callTool({ name: 'echo', arguments: { x: 1 } });
+    await (client.transport as StreamableHTTPClientTransport).terminateSession();
+    await client.close();
+  };
+  for (let i = 0; i < 200; i++) await cycle(); // warm-up: JIT and pools settle
+  gw.records.length = 0;
+  gc();
+  const start = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 400; i++) {
+    await cycle();
+    gw.records.length = 0;
+  }
+  gc();
+  const grown = process.memoryUsage().heapUsed - start;
+  // 400 leaked sessions (server + transport each) would be several MB; allow noise only.
+  assert.ok(grown < 1.5 * 1024 * 1024, `heap grew by ${grown} bytes over 400 sessions`);
+  assert.equal(gw.app.sessionCount, 0);
+});
