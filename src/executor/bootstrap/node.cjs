@@ -1,0 +1,60 @@
+// mcpworks sandbox bootstrap (node). Waits for exactly one call on stdin, runs `main(args)` from
+// the tool code and writes one JSON frame to fd 3. Runs as the jail's init; nothing else ever runs.
+'use strict';
+const fs = require('node:fs');
+const vm = require('node:vm');
+
+function frameError(error) {
+  const isError = error instanceof Error;
+  const type = isError ? error.name : typeof error;
+  const message = isError ? String(error.message) : String(error);
+  let line = null;
+  const match =
+    isError && typeof error.stack === 'string' ? /<tool>:(\d+)/.exec(error.stack) : null;
+  if (match) line = Number(match[1]);
+  return { ok: false, error: { type, message: message.slice(0, 4096), line } };
+}
+
+function writeFrame(frame) {
+  let text;
+  try {
+    text = JSON.stringify(frame);
+    if (text === undefined) text = JSON.stringify({ ok: true, value: null });
+  } catch (error) {
+    text = JSON.stringify(
+      frameError(
+        new TypeError(
+          'main(args) returned a value that is not JSON-serializable: ' + error.message,
+        ),
+      ),
+    );
+  }
+  const buffer = Buffer.from(text, 'utf8');
+  let offset = 0;
+  while (offset < buffer.length) offset += fs.writeSync(3, buffer, offset);
+  fs.closeSync(3); // EOF tells the executor the call is complete
+}
+
+async function serve() {
+  fs.writeSync(2, '\x06'); // ready: the interpreter is up and waits for its one call
+  const raw = fs.readFileSync(0, 'utf8');
+  try {
+    const request = JSON.parse(raw);
+    for (const [name, value] of Object.entries(request.env ?? {})) process.env[name] = value;
+    const wrapped = `(function (require, module, exports) {\n${request.code}\n;return typeof main === 'function' ? main : undefined;\n})`;
+    const factory = vm.runInThisContext(wrapped, { filename: '<tool>', lineOffset: -1 });
+    const toolModule = { exports: {} };
+    const main = factory(require, toolModule, toolModule.exports) ?? toolModule.exports.main;
+    if (typeof main !== 'function')
+      throw new ReferenceError('the tool code defines no function main(args)');
+    const value = await main(request.args ?? {});
+    writeFrame({ ok: true, value: value === undefined ? null : value });
+  } catch (error) {
+    writeFrame(frameError(error));
+  }
+}
+
+serve().then(
+  () => process.exit(0),
+  () => process.exit(70),
+);

@@ -1,0 +1,237 @@
+/**
+ * The executor's own cgroups. Each sandbox gets one cgroup (per controller on v1) that the executor
+ * creates with the exact limits of the tool; nsjail nests the jail inside it. After the sandbox
+ * ends, its counters say whether the memory or pids limit was hit, then it is removed.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCode, McpworksError } from '../shared/errors.ts';
+import type { CgroupLimits, CgroupPlacement } from './nsjail-config.ts';
+
+export interface CgroupRootsV1 {
+  version: 'v1';
+  memoryMount: string;
+  pidsMount: string;
+  cpuMount: string;
+}
+export interface CgroupRootsV2 {
+  version: 'v2';
+  mount: string;
+  /** The executor's own cgroup under which sandboxes are created (delegated, controllers enabled). */
+  base: string;
+}
+export type CgroupRoots = CgroupRootsV1 | CgroupRootsV2;
+
+/** What a sandbox's cgroup recorded. */
+export interface CgroupUsage {
+  memoryLimitHit: boolean;
+  pidsLimitHit: boolean;
+  memoryPeakBytes: number | undefined;
+  pidsPeak: number | undefined;
+}
+
+const V1_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
+
+/**
+ * Finds the controllers: cgroup v1 hierarchies for memory, pids and cpu (as on this project's CI
+ * machines), else a cgroup v2 mount with those controllers available. Throws SandboxUnavailable
+ * when neither is there: limits that cannot be enforced are not offered.
+ */
+export function detectCgroups(root = '/sys/fs/cgroup', ownCgroupV2?: string): CgroupRoots {
+  const v1 = V1_CONTROLLERS.every((c) => existsSync(join(root, c, 'cgroup.procs')));
+  if (v1 && existsSync(join(root, 'memory', 'memory.limit_in_bytes'))) {
+    return {
+      version: 'v1',
+      memoryMount: join(root, 'memory'),
+      pidsMount: join(root, 'pids'),
+      cpuMount: join(root, 'cpu'),
+    };
+  }
+  const controllersFile = join(root, 'cgroup.controllers');
+  if (existsSync(controllersFile)) {
+    const controllers = readFileSync(controllersFile, 'utf8').trim().split(/\s+/);
+    const missing = ['memory', 'pids', 'cpu'].filter((c) => !controllers.includes(c));
+    if (missing.length === 0) {
+      return { version: 'v2', mount: root, base: ownCgroupV2 ?? join(root, 'mcpworks-executor') };
+    }
+    throw new McpworksError(
+      ErrorCode.SandboxUnavailable,
+      `cgroup v2 at ${root} lacks the controllers ${missing.join(', ')}`,
+    );
+  }
+  throw new McpworksError(
+    ErrorCode.SandboxUnavailable,
+    `no cgroup v1 memory/pids/cpu hierarchies and no cgroup v2 mount under ${root}`,
+  );
+}
+
+export const EXECUTOR_CGROUP = 'mcpworks-executor';
+
+/** Creates the executor's parent cgroups once at start-up. */
+export async function prepareCgroupRoots(roots: CgroupRoots): Promise<void> {
+  try {
+    if (roots.version === 'v1') {
+      for (const mount of [roots.memoryMount, roots.pidsMount, roots.cpuMount]) {
+        await mkdir(join(mount, EXECUTOR_CGROUP), { recursive: true });
+      }
+      return;
+    }
+    await mkdir(roots.base, { recursive: true });
+    // Controllers must be enabled for the children of every level down to the sandboxes.
+    await writeFile(join(roots.mount, 'cgroup.subtree_control'), '+memory +pids +cpu').catch(
+      () => undefined,
+    );
+    await writeFile(join(roots.base, 'cgroup.subtree_control'), '+memory +pids +cpu');
+  } catch (error) {
+    throw new McpworksError(
+      ErrorCode.SandboxUnavailable,
+      `cannot create the executor's cgroups: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+async function readNumber(path: string): Promise<number | undefined> {
+  try {
+    const text = (await readFile(path, 'utf8')).trim();
+    const value = Number(text);
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readKeyed(path: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  try {
+    for (const line of (await readFile(path, 'utf8')).split('\n')) {
+      const [key, value] = line.trim().split(/\s+/);
+      if (key !== undefined && value !== undefined) out[key] = Number(value);
+    }
+  } catch {
+    // absent counters read as empty
+  }
+  return out;
+}
+
+/** Removes a cgroup and any child nsjail left behind (when nsjail itself was killed). */
+async function removeDir(path: string): Promise<void> {
+  for (let attempt = 0; attempt < 40; attempt += 1) {
+    try {
+      for (const entry of await readdir(path, { withFileTypes: true })) {
+        if (entry.isDirectory()) await removeDir(join(path, entry.name));
+      }
+      await rmdir(path);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw error;
+      // processes still exiting after a kill
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+  throw new Error(`cgroup ${path} is still busy`);
+}
+
+/** One sandbox's cgroup. */
+export interface SandboxCgroup {
+  placement: CgroupPlacement;
+  usage(): Promise<CgroupUsage>;
+  remove(): Promise<void>;
+}
+
+export async function createSandboxCgroup(
+  roots: CgroupRoots,
+  name: string,
+  limits: CgroupLimits,
+): Promise<SandboxCgroup> {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`invalid sandbox cgroup name ${name}`);
+  if (roots.version === 'v1') {
+    const relative = `${EXECUTOR_CGROUP}/${name}`;
+    const memory = join(roots.memoryMount, relative);
+    const pids = join(roots.pidsMount, relative);
+    const cpu = join(roots.cpuMount, relative);
+    await Promise.all([mkdir(memory), mkdir(pids), mkdir(cpu)]);
+    await writeFile(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+    // Without this a sandbox could page out to swap beyond its limit where swap exists.
+    if (existsSync(join(memory, 'memory.memsw.limit_in_bytes'))) {
+      await writeFile(
+        join(memory, 'memory.memsw.limit_in_bytes'),
+        String(limits.memoryBytes),
+      ).catch(() => undefined);
+    }
+    await writeFile(join(pids, 'pids.max'), String(limits.pids));
+    return {
+      placement: {
+        version: 'v1',
+        memoryMount: roots.memoryMount,
+        pidsMount: roots.pidsMount,
+        cpuMount: roots.cpuMount,
+        parent: relative,
+      },
+      async usage() {
+        const [failcnt, peak, pidsPeak, pidsEvents] = await Promise.all([
+          readNumber(join(memory, 'memory.failcnt')),
+          readNumber(join(memory, 'memory.max_usage_in_bytes')),
+          readNumber(join(pids, 'pids.peak')),
+          readKeyed(join(pids, 'pids.events')),
+        ]);
+        return {
+          memoryLimitHit: (failcnt ?? 0) > 0,
+          pidsLimitHit:
+            (pidsPeak !== undefined && pidsPeak >= limits.pids) || (pidsEvents['max'] ?? 0) > 0,
+          memoryPeakBytes: peak,
+          pidsPeak,
+        };
+      },
+      async remove() {
+        await Promise.all([removeDir(memory), removeDir(pids), removeDir(cpu)]);
+      },
+    };
+  }
+  const dir = join(roots.base, name);
+  await mkdir(dir);
+  await writeFile(join(dir, 'memory.max'), String(limits.memoryBytes));
+  await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
+  await writeFile(join(dir, 'pids.max'), String(limits.pids));
+  await writeFile(join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
+  return {
+    placement: { version: 'v2', sandboxCgroup: dir },
+    async usage() {
+      const [memoryEvents, pidsEvents, peak, pidsPeak] = await Promise.all([
+        readKeyed(join(dir, 'memory.events')),
+        readKeyed(join(dir, 'pids.events')),
+        readNumber(join(dir, 'memory.peak')),
+        readNumber(join(dir, 'pids.peak')),
+      ]);
+      return {
+        memoryLimitHit: (memoryEvents['oom_kill'] ?? 0) > 0 || (memoryEvents['max'] ?? 0) > 0,
+        pidsLimitHit: (pidsEvents['max'] ?? 0) > 0,
+        memoryPeakBytes: peak,
+        pidsPeak,
+      };
+    },
+    async remove() {
+      await removeDir(dir);
+    },
+  };
+}
+
+/** Reads back the limits of a sandbox cgroup, to prove at start-up that they really apply. */
+export async function readAppliedLimits(
+  sandbox: SandboxCgroup,
+): Promise<{ memoryBytes: number | undefined; pids: number | undefined }> {
+  const p = sandbox.placement;
+  if (p.version === 'v1') {
+    return {
+      memoryBytes: await readNumber(join(p.memoryMount, p.parent, 'memory.limit_in_bytes')),
+      pids: await readNumber(join(p.pidsMount, p.parent, 'pids.max')),
+    };
+  }
+  return {
+    memoryBytes: await readNumber(join(p.sandboxCgroup, 'memory.max')),
+    pids: await readNumber(join(p.sandboxCgroup, 'pids.max')),
+  };
+}

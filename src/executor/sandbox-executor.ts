@@ -1,0 +1,339 @@
+/**
+ * The in-process executor: every call in a fresh nsjail sandbox (taken from the warm pool when
+ * one with exactly the tool's limits is ready, else started cold), with a concurrency limit that
+ * refuses rather than queues. Used by `mcpworks serve` and by the executor service.
+ */
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { RUNTIMES, type Runtime, type ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import { systemClock } from '../shared/clock.ts';
+import { ErrorCode, McpworksError, isMcpworksError } from '../shared/errors.ts';
+import { silentLogger } from '../shared/logger.ts';
+import {
+  createSandboxCgroup,
+  detectCgroups,
+  prepareCgroupRoots,
+  readAppliedLimits,
+} from './cgroups.ts';
+import { writeEtcFiles } from './etc-files.ts';
+import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
+import { classifyRun } from './protocol.ts';
+import {
+  DEFAULT_RUNTIME_PATHS,
+  resolveRuntimeLayout,
+  rootSymlinks,
+  type RuntimeLayout,
+} from './runtime-files.ts';
+import { spawnSandbox, type Sandbox, type SandboxEnvironment } from './sandbox.ts';
+import { parseToolCallRequest } from './request-schema.ts';
+import {
+  SandboxOutcome,
+  type SandboxExecutor,
+  type SandboxExecutorOptions,
+  type ToolCallRequest,
+  type ToolCallResult,
+} from './types.ts';
+import { WarmPool } from './warm-pool.ts';
+
+export const DEFAULT_SECCOMP_POLICY = fileURLToPath(
+  new URL('../../sandbox-image/seccomp.kafel', import.meta.url),
+);
+const BOOTSTRAP_FILES: Record<Runtime, string> = {
+  python: 'python.py',
+  node: 'node.cjs',
+  bash: 'bash.sh',
+};
+
+/** A warm sandbox is replaced after this long unused. */
+const WARM_MAX_IDLE_MS = 120_000;
+/** The longest tool timeout the API allows (seconds); bounds a warm sandbox's nsjail time limit. */
+const MAX_TOOL_TIMEOUT_SECONDS = 300;
+
+/** Limits a call runs with by default (the API's defaults), used to pre-warm each runtime. */
+export const DEFAULT_LIMITS: ToolLimits = {
+  memoryMiB: 256,
+  cpuMillicores: 1000,
+  pids: 64,
+  maxOutputBytes: 1024 * 1024,
+  tmpfsMiB: 64,
+};
+
+function loadBootstraps(): Record<Runtime, string> {
+  const out = {} as Record<Runtime, string>;
+  for (const runtime of RUNTIMES) {
+    out[runtime] = readFileSync(
+      new URL(`./bootstrap/${BOOTSTRAP_FILES[runtime]}`, import.meta.url),
+      'utf8',
+    );
+  }
+  return out;
+}
+
+function validateOptions(options: SandboxExecutorOptions): void {
+  const warm = options.warmPoolSize ?? 2;
+  const concurrency = options.maxConcurrency ?? 8;
+  if (!Number.isInteger(warm) || warm < 0 || warm > 64) {
+    throw new McpworksError(ErrorCode.InvalidInput, 'warmPoolSize must be an integer in 0..64');
+  }
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) {
+    throw new McpworksError(ErrorCode.InvalidInput, 'maxConcurrency must be an integer in 1..256');
+  }
+}
+
+function unavailable(reason: string, cause?: unknown): McpworksError {
+  return new McpworksError(
+    ErrorCode.SandboxUnavailable,
+    reason,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+function refusal(outcome: SandboxOutcome, message: string, executor: string): ToolCallResult {
+  return {
+    outcome,
+    isError: true,
+    content: [{ type: 'text', text: message }],
+    durationMs: 0,
+    outputBytes: 0,
+    executor,
+    message,
+  };
+}
+
+/** Builds the executor; rejects with SandboxUnavailable when sandboxes cannot be enforced here. */
+export async function createSandboxExecutor(
+  options: SandboxExecutorOptions,
+): Promise<SandboxExecutor> {
+  validateOptions(options);
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger();
+  const warmPoolSize = options.warmPoolSize ?? 2;
+  const maxConcurrency = options.maxConcurrency ?? 8;
+  const executorName = options.executorName ?? 'executor';
+  const seccompPolicyPath = options.seccompPolicyPath ?? DEFAULT_SECCOMP_POLICY;
+
+  try {
+    accessSync(options.nsjailPath, constants.X_OK);
+  } catch (error) {
+    throw unavailable(`nsjail is not executable at the configured path`, error);
+  }
+  if (!existsSync(seccompPolicyPath)) throw unavailable('the seccomp policy file is missing');
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    // nsjail needs CAP_SYS_ADMIN (namespaces, mounts) and write access to the cgroup hierarchy.
+    logger.warn('executor is not running as root: nsjail needs CAP_SYS_ADMIN and writable cgroups');
+  }
+
+  const cgroups = detectCgroups();
+  await prepareCgroupRoots(cgroups);
+  const paths = { ...DEFAULT_RUNTIME_PATHS, ...options.runtimes };
+  const layouts = {} as Record<Runtime, RuntimeLayout>;
+  for (const runtime of RUNTIMES) layouts[runtime] = await resolveRuntimeLayout(runtime, paths);
+  const etc = writeEtcFiles();
+
+  const common: JailLayout = {
+    readOnlyBinds: ['/dev/zero', '/dev/urandom', '/dev/random']
+      .filter((d) => existsSync(d))
+      .map((d) => ({ source: d, target: d })),
+    symlinks: [
+      ...rootSymlinks(),
+      { link: '/dev/fd', target: '/proc/self/fd' },
+      { link: '/dev/stdin', target: '/proc/self/fd/0' },
+      { link: '/dev/stdout', target: '/proc/self/fd/1' },
+      { link: '/dev/stderr', target: '/proc/self/fd/2' },
+    ],
+    etcFiles: etc.files,
+    devices: ['/dev/null'],
+  };
+  const instance = randomBytes(4).toString('hex');
+  let counter = 0;
+  const env: SandboxEnvironment = {
+    nsjailPath: options.nsjailPath,
+    seccompPolicyPath,
+    cgroups,
+    runtimes: layouts,
+    bootstraps: loadBootstraps(),
+    common,
+    clock,
+    nextName: () => `${instance}-${(counter += 1)}`,
+  };
+
+  const pool = new WarmPool({
+    size: warmPoolSize,
+    maxKeys: 8,
+    maxIdleMs: WARM_MAX_IDLE_MS,
+    clock,
+    logger,
+    spawn: (runtime, limits) =>
+      spawnSandbox(env, runtime, limits, {
+        wallTimeLimitSeconds: Math.ceil(WARM_MAX_IDLE_MS / 1000) + MAX_TOOL_TIMEOUT_SECONDS + 5,
+        cpuTimeLimitSeconds: MAX_TOOL_TIMEOUT_SECONDS + 1,
+      }),
+  });
+
+  let inFlight = 0;
+  let closed = false;
+  let probed = false;
+
+  async function runOnce(request: ToolCallRequest, signal?: AbortSignal): Promise<ToolCallResult> {
+    const started = clock.monotonicMs();
+    const { tool } = request;
+    const limits = tool.limits;
+    let sandbox: Sandbox | undefined = pool.take(tool.runtime, limits);
+    const kind = sandbox ? 'warm' : 'cold';
+    try {
+      sandbox ??= await spawnSandbox(env, tool.runtime, limits, {
+        wallTimeLimitSeconds: tool.timeoutSeconds + 2,
+        cpuTimeLimitSeconds: tool.timeoutSeconds + 1,
+      });
+    } catch (error) {
+      logger.error({ err: error, callId: request.callId }, 'sandbox failed to start');
+      return refusal(
+        SandboxOutcome.ExecutorUnavailable,
+        'the sandbox could not start',
+        `${executorName}/${kind}`,
+      );
+    }
+    const envVars: Record<string, string> = {};
+    for (const variable of tool.env ?? []) envVars[variable.name] = variable.value;
+    const run = await sandbox.run(
+      { code: tool.code, args: request.arguments, env: envVars },
+      {
+        timeoutSeconds: tool.timeoutSeconds,
+        maxOutputBytes: limits.maxOutputBytes,
+        ...(signal ? { signal } : {}),
+      },
+    );
+    if (run.exitCode === 255 && /\[[EF]\]/.test(run.jailLog) && run.resultBytes === 0) {
+      logger.error(
+        { callId: request.callId, jailLog: run.jailLog },
+        'nsjail failed to start the sandbox',
+      );
+      return refusal(
+        SandboxOutcome.ExecutorUnavailable,
+        'the sandbox could not start',
+        `${executorName}/${kind}`,
+      );
+    }
+    const core = classifyRun(run);
+    const result: ToolCallResult = {
+      ...core,
+      durationMs: Math.round((clock.monotonicMs() - started) * 1000) / 1000,
+      outputBytes: run.resultBytes,
+      executor: `${executorName}/${kind}`,
+    };
+    logger.info(
+      {
+        callId: request.callId,
+        server: `${request.server.namespace}/${request.server.name}`,
+        tool: tool.name,
+        runtime: tool.runtime,
+        outcome: result.outcome,
+        durationMs: result.durationMs,
+        sandbox: kind,
+        exitCode: run.exitCode,
+        memoryPeakBytes: run.usage.memoryPeakBytes,
+        pidsPeak: run.usage.pidsPeak,
+      },
+      'tool call finished',
+    );
+    return result;
+  }
+
+  const executor: SandboxExecutor = {
+    get inFlight() {
+      return inFlight;
+    },
+    async probe() {
+      // A real sandbox must start, run as the unprivileged id, see no network interface but
+      // loopback, and its cgroup must carry the limits we wrote.
+      const check = await createSandboxCgroup(
+        cgroups,
+        `${instance}-probe`,
+        cgroupLimits(DEFAULT_LIMITS),
+      );
+      try {
+        const applied = await readAppliedLimits(check);
+        const wanted = cgroupLimits(DEFAULT_LIMITS);
+        if (applied.memoryBytes !== wanted.memoryBytes || applied.pids !== wanted.pids) {
+          throw unavailable('cgroup limits do not apply (written values did not read back)');
+        }
+      } finally {
+        await check.remove().catch(() => undefined);
+      }
+      const result = await runOnce({
+        callId: 'probe',
+        server: { namespace: 'mcpworks-system', name: 'probe' },
+        tool: {
+          name: 'probe',
+          description: 'sandbox self-test',
+          runtime: 'bash',
+          code: 'n=$(grep -c : /proc/net/dev); [ "$EUID" = 65534 ] && [ "$n" = 1 ] && [ "$(cat /proc/self/uid_map | tr -s " ")" = " 65534 65534 1" ] && echo sandbox-ok',
+          inputSchema: { type: 'object' },
+          timeoutSeconds: 10,
+          limits: DEFAULT_LIMITS,
+        },
+        arguments: {},
+      });
+      const text = result.content[0]?.text.trim();
+      if (result.outcome !== SandboxOutcome.Ok || text !== 'sandbox-ok') {
+        throw unavailable(
+          `the sandbox self-test failed (${result.outcome}: ${result.message ?? text ?? ''})`,
+        );
+      }
+      probed = true;
+      for (const runtime of RUNTIMES) pool.register(runtime, DEFAULT_LIMITS);
+    },
+    async execute(request, signal) {
+      if (closed)
+        return refusal(
+          SandboxOutcome.ExecutorUnavailable,
+          'the executor is shutting down',
+          executorName,
+        );
+      if (!probed)
+        return refusal(
+          SandboxOutcome.ExecutorUnavailable,
+          'the sandbox has not passed its self-test',
+          executorName,
+        );
+      let parsed: ToolCallRequest;
+      try {
+        parsed = parseToolCallRequest(request);
+      } catch (error) {
+        throw new McpworksError(ErrorCode.InvalidInput, 'invalid tool call request', {
+          cause: error,
+        });
+      }
+      if (inFlight >= maxConcurrency) {
+        return refusal(
+          SandboxOutcome.Overloaded,
+          `the executor is at its limit of ${maxConcurrency} concurrent calls; try again later`,
+          executorName,
+        );
+      }
+      inFlight += 1;
+      try {
+        return await runOnce(parsed, signal);
+      } catch (error) {
+        if (isMcpworksError(error)) throw error;
+        logger.error({ err: error, callId: parsed.callId }, 'tool call failed inside the executor');
+        throw new McpworksError(ErrorCode.Internal, 'internal executor error', { cause: error });
+      } finally {
+        inFlight -= 1;
+      }
+    },
+    async close() {
+      closed = true;
+      await pool.close();
+      rmSync(etc.dir, { recursive: true, force: true });
+    },
+  };
+  Object.defineProperty(executor, 'pool', { value: pool, enumerable: false });
+  return executor;
+}
+
+/** The warm pool of an executor built here (tests and the benchmark wait for it to fill). */
+export function warmPoolOf(executor: SandboxExecutor): WarmPool | undefined {
+  return (executor as unknown as { pool?: WarmPool }).pool;
+}

@@ -1,0 +1,333 @@
+/**
+ * One single-use sandbox: an nsjail process whose jailed interpreter is started and waits for
+ * exactly one call on stdin. `spawnSandbox` + `run` is a cold call; the warm pool spawns ahead
+ * and calls `run` later. After `run` the sandbox is gone (process, workspace, cgroup).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import type { Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import type { Clock } from '../shared/clock.ts';
+import {
+  createSandboxCgroup,
+  type CgroupRoots,
+  type CgroupUsage,
+  type SandboxCgroup,
+} from './cgroups.ts';
+import { buildNsjailArgs, cgroupLimits, type JailLayout } from './nsjail-config.ts';
+import { encodeCall, type CallPayload, type SandboxRun } from './protocol.ts';
+import type { RuntimeLayout } from './runtime-files.ts';
+
+export const RESULT_FD = 3;
+export const JAIL_LOG_FD = 4;
+const LOG_TAIL_BYTES = 8192;
+const READY_MARKER = 0x06;
+
+/** Everything a sandbox needs that is fixed for the executor's lifetime. */
+export interface SandboxEnvironment {
+  nsjailPath: string;
+  seccompPolicyPath: string;
+  cgroups: CgroupRoots;
+  runtimes: Readonly<Record<Runtime, RuntimeLayout>>;
+  bootstraps: Readonly<Record<Runtime, string>>;
+  /** Shared parts of the jail: /etc files, symlinks, devices. */
+  common: Omit<JailLayout, 'readOnlyBinds'> & { readOnlyBinds: JailLayout['readOnlyBinds'] };
+  clock: Clock;
+  /** Unique lower-case name for the next sandbox's cgroup. */
+  nextName(): string;
+}
+
+export interface RunOptions {
+  timeoutSeconds: number;
+  maxOutputBytes: number;
+  signal?: AbortSignal;
+}
+
+/** The environment every sandbox starts with; the tool's declared variables are added per call. */
+export const BASE_ENV: Readonly<Record<string, string>> = {
+  PATH: '/usr/bin:/bin',
+  LANG: 'C.UTF-8',
+};
+
+function command(runtime: Runtime, interpreter: string, bootstrap: string): string[] {
+  switch (runtime) {
+    case 'python':
+      return [interpreter, '-I', '-S', '-B', '-X', 'utf8', '-c', bootstrap];
+    case 'node':
+      return [interpreter, '-e', bootstrap];
+    case 'bash':
+      return [interpreter, '--noprofile', '--norc', '-c', bootstrap];
+  }
+}
+
+/** Keeps the last `max` bytes of a stream. */
+class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size - (this.chunks[0]?.length ?? 0) >= this.max && this.chunks.length > 1) {
+      this.size -= this.chunks.shift()!.length;
+    }
+  }
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - this.max)).toString('utf8');
+  }
+}
+
+export interface Sandbox {
+  readonly runtime: Runtime;
+  readonly limits: ToolLimits;
+  /** Monotonic ms at spawn. */
+  readonly spawnedAt: number;
+  /** False once the process ended or the sandbox was used or discarded. */
+  readonly usable: boolean;
+  run(payload: CallPayload, options: RunOptions): Promise<SandboxRun>;
+  /** Resolves when the interpreter is up and waiting (or the sandbox died). */
+  readonly ready: Promise<void>;
+  /** Kills an unused sandbox and removes its cgroup. */
+  discard(): Promise<void>;
+}
+
+export async function spawnSandbox(
+  env: SandboxEnvironment,
+  runtime: Runtime,
+  limits: ToolLimits,
+  backstop: { wallTimeLimitSeconds: number; cpuTimeLimitSeconds: number },
+): Promise<Sandbox> {
+  const layout = env.runtimes[runtime];
+  const cgroup: SandboxCgroup = await createSandboxCgroup(
+    env.cgroups,
+    env.nextName(),
+    cgroupLimits(limits),
+  );
+  const args = buildNsjailArgs({
+    nsjailPath: env.nsjailPath,
+    command: command(runtime, layout.interpreter, env.bootstraps[runtime]),
+    layout: {
+      readOnlyBinds: [...layout.readOnlyBinds, ...env.common.readOnlyBinds],
+      symlinks: env.common.symlinks,
+      etcFiles: env.common.etcFiles,
+      devices: env.common.devices,
+    },
+    limits,
+    wallTimeLimitSeconds: backstop.wallTimeLimitSeconds,
+    cpuTimeLimitSeconds: backstop.cpuTimeLimitSeconds,
+    seccompPolicyPath: env.seccompPolicyPath,
+    cgroup: cgroup.placement,
+    env: BASE_ENV,
+    passFds: runtime === 'bash' ? [] : [RESULT_FD],
+    logFd: JAIL_LOG_FD,
+    hostname: 'sandbox',
+  });
+
+  let child: ChildProcess;
+  try {
+    child = spawn(env.nsjailPath, args, {
+      stdio: ['pipe', 'pipe', 'pipe', runtime === 'bash' ? 'ignore' : 'pipe', 'pipe'],
+      env: {},
+      detached: false,
+    });
+  } catch (error) {
+    await cgroup.remove().catch(() => undefined);
+    throw error;
+  }
+  const spawnedAt = env.clock.monotonicMs();
+  const logTail = new Tail(LOG_TAIL_BYTES);
+  const jailLog = new Tail(LOG_TAIL_BYTES);
+  const resultChunks: Buffer[] = [];
+  let resultBytes = 0;
+  let keptBytes = 0;
+  let maxOutputBytes = Number.POSITIVE_INFINITY;
+  let outputExceeded = false;
+  let used = false;
+  let exited = false;
+  let onOutputExceeded: (() => void) | undefined;
+
+  const resultStream = (
+    runtime === 'bash' ? child.stdout : child.stdio[RESULT_FD]
+  ) as Readable | null;
+  // python/node close the result channel right after the frame: the call is complete then, and
+  // the sandbox is killed without waiting for the interpreter and namespaces to wind down.
+  const resultEnded = new Promise<void>((resolve) => {
+    resultStream?.on('end', () => resolve());
+    resultStream?.on('close', () => resolve());
+  });
+  resultStream?.on('data', (chunk: Buffer) => {
+    resultBytes += chunk.length;
+    if (keptBytes < maxOutputBytes) {
+      const keep = chunk.subarray(0, Math.min(chunk.length, maxOutputBytes - keptBytes));
+      resultChunks.push(keep);
+      keptBytes += keep.length;
+    }
+    if (resultBytes > maxOutputBytes && !outputExceeded) {
+      outputExceeded = true;
+      onOutputExceeded?.();
+    }
+  });
+  let readySeen = false;
+  let markReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => {
+    markReady = resolve;
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    // The bootstrap's first stderr byte (0x06) says the interpreter is up and waiting.
+    if (!readySeen && chunk[0] === READY_MARKER) {
+      readySeen = true;
+      markReady();
+      if (chunk.length > 1) logTail.push(chunk.subarray(1));
+      return;
+    }
+    logTail.push(chunk);
+  });
+  if (runtime !== 'bash') child.stdout?.on('data', (chunk: Buffer) => logTail.push(chunk));
+  (child.stdio[JAIL_LOG_FD] as Readable | null)?.on('data', (chunk: Buffer) => jailLog.push(chunk));
+  child.stdin?.on('error', () => undefined); // EPIPE when the jail died first: reported by the exit status
+
+  const closed = new Promise<{ code: number | null }>((resolve) => {
+    let exitCode: number | null = null;
+    let settled = false;
+    const settle = () => {
+      if (!settled) {
+        settled = true;
+        resolve({ code: exitCode });
+      }
+    };
+    child.on('exit', (code) => {
+      exited = true;
+      exitCode = code;
+      // All pipes normally close with the jail; never wait on one a stray holder keeps open.
+      setTimeout(() => {
+        for (const stream of [child.stdout, child.stderr, ...child.stdio.slice(3)])
+          (stream as Readable | null)?.destroy();
+        settle();
+      }, 200).unref();
+    });
+    child.on('close', () => settle());
+    child.on('error', () => {
+      exited = true;
+      settle();
+    });
+  });
+
+  const kill = () => {
+    if (!exited) child.kill('SIGKILL');
+  };
+
+  let removal: Promise<void> | undefined;
+  const removeCgroup = () => (removal ??= cgroup.remove().catch(() => undefined));
+
+  void closed.then(() => markReady());
+
+  return {
+    runtime,
+    limits,
+    spawnedAt,
+    ready,
+    get usable() {
+      return !used && !exited;
+    },
+    async discard() {
+      used = true;
+      kill();
+      await closed;
+      await removeCgroup();
+    },
+    async run(payload, options) {
+      if (used) throw new Error('sandbox already used');
+      used = true;
+      maxOutputBytes = options.maxOutputBytes;
+      const started = env.clock.monotonicMs();
+      let timedOut = false;
+      let aborted = false;
+      onOutputExceeded = kill;
+      if (resultBytes > maxOutputBytes) {
+        outputExceeded = true;
+        kill();
+      }
+      const timer = setTimeout(() => {
+        timedOut = true;
+        kill();
+      }, options.timeoutSeconds * 1000);
+      const onAbort = () => {
+        aborted = true;
+        kill();
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (options.signal?.aborted) onAbort();
+      try {
+        child.stdin?.end(encodeCall(runtime, payload));
+      } catch {
+        // reported through the exit status
+      }
+      const early =
+        runtime === 'bash'
+          ? undefined
+          : resultEnded.then(() =>
+              completeFrame(resultChunks, outputExceeded) ? 'frame' : undefined,
+            );
+      const first = await Promise.race([
+        closed.then(() => 'exit' as const),
+        ...(early ? [early] : []),
+      ]);
+      let code: number | null;
+      let usage: CgroupUsage = {
+        memoryLimitHit: false,
+        pidsLimitHit: false,
+        memoryPeakBytes: undefined,
+        pidsPeak: undefined,
+      };
+      if (first === 'frame') {
+        // Complete answer: destroy the sandbox (and anything it left running) in the background.
+        clearTimeout(timer);
+        kill();
+        code = 0;
+        void closed.then(removeCgroup);
+      } else {
+        code = (await closed).code;
+        clearTimeout(timer);
+        try {
+          usage = await cgroup.usage();
+        } catch {
+          // counters unreadable: limits are still enforced, only the outcome is less specific
+        }
+        void removeCgroup();
+      }
+      options.signal?.removeEventListener('abort', onAbort);
+      const durationMs = env.clock.monotonicMs() - started;
+      return {
+        runtime,
+        exitCode: code,
+        timedOut,
+        outputExceeded,
+        aborted,
+        result: Buffer.concat(resultChunks),
+        resultBytes,
+        logTail: logTail.text(),
+        jailLog: jailLog.text(),
+        usage,
+        durationMs,
+        maxOutputBytes: options.maxOutputBytes,
+        timeoutSeconds: options.timeoutSeconds,
+        memoryMiB: limits.memoryMiB,
+        pids: limits.pids,
+      };
+    },
+  };
+}
+
+/** True when the result channel holds one whole JSON frame (python/node write exactly one). */
+function completeFrame(chunks: Buffer[], exceeded: boolean): boolean {
+  if (exceeded || chunks.length === 0) return false;
+  try {
+    const frame = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ok?: unknown };
+    return typeof frame === 'object' && frame !== null && typeof frame.ok === 'boolean';
+  } catch {
+    return false;
+  }
+}

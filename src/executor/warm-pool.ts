@@ -1,0 +1,173 @@
+/**
+ * Pre-started single-use sandboxes, keyed by runtime and by every limit that is fixed when a
+ * sandbox starts (memory, pids, cpu, workspace size). A call only ever takes a sandbox built
+ * with exactly its own limits, uses it once, and the sandbox is destroyed; the pool refills in
+ * the background, one spawn at a time, never above `size` per key.
+ */
+import type { Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import type { Clock } from '../shared/clock.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { Sandbox } from './sandbox.ts';
+
+export interface PoolKey {
+  runtime: Runtime;
+  limits: ToolLimits;
+}
+
+/** Only limits that a started sandbox carries; timeout, output cap and env are applied per call. */
+export function poolKey(runtime: Runtime, limits: ToolLimits): string {
+  return `${runtime}/mem=${limits.memoryMiB}/pids=${limits.pids}/cpu=${limits.cpuMillicores}/tmpfs=${limits.tmpfsMiB}`;
+}
+
+export interface WarmPoolOptions {
+  /** Idle sandboxes kept per key. */
+  size: number;
+  /** Distinct limit sets kept warm; the least recently used beyond this is dropped. */
+  maxKeys: number;
+  /** A warm sandbox older than this is replaced (bounds nsjail's own time limit). */
+  maxIdleMs: number;
+  spawn(runtime: Runtime, limits: ToolLimits): Promise<Sandbox>;
+  clock: Clock;
+  logger: Logger;
+}
+
+interface Entry {
+  key: PoolKey;
+  idle: Sandbox[];
+  lastUsed: number;
+}
+
+export class WarmPool {
+  private readonly options: WarmPoolOptions;
+  private readonly entries = new Map<string, Entry>();
+  private filling: Promise<void> | undefined;
+  private closed = false;
+  private recycleTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: WarmPoolOptions) {
+    this.options = options;
+    if (options.size > 0) {
+      this.recycleTimer = setInterval(() => this.recycle(), Math.max(1000, options.maxIdleMs / 4));
+      this.recycleTimer.unref();
+    }
+  }
+
+  /** Keeps this limit set warm from now on. */
+  register(runtime: Runtime, limits: ToolLimits): void {
+    if (this.options.size === 0 || this.closed) return;
+    const id = poolKey(runtime, limits);
+    const existing = this.entries.get(id);
+    if (existing) {
+      existing.lastUsed = this.options.clock.monotonicMs();
+    } else {
+      this.entries.set(id, {
+        key: { runtime, limits },
+        idle: [],
+        lastUsed: this.options.clock.monotonicMs(),
+      });
+      this.evictBeyondMaxKeys();
+    }
+    this.fill();
+  }
+
+  /** A ready sandbox with exactly these limits, or undefined (the caller starts a cold one). */
+  take(runtime: Runtime, limits: ToolLimits): Sandbox | undefined {
+    if (this.options.size === 0 || this.closed) return undefined;
+    const id = poolKey(runtime, limits);
+    const entry = this.entries.get(id);
+    this.register(runtime, limits);
+    if (!entry) return undefined;
+    const now = this.options.clock.monotonicMs();
+    while (entry.idle.length > 0) {
+      const sandbox = entry.idle.shift()!;
+      if (sandbox.usable && now - sandbox.spawnedAt < this.options.maxIdleMs) {
+        this.fill();
+        return sandbox;
+      }
+      void sandbox.discard();
+    }
+    this.fill();
+    return undefined;
+  }
+
+  get idleCount(): number {
+    let n = 0;
+    for (const entry of this.entries.values()) n += entry.idle.filter((s) => s.usable).length;
+    return n;
+  }
+
+  /** Resolves when every key has its full complement (for start-up and tests). */
+  async whenFilled(): Promise<void> {
+    while (this.filling) await this.filling;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.recycleTimer) clearInterval(this.recycleTimer);
+    await this.filling?.catch(() => undefined);
+    const all = [...this.entries.values()].flatMap((e) => e.idle);
+    this.entries.clear();
+    await Promise.all(all.map((s) => s.discard()));
+  }
+
+  private evictBeyondMaxKeys(): void {
+    while (this.entries.size > this.options.maxKeys) {
+      let oldest: [string, Entry] | undefined;
+      for (const item of this.entries)
+        if (!oldest || item[1].lastUsed < oldest[1].lastUsed) oldest = item;
+      if (!oldest) return;
+      this.entries.delete(oldest[0]);
+      for (const sandbox of oldest[1].idle) void sandbox.discard();
+    }
+  }
+
+  private recycle(): void {
+    const now = this.options.clock.monotonicMs();
+    for (const entry of this.entries.values()) {
+      const keep: Sandbox[] = [];
+      for (const sandbox of entry.idle) {
+        if (sandbox.usable && now - sandbox.spawnedAt < this.options.maxIdleMs) keep.push(sandbox);
+        else void sandbox.discard();
+      }
+      entry.idle = keep;
+    }
+    this.fill();
+  }
+
+  private nextMissing(): Entry | undefined {
+    for (const entry of this.entries.values()) {
+      entry.idle = entry.idle.filter((s) => s.usable);
+      if (entry.idle.length < this.options.size) return entry;
+    }
+    return undefined;
+  }
+
+  /** One background filler at a time, so refills never compete with calls more than one spawn's worth. */
+  private fill(): void {
+    if (this.filling || this.closed) return;
+    this.filling = (async () => {
+      let failures = 0;
+      for (let entry = this.nextMissing(); entry && !this.closed; entry = this.nextMissing()) {
+        try {
+          const sandbox = await this.options.spawn(entry.key.runtime, entry.key.limits);
+          // Pace refills by real readiness, so a burst of refills never starves running calls.
+          await sandbox.ready;
+          if (this.closed || !this.entries.has(poolKey(entry.key.runtime, entry.key.limits))) {
+            await sandbox.discard();
+          } else {
+            entry.idle.push(sandbox);
+          }
+        } catch (error) {
+          failures += 1;
+          this.options.logger.warn(
+            { err: error, key: poolKey(entry.key.runtime, entry.key.limits) },
+            'warm sandbox failed to start',
+          );
+          if (failures >= 3) break;
+        }
+      }
+    })().finally(() => {
+      this.filling = undefined;
+    });
+  }
+}
