@@ -5,20 +5,25 @@
 // (a fast hash of a 256-bit random value is as unguessable as the value) until the store is
 // replaced: revocation clears every cache at once and is effective for the very next request.
 import crypto from 'node:crypto';
-import { promisify } from 'node:util';
 import { z } from 'zod';
 import type { Clock } from '../../shared/clock.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { agentPrincipal } from './principal.ts';
 import { authFailure, type AuthResult, type CredentialVerifier } from './types.ts';
 
-// Called through the module object (not destructured) so tests can observe them.
-const scrypt = promisify(crypto.scrypt) as (
+// Looked up on the module object at call time (not destructured) so tests can observe them.
+function scrypt(
   password: string,
   salt: Buffer,
   keylen: number,
   options: crypto.ScryptOptions,
-) => Promise<Buffer>;
+): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    crypto.scrypt(password, salt, keylen, options, (err, key) =>
+      err ? reject(err) : resolve(key),
+    ),
+  );
+}
 
 export const API_KEY_PREFIX = 'mcpw_';
 /** Key ids are Secret data keys too: lowercase letters, digits and inner dashes. */
