@@ -13,7 +13,7 @@ const START = new Date('2026-06-01T12:00:00Z');
 
 interface Key {
   kid: string;
-  privateKey: CryptoKey;
+  privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
   jwk: JWK;
 }
 
