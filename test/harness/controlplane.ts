@@ -102,11 +102,12 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
-      cleanup.disarm();
       // Dependents first: the controller manager, then the apiserver, then etcd. All state is
       // thrown away, so there is nothing to shut down gracefully: SIGTERM costs the apiserver
       // about a second per control plane, SIGKILL nothing.
       for (const p of [...procs].reverse()) await stopProcess(p, 0);
+      // Only now: until the processes are gone, the exit hook and the reaper must still know them.
+      cleanup.disarm();
       await rm(dir, { recursive: true, force: true });
     })());
   const launch = (name: string, args: string[]): ManagedProcess => {
