@@ -76,3 +76,50 @@ const PLURALS: Record<string, string> = {
   Secret: 'secrets',
   ConfigMap: 'configmaps',
 };
+
+/**
+ * Installs the committed CRDs (crds/*.yaml, exactly the bytes users apply) and waits until each is
+ * Established. Other suites that need the CRDs can call it too.
+ */
+export async function installCrds(
+  kc: KubeConfig,
+  crdsDir: string,
+  timeoutMs = 60_000,
+): Promise<string[]> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const { parse } = await import('yaml');
+  const names: string[] = [];
+  for (const file of (await readdir(crdsDir)).filter((f) => f.endsWith('.yaml')).sort()) {
+    const crd = parse(await readFile(`${crdsDir}/${file}`, 'utf8')) as {
+      metadata: { name: string };
+    };
+    const res = await kubeRequest(
+      kc,
+      'POST',
+      '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+      crd,
+    );
+    if (res.status !== 201 && res.status !== 409) {
+      throw new Error(`installing ${file}: HTTP ${res.status}: ${String(res.body.message)}`);
+    }
+    names.push(crd.metadata.name);
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (const name of names) {
+    for (;;) {
+      const res = await kubeRequest(
+        kc,
+        'GET',
+        `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`,
+      );
+      const conditions = (
+        res.body.status as { conditions?: Array<{ type: string; status: string }> } | undefined
+      )?.conditions;
+      if (conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+      if (Date.now() > deadline)
+        throw new Error(`CRD ${name} not Established after ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return names;
+}
