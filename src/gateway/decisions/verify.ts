@@ -1,0 +1,267 @@
+import { argumentsDigest } from './canonical.ts';
+import {
+  DecisionRecordSchema,
+  GENESIS_HASH,
+  computeRecordHash,
+  type DecisionRecord,
+} from './record.ts';
+
+/**
+ * Checks the hash chains of a decision log (pure: give it the lines). Lines that are not decision
+ * records (other pino logs, blank lines, text) are skipped; records are recognised by
+ * `msg: "decision"`. Each writer (gateway process) has its own chain, so several replicas may
+ * share one file in any interleaving.
+ *
+ * What it finds, first one wins: a record whose content no longer matches its hash (altered), a
+ * record whose predecessor's hash is not the one it chains from (the predecessor was altered and
+ * re-hashed, or replaced), a gap in a writer's sequence numbers (deleted — or reordered when the
+ * missing record turns up later in the input), a sequence number going backwards (reordered or
+ * duplicated), a decision line that is not a valid record (malformed), and — when told the last
+ * sequence number each writer reached, e.g. from the gateway's metrics — records missing at the
+ * end (truncated). A chain alone cannot reveal a truncated tail, nor a whole tail rewritten by
+ * someone who recomputes every hash: ship logs off the host to rule that out.
+ */
+export type ChainProblem = 'altered' | 'deleted' | 'reordered' | 'malformed' | 'truncated';
+
+export interface ChainBreak {
+  problem: ChainProblem;
+  /** 1-based line number of the record at fault. */
+  line: number;
+  writerId?: string;
+  seq?: number;
+  message: string;
+}
+
+export interface WriterSummary {
+  writerId: string;
+  records: number;
+  firstSeq: number;
+  lastSeq: number;
+  lastHash: string;
+}
+
+export interface ChainReport {
+  ok: boolean;
+  records: number;
+  writers: WriterSummary[];
+  /** The first break, when not ok. */
+  break?: ChainBreak;
+  /** Facts worth knowing that are not breaks, e.g. a chain that starts after seq 0 (rotated log). */
+  notes: string[];
+}
+
+export interface VerifyOptions {
+  /** Writers whose chain must start at seq 0 in this input (a complete log, not a rotated one). */
+  requireStart?: boolean;
+  /** The last seq each writer is known to have written; fewer records in the input is truncation. */
+  expectLastSeq?: ReadonlyMap<string, number>;
+}
+
+interface Parsed {
+  line: number;
+  record?: DecisionRecord;
+  malformed?: string;
+  seqHint?: number;
+}
+
+export function verifyChain(lines: readonly string[], options: VerifyOptions = {}): ChainReport {
+  const parsed: Parsed[] = [];
+  lines.forEach((text, i) => {
+    const entry = parseLine(text, i + 1);
+    if (entry !== undefined) parsed.push(entry);
+  });
+
+  const seqsByWriter = new Map<string, Set<number>>();
+  for (const entry of parsed) {
+    if (entry.record === undefined) continue;
+    let seqs = seqsByWriter.get(entry.record.writerId);
+    if (seqs === undefined) seqsByWriter.set(entry.record.writerId, (seqs = new Set()));
+    seqs.add(entry.record.seq);
+  }
+
+  const writers = new Map<string, WriterSummary & { lastLine: number }>();
+  const notes: string[] = [];
+  let records = 0;
+  const report = (found: ChainBreak): ChainReport => ({
+    ok: false,
+    records,
+    writers: summaries(writers),
+    break: found,
+    notes,
+  });
+
+  for (const { line, record, malformed, seqHint } of parsed) {
+    if (record === undefined) {
+      return report({
+        problem: 'malformed',
+        line,
+        ...(seqHint === undefined ? {} : { seq: seqHint }),
+        message: `line ${line} is a decision line but not a valid record: ${malformed}`,
+      });
+    }
+    const { writerId, seq } = record;
+    const at = `line ${line} (writer ${writerId}, seq ${seq})`;
+    if (computeRecordHash(record) !== record.hash) {
+      return report({
+        problem: 'altered',
+        line,
+        writerId,
+        seq,
+        message: `record at ${at} was altered: its content does not match its hash`,
+      });
+    }
+    if (
+      record.arguments !== undefined &&
+      record.argumentsSha256 !== undefined &&
+      argumentsDigest(record.arguments) !== record.argumentsSha256
+    ) {
+      return report({
+        problem: 'altered',
+        line,
+        writerId,
+        seq,
+        message: `record at ${at} was altered: its arguments do not match argumentsSha256`,
+      });
+    }
+    const state = writers.get(writerId);
+    if (state === undefined) {
+      if (seq === 0 && record.prevHash !== GENESIS_HASH) {
+        return report({
+          problem: 'altered',
+          line,
+          writerId,
+          seq,
+          message: `record at ${at} starts a chain but does not chain from the genesis hash`,
+        });
+      }
+      if (seq > 0) {
+        if (options.requireStart === true) {
+          return report({
+            problem: 'deleted',
+            line,
+            writerId,
+            seq,
+            message: `records seq 0..${seq - 1} of writer ${writerId} are missing before line ${line}`,
+          });
+        }
+        notes.push(
+          `writer ${writerId}: chain starts at seq ${seq} (earlier records are not in this input, e.g. a rotated log)`,
+        );
+      }
+      writers.set(writerId, {
+        writerId,
+        records: 1,
+        firstSeq: seq,
+        lastSeq: seq,
+        lastHash: record.hash,
+        lastLine: line,
+      });
+      records++;
+      continue;
+    }
+    const expected = state.lastSeq + 1;
+    if (seq === expected) {
+      if (record.prevHash !== state.lastHash) {
+        return report({
+          problem: 'altered',
+          line: state.lastLine,
+          writerId,
+          seq: state.lastSeq,
+          message: `record at line ${state.lastLine} (writer ${writerId}, seq ${state.lastSeq}) was altered or replaced: the next record (line ${line}) chains from a different hash`,
+        });
+      }
+    } else if (seq > expected) {
+      const seqs = seqsByWriter.get(writerId) as Set<number>;
+      let missing = expected;
+      while (missing < seq && !seqs.has(missing)) missing++;
+      if (missing < seq) {
+        return report({
+          problem: 'reordered',
+          line,
+          writerId,
+          seq,
+          message: `record at ${at} is out of order: seq ${missing} comes later in the input`,
+        });
+      }
+      const range = expected === seq - 1 ? `seq ${expected}` : `seq ${expected}..${seq - 1}`;
+      return report({
+        problem: 'deleted',
+        line,
+        writerId,
+        seq,
+        message: `records ${range} of writer ${writerId} are missing before line ${line}`,
+      });
+    } else {
+      const what =
+        seq === state.lastSeq && record.hash === state.lastHash
+          ? 'duplicates the record before it'
+          : `comes after seq ${state.lastSeq}`;
+      return report({
+        problem: 'reordered',
+        line,
+        writerId,
+        seq,
+        message: `record at ${at} is out of order: it ${what}`,
+      });
+    }
+    state.records++;
+    state.lastSeq = seq;
+    state.lastHash = record.hash;
+    state.lastLine = line;
+    records++;
+  }
+
+  for (const [writerId, lastSeq] of options.expectLastSeq ?? []) {
+    const state = writers.get(writerId);
+    if (state === undefined || state.lastSeq < lastSeq) {
+      const have = state === undefined ? 'no records' : `records up to seq ${state.lastSeq}`;
+      return report({
+        problem: 'truncated',
+        line: state?.lastLine ?? 0,
+        writerId,
+        ...(state === undefined ? {} : { seq: state.lastSeq }),
+        message: `writer ${writerId} wrote up to seq ${lastSeq} but the input has ${have}: the log was truncated`,
+      });
+    }
+  }
+  return { ok: true, records, writers: summaries(writers), notes };
+}
+
+function parseLine(text: string, line: number): Parsed | undefined {
+  const trimmed = text.trim();
+  if (trimmed === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(trimmed);
+  } catch {
+    // Not JSON: another program's output, unless it claims to be a decision (a damaged record).
+    return /"msg"\s*:\s*"decision"/.test(trimmed)
+      ? { line, malformed: 'not valid JSON' }
+      : undefined;
+  }
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    (value as { msg?: unknown }).msg !== 'decision'
+  )
+    return undefined;
+  const candidate = { ...(value as Record<string, unknown>) };
+  // A log pipeline may redact raw arguments (pino's redaction writes a string); they are outside the hash.
+  if (typeof candidate['arguments'] !== 'object' || candidate['arguments'] === null)
+    delete candidate['arguments'];
+  const result = DecisionRecordSchema.safeParse(candidate);
+  if (result.success) return { line, record: result.data };
+  const issue = result.error.issues[0];
+  const seq = candidate['seq'];
+  return {
+    line,
+    malformed: `${issue?.path.join('.') || 'record'}: ${issue?.message ?? 'invalid'}`,
+    ...(typeof seq === 'number' ? { seqHint: seq } : {}),
+  };
+}
+
+function summaries(writers: Map<string, WriterSummary & { lastLine: number }>): WriterSummary[] {
+  return [...writers.values()]
+    .map(({ lastLine: _lastLine, ...summary }) => summary)
+    .sort((a, b) => (a.writerId < b.writerId ? -1 : a.writerId > b.writerId ? 1 : 0));
+}
