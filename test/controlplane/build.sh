@@ -12,7 +12,8 @@ k8s_dir="$cache/controlplane/kubernetes-v$K8S_VERSION"
 etcd_dir="$cache/controlplane/etcd-v$ETCD_VERSION"
 helm_dir="$cache/controlplane/helm-v$HELM_VERSION"
 mkdir -p "$dir" "$k8s_dir" "$etcd_dir" "$helm_dir"
-export CGO_ENABLED=0 GOFLAGS=-trimpath
+# -buildvcs=false: the wrapper modules sit inside this git clone; stamping would need git.
+export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
 minor=${K8S_VERSION#*.}; minor=${minor%%.*}
 k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
 
@@ -34,7 +35,9 @@ build "$k8s_dir" kubectl "$here/k8s" k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags
 build "$etcd_dir" etcd "$here/etcd" go.etcd.io/etcd/server/v3 "-s -w"
 if [ ! -x "$helm_dir/helm" ]; then
   echo "building helm v$HELM_VERSION into $helm_dir" >&2
+  start=$SECONDS
   GOBIN="$helm_dir" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  echo "built helm in $((SECONDS - start)) s" >&2
 fi
 ln -sfn "$helm_dir/helm" "$dir/helm"
 echo "$dir"
