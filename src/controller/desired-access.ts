@@ -1,0 +1,142 @@
+/**
+ * Pure builders of who may talk to and read what: NetworkPolicies around the two workloads and
+ * the read-only RBAC the gateway needs to watch its configuration (ADR 0001).
+ */
+import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
+import type { KubeObject } from '../k8s/types.ts';
+import {
+  childNames,
+  componentLabels,
+  GATEWAY_CLUSTER_ROLE,
+  MANAGED_BY,
+  ownerReference,
+  Ports,
+  selectorLabels,
+  Labels,
+} from './names.ts';
+
+/** Executor: ingress only from its own gateway pods on its port; no egress at all. */
+export function desiredExecutorNetworkPolicy(server: McpServer): KubeObject {
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: {
+      name: childNames(server).executor,
+      namespace: server.metadata.namespace,
+      labels: componentLabels(server, 'executor'),
+      ownerReferences: [ownerReference(server)],
+    },
+    spec: {
+      podSelector: { matchLabels: selectorLabels(server, 'executor') },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [
+        {
+          from: [{ podSelector: { matchLabels: selectorLabels(server, 'gateway') } }],
+          ports: [{ protocol: 'TCP', port: Ports.executor }],
+        },
+      ],
+      egress: [],
+    },
+  };
+}
+
+/** Gateway: ingress on its port from anywhere (it authenticates every request itself). */
+export function desiredGatewayNetworkPolicy(server: McpServer): KubeObject {
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: {
+      name: childNames(server).gateway,
+      namespace: server.metadata.namespace,
+      labels: componentLabels(server, 'gateway'),
+      ownerReferences: [ownerReference(server)],
+    },
+    spec: {
+      podSelector: { matchLabels: selectorLabels(server, 'gateway') },
+      policyTypes: ['Ingress'],
+      ingress: [{ ports: [{ protocol: 'TCP', port: Ports.gateway }] }],
+    },
+  };
+}
+
+/**
+ * Read-only access to what the gateway watches in its namespace. The API-key Secret is named
+ * (resourceNames): a gateway can never read another Secret.
+ */
+export function desiredGatewayRole(server: McpServer): KubeObject {
+  const secretRef = server.spec.auth.apiKeys?.secretRef.name;
+  const rules: Record<string, unknown>[] = [
+    {
+      apiGroups: ['mcpworks.io'],
+      resources: ['mcpservers', 'agentpolicies'],
+      verbs: ['get', 'list', 'watch'],
+    },
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] },
+  ];
+  if (secretRef) {
+    rules.push({
+      apiGroups: [''],
+      resources: ['secrets'],
+      resourceNames: [secretRef],
+      verbs: ['get', 'list', 'watch'],
+    });
+  }
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'Role',
+    metadata: {
+      name: childNames(server).gateway,
+      namespace: server.metadata.namespace,
+      labels: componentLabels(server, 'gateway'),
+      ownerReferences: [ownerReference(server)],
+    },
+    rules,
+  };
+}
+
+export function desiredGatewayRoleBinding(server: McpServer): KubeObject {
+  const name = childNames(server).gateway;
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: {
+      name,
+      namespace: server.metadata.namespace,
+      labels: componentLabels(server, 'gateway'),
+      ownerReferences: [ownerReference(server)],
+    },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+    subjects: [{ kind: 'ServiceAccount', name, namespace: server.metadata.namespace }],
+  };
+}
+
+/**
+ * ClusterAgentPolicies and namespace labels are cluster-scoped: one binding per gateway to the
+ * shared read-only ClusterRole. A cluster-scoped object cannot be owned by a namespaced one, so
+ * the McpServer's finalizer deletes it.
+ */
+export function desiredGatewayClusterRoleBinding(server: McpServer): KubeObject {
+  const names = childNames(server);
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: {
+      name: names.gatewayClusterBinding,
+      labels: {
+        'app.kubernetes.io/managed-by': MANAGED_BY,
+        'app.kubernetes.io/part-of': 'mcpworks',
+        'app.kubernetes.io/component': 'gateway',
+        [Labels.server]: server.metadata.name,
+        'mcpworks.io/server-namespace': server.metadata.namespace ?? 'default',
+      },
+    },
+    roleRef: {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: GATEWAY_CLUSTER_ROLE,
+    },
+    subjects: [
+      { kind: 'ServiceAccount', name: names.gateway, namespace: server.metadata.namespace },
+    ],
+  };
+}

@@ -1,0 +1,250 @@
+/**
+ * Pure builders of the workload objects of one McpServer: complete server-side-apply bodies,
+ * no clock, no environment, no I/O. The reconciler applies what these return.
+ */
+import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
+import type { KubeObject } from '../k8s/types.ts';
+import {
+  Annotations,
+  childNames,
+  componentLabels,
+  Ports,
+  selectorLabels,
+  ownerReference,
+  type Component,
+} from './names.ts';
+import { specHash } from './spec-hash.ts';
+
+export interface WorkloadOptions {
+  gatewayImage: string;
+  executorImage: string;
+  /**
+   * AppArmor for executor containers: the runtime's default profile denies mount(2), which
+   * nsjail needs; `Unconfined` or a `Localhost` profile that allows it (docs/adr/0002).
+   */
+  executorAppArmor: { type: 'Unconfined' } | { type: 'Localhost'; localhostProfile: string };
+}
+
+export const DEFAULT_WORKLOAD_OPTIONS: WorkloadOptions = {
+  gatewayImage: 'mcpworks/mcpworks:0.1.0',
+  executorImage: 'mcpworks/sandbox:0.1.0',
+  executorAppArmor: { type: 'Unconfined' },
+};
+
+const DEFAULT_RESOURCES = {
+  gateway: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } },
+  executor: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2Gi' } },
+} as const;
+
+function metadata(
+  server: McpServer,
+  name: string,
+  component: Component,
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    name,
+    namespace: server.metadata.namespace,
+    labels: componentLabels(server, component),
+    ownerReferences: [ownerReference(server)],
+    ...extra,
+  };
+}
+
+/** What a token rotation changes in the pods: they must restart to read the new value. */
+export interface TokenState {
+  /** The token Secret's data hash; part of both pod templates' spec hash. */
+  hash: string;
+}
+
+export function desiredGatewayServiceAccount(server: McpServer): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: metadata(server, childNames(server).gateway, 'gateway'),
+    // The gateway watches its McpServer and policies: it needs its token (nothing else does).
+    automountServiceAccountToken: true,
+  };
+}
+
+export function desiredGatewayDeployment(
+  server: McpServer,
+  token: TokenState,
+  options: WorkloadOptions,
+): KubeObject {
+  const names = childNames(server);
+  const namespace = server.metadata.namespace ?? 'default';
+  const hash = specHash(server.spec, token.hash, options.gatewayImage);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: metadata(server, names.gateway, 'gateway'),
+    spec: {
+      replicas: server.spec.gateway.replicas,
+      selector: { matchLabels: selectorLabels(server, 'gateway') },
+      template: {
+        metadata: {
+          labels: componentLabels(server, 'gateway'),
+          annotations: { [Annotations.specHash]: hash },
+        },
+        spec: {
+          serviceAccountName: names.gateway,
+          automountServiceAccountToken: true,
+          enableServiceLinks: false,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 65532,
+            runAsGroup: 65532,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'gateway',
+              image: options.gatewayImage,
+              args: ['gateway'],
+              ports: [{ name: 'http', containerPort: Ports.gateway, protocol: 'TCP' }],
+              env: [
+                { name: 'MCPWORKS_SERVER_NAMESPACE', value: namespace },
+                { name: 'MCPWORKS_SERVER_NAME', value: server.metadata.name },
+                { name: 'MCPWORKS_PORT', value: String(Ports.gateway) },
+                {
+                  name: 'MCPWORKS_EXECUTOR_URL',
+                  value: `http://${names.executor}.${namespace}.svc:${Ports.executor}`,
+                },
+                {
+                  name: 'MCPWORKS_EXECUTOR_TOKEN',
+                  valueFrom: { secretKeyRef: { name: names.executorToken, key: 'token' } },
+                },
+              ],
+              resources: server.spec.gateway.resources ?? DEFAULT_RESOURCES.gateway,
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                capabilities: { drop: ['ALL'] },
+                seccompProfile: { type: 'RuntimeDefault' },
+              },
+              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5 },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: 'http' },
+                periodSeconds: 10,
+                failureThreshold: 6,
+              },
+              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+            },
+          ],
+          volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+        },
+      },
+    },
+  };
+}
+
+/**
+ * Executor pods hold exactly what nsjail needs to build a fresh sandbox per call (ADR 0002):
+ * CAP_SYS_ADMIN (new mount/pid/net/ipc/uts/cgroup namespaces, mounts, cgroup limits), CAP_SETUID
+ * and CAP_SETGID (uid/gid maps and dropping to the sandbox user), everything else dropped; the
+ * runtime's seccomp profile stays on (it admits those syscalls to a SYS_ADMIN holder) and nsjail
+ * adds its own per-call allowlist; no ServiceAccount token; read-only root filesystem.
+ */
+export function desiredExecutorDeployment(
+  server: McpServer,
+  token: TokenState,
+  options: WorkloadOptions,
+): KubeObject {
+  const names = childNames(server);
+  const executor = server.spec.executor;
+  const hash = specHash(executor, token.hash, options.executorImage, options.executorAppArmor);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: metadata(server, names.executor, 'executor'),
+    spec: {
+      replicas: executor.replicas,
+      selector: { matchLabels: selectorLabels(server, 'executor') },
+      template: {
+        metadata: {
+          labels: componentLabels(server, 'executor'),
+          annotations: { [Annotations.specHash]: hash },
+        },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'executor',
+              image: options.executorImage,
+              args: ['executor'],
+              ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],
+              env: [
+                { name: 'MCPWORKS_EXECUTOR_PORT', value: String(Ports.executor) },
+                {
+                  name: 'MCPWORKS_EXECUTOR_MAX_CONCURRENCY',
+                  value: String(executor.maxConcurrency),
+                },
+                { name: 'MCPWORKS_EXECUTOR_WARM_POOL', value: String(executor.warmPoolSize) },
+                {
+                  name: 'MCPWORKS_EXECUTOR_TOKEN',
+                  valueFrom: { secretKeyRef: { name: names.executorToken, key: 'token' } },
+                },
+              ],
+              resources: executor.resources ?? DEFAULT_RESOURCES.executor,
+              securityContext: {
+                // nsjail starts as root in the container's user namespace and drops to an
+                // unprivileged id inside each sandbox; runAsNonRoot would strip the capabilities.
+                runAsUser: 0,
+                runAsNonRoot: false,
+                privileged: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID'] },
+                seccompProfile: { type: 'RuntimeDefault' },
+                appArmorProfile: options.executorAppArmor,
+              },
+              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5 },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: 'http' },
+                periodSeconds: 10,
+                failureThreshold: 6,
+              },
+              volumeMounts: [{ name: 'sandbox-tmp', mountPath: '/tmp' }],
+            },
+          ],
+          volumes: [{ name: 'sandbox-tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } }],
+        },
+      },
+    },
+  };
+}
+
+export function desiredService(server: McpServer, component: Component): KubeObject {
+  const names = childNames(server);
+  const port = Ports[component];
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: metadata(server, names[component], component),
+    spec: {
+      type: 'ClusterIP',
+      selector: selectorLabels(server, component),
+      ports: [{ name: 'http', port, targetPort: 'http', protocol: 'TCP' }],
+    },
+  };
+}
+
+/** The gateway→executor bearer token, generated once by the reconciler (`token` is base64). */
+export function desiredExecutorTokenSecret(
+  server: McpServer,
+  tokenBase64: string,
+  generation: string,
+): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: metadata(server, childNames(server).executorToken, 'executor', {
+      annotations: { [Annotations.tokenGeneration]: generation },
+    }),
+    type: 'Opaque',
+    data: { token: tokenBase64 },
+  };
+}

@@ -1,0 +1,363 @@
+/**
+ * McpServer → gateway and executor workloads. Level-based: gather (caches and a few reads),
+ * decide (pure builders and status functions), write only what differs from the live objects.
+ * Running it twice in an unchanged world writes nothing the second time.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  McpServerSchema,
+  type McpServer,
+  type McpServerStatus,
+} from '../api/v1alpha1/mcpserver.ts';
+import { formatZodIssues } from '../api/manifests.ts';
+import type { Clock } from '../shared/clock.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { KubeClient } from '../k8s/client.ts';
+import { isSubset } from '../k8s/compare.ts';
+import type { EventRecorder } from '../k8s/events.ts';
+import type { Informer } from '../k8s/informer.ts';
+import { Resources, type ResourceType } from '../k8s/resources.ts';
+import { objectKey, splitKey, type KubeObject } from '../k8s/types.ts';
+import {
+  desiredGatewayClusterRoleBinding,
+  desiredGatewayNetworkPolicy,
+  desiredGatewayRole,
+  desiredGatewayRoleBinding,
+  desiredExecutorNetworkPolicy,
+} from './desired-access.ts';
+import {
+  desiredExecutorDeployment,
+  desiredExecutorTokenSecret,
+  desiredGatewayDeployment,
+  desiredGatewayServiceAccount,
+  desiredService,
+  type WorkloadOptions,
+} from './desired-workloads.ts';
+import { Annotations, childNames, endpointUrl, FINALIZER } from './names.ts';
+import { policyDisplayName, type ParsedPolicy } from './policy-validation.ts';
+import { specHash } from './spec-hash.ts';
+import { computeServerStatus, Reasons, rolloutState, statusEqual, type Problem } from './status.ts';
+import type { ProcessResult } from './workqueue.ts';
+
+export interface ServerCaches {
+  servers: Informer<KubeObject>;
+  namespaces: Informer<KubeObject>;
+  agentPolicies: Informer<KubeObject>;
+  clusterPolicies: Informer<KubeObject>;
+  deployments: Informer<KubeObject>;
+  services: Informer<KubeObject>;
+  serviceAccounts: Informer<KubeObject>;
+  secrets: Informer<KubeObject>;
+  networkPolicies: Informer<KubeObject>;
+  roles: Informer<KubeObject>;
+  roleBindings: Informer<KubeObject>;
+  clusterRoleBindings: Informer<KubeObject>;
+}
+
+export interface ServerReconcilerDeps {
+  client: KubeClient;
+  caches: ServerCaches;
+  events: EventRecorder;
+  clock: Clock;
+  logger: Logger;
+  workloads: WorkloadOptions;
+  /** Validated policies, memoized by the caller. */
+  parsePolicy: (raw: KubeObject) => ParsedPolicy;
+  /** When inputs are missing (Secrets and ConfigMaps are not watched), look again after this. */
+  recheckMissingInputsMs: number;
+  /** A fresh random token, base64; injected so tests can pin it. */
+  newToken?: () => string;
+}
+
+interface Child {
+  type: ResourceType;
+  cache: Informer<KubeObject>;
+  body: KubeObject;
+}
+
+export function createServerReconciler(
+  deps: ServerReconcilerDeps,
+): (key: string) => Promise<ProcessResult> {
+  const newToken = deps.newToken ?? (() => randomBytes(32).toString('base64'));
+  const { client, caches } = deps;
+
+  return async function reconcileServer(key: string): Promise<ProcessResult> {
+    const raw = caches.servers.get(key);
+    if (!raw) return; // deleted: owner references let the garbage collector remove the children
+    const log = deps.logger.child({ mcpserver: key, generation: raw.metadata?.generation });
+
+    if (raw.metadata?.deletionTimestamp) return finalize(raw, log);
+
+    const parsed = McpServerSchema.safeParse(raw);
+    if (!parsed.success) {
+      const problems = formatZodIssues(parsed.error.issues).map((message) => ({
+        reason: Reasons.InvalidSpec,
+        message,
+      }));
+      await writeStatusIfChanged(raw, invalidStatus(raw, problems));
+      deps.events.record(
+        raw,
+        'Warning',
+        Reasons.InvalidSpec,
+        problems.map((p) => p.message).join('; '),
+      );
+      return;
+    }
+    const server = parsed.data;
+
+    if (!(raw.metadata?.finalizers as string[] | undefined)?.includes(FINALIZER)) {
+      const updated = await client.apply<KubeObject>(Resources.McpServer, {
+        apiVersion: server.apiVersion,
+        kind: server.kind,
+        metadata: {
+          name: server.metadata.name,
+          namespace: server.metadata.namespace,
+          finalizers: [FINALIZER],
+        },
+      });
+      caches.servers.observe(updated);
+    }
+
+    const problems = await findInputProblems(server);
+    const token = tokenFor(server);
+    const children = desiredChildren(server, token);
+    const applied: string[] = [];
+    for (const child of children) {
+      const live = child.cache.get(objectKey(child.body));
+      if (live && upToDate(child.body, live)) continue;
+      try {
+        const result = await client.apply<KubeObject>(child.type, child.body);
+        child.cache.observe(result);
+        applied.push(`${child.type.kind} ${child.body.metadata?.name}`);
+      } catch (error) {
+        const message = `apply ${child.type.kind} ${objectKey(child.body)}: ${error instanceof Error ? error.message : String(error)}`;
+        deps.events.record(raw, 'Warning', Reasons.ApplyFailed, message);
+        throw error;
+      }
+    }
+    if (applied.length > 0) {
+      log.info({ applied }, 'applied children');
+      deps.events.record(raw, 'Normal', 'Applied', `applied ${applied.join(', ')}`);
+    }
+    for (const problem of problems)
+      deps.events.record(raw, 'Warning', problem.reason, problem.message);
+
+    const names = childNames(server);
+    const ns = server.metadata.namespace ?? 'default';
+    const status = computeServerStatus(
+      {
+        generation: server.metadata.generation ?? 0,
+        problems,
+        gateway: rolloutState(
+          caches.deployments.get(`${ns}/${names.gateway}`),
+          'gateway',
+          server.spec.gateway.replicas,
+        ),
+        executor: rolloutState(
+          caches.deployments.get(`${ns}/${names.executor}`),
+          'executor',
+          server.spec.executor.replicas,
+        ),
+        toolCount: server.spec.tools.length,
+        endpoint: endpointUrl(server),
+        policies: selectingPolicies(server),
+      },
+      raw['status'] as McpServerStatus | undefined,
+      deps.clock.now(),
+    );
+    await writeStatusIfChanged(raw, status);
+    return problems.length > 0 ? { requeueAfterMs: deps.recheckMissingInputsMs } : undefined;
+  };
+
+  async function finalize(raw: KubeObject, log: Logger): Promise<ProcessResult> {
+    const finalizers = (raw.metadata?.finalizers as string[] | undefined) ?? [];
+    if (!finalizers.includes(FINALIZER)) return;
+    const names = childNames({
+      metadata: { name: raw.metadata?.name ?? '', namespace: raw.metadata?.namespace },
+    });
+    await client.delete(Resources.ClusterRoleBinding, names.gatewayClusterBinding);
+    // Applying the object without the finalizer drops the one entry this field manager owns.
+    await client.apply(Resources.McpServer, {
+      apiVersion: raw.apiVersion,
+      kind: raw.kind,
+      metadata: { name: raw.metadata?.name, namespace: raw.metadata?.namespace },
+    });
+    log.info('removed cluster-scoped children and the finalizer');
+  }
+
+  async function findInputProblems(server: McpServer): Promise<Problem[]> {
+    const ns = server.metadata.namespace ?? 'default';
+    const problems: Problem[] = [];
+    const apiKeys = server.spec.auth.apiKeys?.secretRef;
+    if (apiKeys) {
+      const secret = await client.get<KubeObject>(Resources.Secret, apiKeys.name, ns);
+      if (!secret) {
+        problems.push({
+          reason: Reasons.SecretNotFound,
+          message: `Secret ${ns}/${apiKeys.name} not found`,
+        });
+      } else if (
+        apiKeys.key !== undefined &&
+        !Object.hasOwn((secret['data'] ?? {}) as object, apiKeys.key)
+      ) {
+        problems.push({
+          reason: Reasons.SecretKeyNotFound,
+          message: `Secret ${ns}/${apiKeys.name} has no key "${apiKeys.key}"`,
+        });
+      }
+    }
+    const configMaps = new Map<string, KubeObject | undefined>();
+    for (const tool of server.spec.tools) {
+      const ref = tool.codeFrom?.configMapKeyRef;
+      if (!ref) continue;
+      if (!configMaps.has(ref.name))
+        configMaps.set(ref.name, await client.get<KubeObject>(Resources.ConfigMap, ref.name, ns));
+      const cm = configMaps.get(ref.name);
+      if (!cm) {
+        problems.push({
+          reason: Reasons.ConfigMapNotFound,
+          message: `ConfigMap ${ns}/${ref.name} (code of tool ${tool.name}) not found`,
+        });
+      } else if (!Object.hasOwn((cm['data'] ?? {}) as object, ref.key)) {
+        problems.push({
+          reason: Reasons.ConfigMapKeyNotFound,
+          message: `ConfigMap ${ns}/${ref.name} has no key "${ref.key}" (code of tool ${tool.name})`,
+        });
+      }
+    }
+    return problems;
+  }
+
+  /** Keeps the existing token unless the McpServer asks for a rotation with a new annotation value. */
+  function tokenFor(server: McpServer): { data: string; generation: string } {
+    const ns = server.metadata.namespace ?? 'default';
+    const generation = server.metadata.annotations?.[Annotations.rotateToken] ?? '';
+    const live = caches.secrets.get(`${ns}/${childNames(server).executorToken}`);
+    const existing = (live?.['data'] as Record<string, string> | undefined)?.['token'];
+    if (existing && live?.metadata?.annotations?.[Annotations.tokenGeneration] === generation) {
+      return { data: existing, generation };
+    }
+    return { data: newToken(), generation };
+  }
+
+  function desiredChildren(
+    server: McpServer,
+    token: { data: string; generation: string },
+  ): Child[] {
+    const tokenState = { hash: specHash(token.data) };
+    return [
+      {
+        type: Resources.Secret,
+        cache: caches.secrets,
+        body: desiredExecutorTokenSecret(server, token.data, token.generation),
+      },
+      {
+        type: Resources.ServiceAccount,
+        cache: caches.serviceAccounts,
+        body: desiredGatewayServiceAccount(server),
+      },
+      { type: Resources.Role, cache: caches.roles, body: desiredGatewayRole(server) },
+      {
+        type: Resources.RoleBinding,
+        cache: caches.roleBindings,
+        body: desiredGatewayRoleBinding(server),
+      },
+      {
+        type: Resources.ClusterRoleBinding,
+        cache: caches.clusterRoleBindings,
+        body: desiredGatewayClusterRoleBinding(server),
+      },
+      {
+        type: Resources.NetworkPolicy,
+        cache: caches.networkPolicies,
+        body: desiredExecutorNetworkPolicy(server),
+      },
+      {
+        type: Resources.NetworkPolicy,
+        cache: caches.networkPolicies,
+        body: desiredGatewayNetworkPolicy(server),
+      },
+      { type: Resources.Service, cache: caches.services, body: desiredService(server, 'executor') },
+      { type: Resources.Service, cache: caches.services, body: desiredService(server, 'gateway') },
+      {
+        type: Resources.Deployment,
+        cache: caches.deployments,
+        body: desiredExecutorDeployment(server, tokenState, deps.workloads),
+      },
+      {
+        type: Resources.Deployment,
+        cache: caches.deployments,
+        body: desiredGatewayDeployment(server, tokenState, deps.workloads),
+      },
+    ];
+  }
+
+  function selectingPolicies(server: McpServer): string[] {
+    const ns = server.metadata.namespace ?? 'default';
+    const namespaceLabels = caches.namespaces.get(ns)?.metadata?.labels;
+    const names: string[] = [];
+    const candidates = [
+      ...caches.agentPolicies.list().filter((p) => p.metadata?.namespace === ns),
+      ...caches.clusterPolicies.list(),
+    ];
+    const ref = {
+      namespace: ns,
+      name: server.metadata.name,
+      labels: server.metadata.labels ?? {},
+      namespaceLabels: namespaceLabels ?? {},
+    };
+    // Invalid policies are listed too: their Deny rules still apply in the gateway (fail closed).
+    for (const raw of candidates) {
+      const { compiled } = deps.parsePolicy(raw);
+      if (compiled.selects(ref)) names.push(policyDisplayName(compiled));
+    }
+    return names;
+  }
+
+  async function writeStatusIfChanged(raw: KubeObject, status: McpServerStatus): Promise<void> {
+    if (statusEqual(status, raw['status'])) return;
+    const updated = await client.applyStatus<KubeObject>(Resources.McpServer, {
+      apiVersion: raw.apiVersion,
+      kind: raw.kind,
+      metadata: { name: raw.metadata?.name, namespace: raw.metadata?.namespace },
+      status,
+    });
+    caches.servers.observe(updated);
+  }
+
+  function invalidStatus(raw: KubeObject, problems: Problem[]): McpServerStatus {
+    const existing = raw['status'] as McpServerStatus | undefined;
+    const noRollout = { complete: false, available: 0, desired: 0 };
+    return computeServerStatus(
+      {
+        generation: raw.metadata?.generation ?? 0,
+        problems,
+        gateway: { name: 'gateway', ...noRollout },
+        executor: { name: 'executor', ...noRollout },
+        toolCount: 0,
+        endpoint: endpointUrl({
+          metadata: { name: raw.metadata?.name ?? '', namespace: raw.metadata?.namespace },
+        }),
+        policies: [],
+      },
+      existing,
+      deps.clock.now(),
+    );
+  }
+}
+
+/**
+ * Desired fields already present in the live object? Metadata maps and owner references may
+ * carry entries of others (kubectl annotations, a second owner): those are not drift.
+ */
+export function upToDate(desired: KubeObject, live: KubeObject): boolean {
+  const { metadata: desiredMeta, ...desiredRest } = desired;
+  const { metadata: liveMeta, ...liveRest } = live;
+  if (!isSubset(desiredRest, liveRest)) return false;
+  if (!isSubset(desiredMeta?.labels ?? {}, liveMeta?.labels ?? {})) return false;
+  if (!isSubset(desiredMeta?.annotations ?? {}, liveMeta?.annotations ?? {})) return false;
+  const liveOwners = liveMeta?.ownerReferences ?? [];
+  return (desiredMeta?.ownerReferences ?? []).every((o) => liveOwners.some((l) => isSubset(o, l)));
+}
+
+export { splitKey };

@@ -1,0 +1,213 @@
+// The controller in-process against a real kube-apiserver (test/harness/controlplane.ts).
+/* eslint-disable @typescript-eslint/no-explicit-any -- assertions read deep into API objects */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { createController, type Controller } from '../../src/controller/manager.ts';
+import { createControllerMetrics, countWrites } from '../../src/controller/metrics.ts';
+import { Resources } from '../../src/k8s/resources.ts';
+import type { KubeClient } from '../../src/k8s/client.ts';
+import type { KubeObject } from '../../src/k8s/types.ts';
+import { silentLogger } from '../../src/shared/logger.ts';
+import {
+  adminClient,
+  agentPolicy,
+  condition,
+  installCrds,
+  mcpServer,
+  waitFor,
+} from './controller-fixtures.ts';
+
+let cp: ControlPlane;
+let admin: KubeClient;
+let controller: Controller;
+
+before(async () => {
+  cp = await startControlPlane();
+  await installCrds(cp.kubeConfig);
+  admin = adminClient(cp.kubeConfig);
+  controller = createController({
+    kubeConfig: cp.kubeConfig,
+    logger: silentLogger(),
+    metrics: createControllerMetrics(),
+    recheckMissingInputsMs: 500,
+    resyncMs: 1_000,
+  });
+  await controller.start();
+});
+
+after(async () => {
+  await controller?.stop();
+  await cp?.stop();
+});
+
+const get = (type: typeof Resources.Deployment, ns: string, name: string) =>
+  admin.get<KubeObject>(type, name, ns);
+
+async function readyServer(ns: string, name: string): Promise<KubeObject> {
+  return waitFor(`status of ${ns}/${name}`, async () => {
+    const s = await get(Resources.McpServer, ns, name);
+    const gen = s?.metadata?.generation;
+    const status = s?.['status'] as { observedGeneration?: number } | undefined;
+    return status?.observedGeneration === gen ? s : undefined;
+  });
+}
+
+test('an McpServer gets its gateway and executor workloads, owned, with the right security settings', async () => {
+  const ns = await cp.newNamespace('create');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  const server = await readyServer(ns, 'demo');
+  const gateway = await waitFor('gateway deployment', () =>
+    get(Resources.Deployment, ns, 'demo-gateway'),
+  );
+  const executor = await waitFor('executor deployment', () =>
+    get(Resources.Deployment, ns, 'demo-executor'),
+  );
+  const owner = gateway.metadata?.ownerReferences?.[0];
+  assert.equal(owner?.uid, server.metadata?.uid);
+  assert.equal(owner?.controller, true);
+  const gwPod = (gateway['spec'] as any).template.spec;
+  assert.equal(gwPod.containers[0].securityContext.readOnlyRootFilesystem, true);
+  assert.deepEqual(gwPod.containers[0].securityContext.capabilities.drop, ['ALL']);
+  assert.equal(gwPod.securityContext.runAsNonRoot, true);
+  const exPod = (executor['spec'] as any).template.spec;
+  assert.equal(exPod.automountServiceAccountToken, false);
+  assert.deepEqual(exPod.containers[0].securityContext.capabilities.add, [
+    'SYS_ADMIN',
+    'SETUID',
+    'SETGID',
+  ]);
+  for (const [type, name] of [
+    [Resources.Service, 'demo-gateway'],
+    [Resources.Service, 'demo-executor'],
+    [Resources.ServiceAccount, 'demo-gateway'],
+    [Resources.Secret, 'demo-executor-token'],
+    [Resources.NetworkPolicy, 'demo-executor'],
+    [Resources.NetworkPolicy, 'demo-gateway'],
+    [Resources.Role, 'demo-gateway'],
+    [Resources.RoleBinding, 'demo-gateway'],
+  ] as const) {
+    assert.ok(await get(type, ns, name), `${type.kind} ${name} exists`);
+  }
+  const netpol = (await get(Resources.NetworkPolicy, ns, 'demo-executor')) as any;
+  assert.equal((netpol.spec.egress ?? []).length, 0, 'no egress rule: all egress denied');
+  assert.deepEqual(netpol.spec.policyTypes, ['Ingress', 'Egress']);
+  assert.equal(condition(server, 'Progressing')?.status, 'True');
+  assert.equal(condition(server, 'Ready')?.status, 'False');
+  assert.equal((server['status'] as any).tools, 1);
+});
+
+test('a tool change changes the gateway pod template hash (a rollout)', async () => {
+  const ns = await cp.newNamespace('rollout');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  await readyServer(ns, 'demo');
+  const hashOf = async () =>
+    ((await get(Resources.Deployment, ns, 'demo-gateway')) as any)?.spec.template.metadata
+      .annotations['mcpworks.io/spec-hash'];
+  const before = await waitFor('gateway hash', hashOf);
+  await admin.apply(
+    Resources.McpServer,
+    mcpServer(ns, 'demo', { tools: [{ name: 'echo', code: 'print("changed")' }] }),
+  );
+  const after = await waitFor('new hash', async () => {
+    const h = await hashOf();
+    return h !== before ? h : undefined;
+  });
+  assert.notEqual(after, before);
+});
+
+test('drift on a child is reverted', async () => {
+  const ns = await cp.newNamespace('drift');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  await readyServer(ns, 'demo');
+  const dep = await waitFor('gateway', () => get(Resources.Deployment, ns, 'demo-gateway'));
+  (dep['spec'] as any).replicas = 7;
+  (dep['spec'] as any).template.spec.containers[0].securityContext.readOnlyRootFilesystem = false;
+  await admin.update(Resources.Deployment, dep);
+  const reverted = await waitFor('drift reverted', async () => {
+    const d = (await get(Resources.Deployment, ns, 'demo-gateway')) as any;
+    return d.spec.replicas === 2 &&
+      d.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem === true
+      ? d
+      : undefined;
+  });
+  assert.equal(reverted.spec.replicas, 2);
+});
+
+test('a missing API-key Secret makes the server Degraded with a clear message, and it recovers', async () => {
+  const ns = await cp.newNamespace('secret');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo', { apiKeysSecret: 'keys' }));
+  const degraded = await waitFor('Degraded', async () => {
+    const s = await get(Resources.McpServer, ns, 'demo');
+    return condition(s, 'Degraded')?.status === 'True' ? s : undefined;
+  });
+  assert.equal(condition(degraded, 'Degraded')?.message, `Secret ${ns}/keys not found`);
+  assert.equal(condition(degraded, 'Degraded')?.reason, 'SecretNotFound');
+  await admin.create(Resources.Secret, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'keys', namespace: ns },
+    stringData: { a: '{}' },
+  });
+  const recovered = await waitFor('recovered', async () => {
+    const s = await get(Resources.McpServer, ns, 'demo');
+    return condition(s, 'Degraded')?.status === 'False' ? s : undefined;
+  });
+  assert.equal(condition(recovered, 'Degraded')?.reason, 'AsExpected');
+});
+
+test('an invalid policy is not Accepted and a valid one beside it is', async () => {
+  const ns = await cp.newNamespace('policy');
+  await admin.create(Resources.AgentPolicy, agentPolicy(ns, 'good', ['args.x == 1']));
+  await admin.create(Resources.AgentPolicy, agentPolicy(ns, 'bad', ['args.x ==']));
+  const bad = await waitFor('bad policy status', async () => {
+    const p = await get(Resources.AgentPolicy, ns, 'bad');
+    return condition(p, 'Accepted') ? p : undefined;
+  });
+  const good = await waitFor('good policy status', async () => {
+    const p = await get(Resources.AgentPolicy, ns, 'good');
+    return condition(p, 'Accepted') ? p : undefined;
+  });
+  assert.equal(condition(bad, 'Accepted')?.status, 'False');
+  assert.match(condition(bad, 'Accepted')?.message ?? '', /spec\.rules\[0\]\.conditions\[0\]/);
+  assert.equal(condition(good, 'Accepted')?.status, 'True');
+});
+
+test('the policies that select a server are listed in its status', async () => {
+  const ns = await cp.newNamespace('policies');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  await admin.create(Resources.AgentPolicy, agentPolicy(ns, 'all-servers'));
+  const server = await waitFor('policies in status', async () => {
+    const s = await get(Resources.McpServer, ns, 'demo');
+    return ((s?.['status'] as any)?.policies ?? []).includes(`AgentPolicy ${ns}/all-servers`)
+      ? s
+      : undefined;
+  });
+  assert.ok(server);
+});
+
+test('a steady state writes nothing over several resyncs', async () => {
+  const ns = await cp.newNamespace('steady');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  await admin.create(Resources.AgentPolicy, agentPolicy(ns, 'p'));
+  await readyServer(ns, 'demo');
+  await waitFor('policy accepted', async () =>
+    condition(await get(Resources.AgentPolicy, ns, 'p'), 'Accepted'),
+  );
+  // Let the creation settle (child watch events re-trigger reconciles), then count.
+  await new Promise((r) => setTimeout(r, 1_500));
+  await controller.idle();
+  const before = await countWrites(controller.metrics);
+  const reconcilesBefore = (await controller.metrics.reconcileTotal.get()).values.reduce(
+    (s, v) => s + v.value,
+    0,
+  );
+  await new Promise((r) => setTimeout(r, 3_500)); // three resyncs at resyncMs = 1 s
+  await controller.idle();
+  const reconcilesAfter = (await controller.metrics.reconcileTotal.get()).values.reduce(
+    (s, v) => s + v.value,
+    0,
+  );
+  assert.ok(reconcilesAfter - reconcilesBefore >= 3, 'resyncs reconciled again');
+  assert.equal((await countWrites(controller.metrics)) - before, 0);
+});
