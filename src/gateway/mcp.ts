@@ -27,13 +27,16 @@ import type { EventSink } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
 import type { GatewaySnapshot } from './source/types.ts';
 
-/** The policy engine as the gateway uses it (src/gateway/policy/engine.ts provides it). */
+/**
+ * The policy engine as the gateway uses it: `{ decide, visibleTools }` from
+ * src/gateway/policy/engine.ts in production; tests may pass a stub.
+ */
 export interface PolicyEngine {
   decide(policySet: GatewaySnapshot['policySet'], request: PolicyRequest): Decision;
   /** Names of `tools` the request's principal may call (tools/list filtering). */
   visibleTools(
     policySet: GatewaySnapshot['policySet'],
-    request: Omit<PolicyRequest, 'method' | 'tool' | 'arguments'>,
+    request: PolicyRequest,
     tools: readonly string[],
   ): string[];
 }
@@ -122,7 +125,11 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
     const names = new Set(
       deps.policy.visibleTools(
         snapshot.policySet,
-        { server: serverRef(snapshot), principal: { ...principal, groups: [...principal.groups] } },
+        {
+          server: serverRef(snapshot),
+          principal: { ...principal, groups: [...principal.groups] },
+          method: 'tools/list',
+        },
         snapshot.tools.map((t) => t.name),
       ),
     );

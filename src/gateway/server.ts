@@ -10,7 +10,8 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { ToolExecutor } from '../executor/types.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';
-import type { Authenticator, AuthFailure } from './auth/types.ts';
+import { protectedResourceMetadata, wwwAuthenticate } from './auth/challenge.ts';
+import type { Authenticator } from './auth/types.ts';
 import { readJsonBody } from './body.ts';
 import {
   gatewayDecision,
@@ -107,19 +108,6 @@ function rpcError(
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-function quote(value: string): string {
-  return `"${value.replace(/["\\]/g, '')}"`;
-}
-
-export function wwwAuthenticate(failure: AuthFailure, resourceMetadataUrl: string): string {
-  const params = [`resource_metadata=${quote(resourceMetadataUrl)}`];
-  if (failure.error !== undefined) params.push(`error=${quote(failure.error)}`);
-  if (failure.error !== undefined) params.push(`error_description=${quote(failure.message)}`);
-  if (failure.scope !== undefined && failure.scope.length > 0)
-    params.push(`scope=${quote(failure.scope.join(' '))}`);
-  return `Bearer ${params.join(', ')}`;
 }
 
 export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
@@ -252,7 +240,13 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       const challenge: Record<string, string> =
         auth.status === 400
           ? {}
-          : { 'www-authenticate': wwwAuthenticate(auth, metadataUrl(req, mcpPath)) };
+          : {
+              'www-authenticate': wwwAuthenticate(
+                metadataUrl(req, mcpPath),
+                auth,
+                ctx.snapshot.server.spec.auth.oidc?.requiredScopes,
+              ),
+            };
       req.resume();
       return rpcError(res, auth.status, -32000, auth.message, challenge);
     }
@@ -385,14 +379,14 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
     handleResourceMetadata(req, res, mcpPath) {
       const snapshot = source.current();
       const auth = snapshot.server.spec.auth;
-      const metadata: Record<string, unknown> = {
+      const metadata = protectedResourceMetadata({
         resource: `${baseUrl(req)}${mcpPath}`,
-        authorization_servers: auth.oidc === undefined ? [] : [auth.oidc.issuer],
-        bearer_methods_supported: ['header'],
-        resource_name: `MCPWorks ${serverKey}`,
-      };
-      if (auth.oidc?.requiredScopes !== undefined)
-        metadata['scopes_supported'] = auth.oidc.requiredScopes;
+        authorizationServers: auth.oidc === undefined ? [] : [auth.oidc.issuer],
+        ...(auth.oidc?.requiredScopes === undefined
+          ? {}
+          : { scopesSupported: auth.oidc.requiredScopes }),
+        resourceName: `MCPWorks ${serverKey}`,
+      });
       sendJson(res, 200, metadata);
     },
     async close() {

@@ -66,7 +66,13 @@ export function snapshot(
       },
     },
   });
-  return { revision, server, tools, policySet: grants, namespaceLabels: {} };
+  return {
+    revision,
+    server,
+    tools,
+    policySet: grants as unknown as GatewaySnapshot['policySet'],
+    namespaceLabels: {},
+  };
 }
 
 export function mutableSource(
@@ -109,7 +115,7 @@ export const stubAuthenticatorFactory = (snap: GatewaySnapshot): Authenticator =
 
 export const stubPolicy: PolicyEngine = {
   decide(policySet, request) {
-    const grants = policySet as Grants;
+    const grants = policySet as unknown as Grants;
     const allowed = (grants[request.principal.name] ?? []).includes(request.tool ?? '');
     return allowed
       ? {
@@ -127,7 +133,7 @@ export const stubPolicy: PolicyEngine = {
         };
   },
   visibleTools(policySet, request, tools) {
-    const grants = policySet as Grants;
+    const grants = policySet as unknown as Grants;
     return tools.filter((t) => (grants[request.principal.name] ?? []).includes(t));
   },
 };

@@ -8,12 +8,7 @@
  */
 import type { McpServer } from '../../api/v1alpha1/mcpserver.ts';
 import type { ResolvedTool } from '../../executor/types.ts';
-
-/**
- * What the policy engine's `compilePolicySet` returns (src/gateway/policy). Opaque here until
- * that module lands; then this alias points at its type.
- */
-export type CompiledPolicySet = unknown;
+import type { CompiledPolicySet } from '../policy/engine.ts';
 
 export interface GatewaySnapshot {
   /**
