@@ -95,6 +95,19 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         'or set MCPWORKS_CONTROLPLANE_BIN to a directory that has them.',
     );
   }
+  // A port found free can be taken by a concurrent test process before our component binds it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(binDir, opts);
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof PortInUseError)) throw err;
+    }
+  }
+}
+
+class PortInUseError extends Error {}
+
+async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<ControlPlane> {
   const timeoutMs = opts.startTimeoutMs ?? 90_000;
   const dir = await mkdtemp(join(tmpdir(), 'mcpworks-cp-'));
   const cleanup = new Cleanup(dir);
@@ -189,7 +202,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       .join('\n');
     await stop();
     const message = err instanceof Error ? err.message : String(err);
-    throw new Error(`test control plane failed to start: ${message}\n${logs}`, { cause: err });
+    const Failure = /address already in use/i.test(logs) ? PortInUseError : Error;
+    throw new Failure(`test control plane failed to start: ${message}\n${logs}`, { cause: err });
   }
 }
 

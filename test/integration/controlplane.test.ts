@@ -14,19 +14,9 @@ import {
   type V1ConfigMap,
 } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { eventually } from '../harness/wait.ts';
 
 const AUDIENCE = 'mcpworks-test';
-
-/** Polls `fn` until it returns a value other than undefined; bounded by `timeoutMs`. */
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const isNotFound = (err: unknown) => err instanceof ApiException && err.code === 404;
 
