@@ -22,8 +22,15 @@ export type SubjectKind = z.infer<typeof SubjectKindSchema>;
 export const PolicySubjectSchema = withRules(
   z.strictObject({
     kind: SubjectKindSchema,
-    name: z.string().min(1).max(253).optional(),
-    namespace: DnsLabelSchema.optional(),
+    name: z
+      .string()
+      .min(1)
+      .max(253)
+      .optional()
+      .describe('Agent, group or ServiceAccount name; "*" for all. Anonymous has none.'),
+    namespace: DnsLabelSchema.optional().describe(
+      "ServiceAccount namespace (default: the policy's own; in a ClusterAgentPolicy, any).",
+    ),
   }),
   SUBJECT_RULES,
 );
@@ -57,13 +64,23 @@ export const ConditionExpressionSchema = z
   });
 
 export const PolicyRuleSchema = z.strictObject({
-  effect: EffectSchema,
-  subjects: z.array(PolicySubjectSchema).min(1).max(32),
-  tools: z.array(ToolPatternSchema).min(1).max(64),
+  effect: EffectSchema.describe(
+    'Allow or Deny. A matching Deny beats every Allow; no match is a deny.',
+  ),
+  subjects: z
+    .array(PolicySubjectSchema)
+    .min(1)
+    .max(32)
+    .describe('Who the rule is about (any of them).'),
+  tools: z.array(ToolPatternSchema).min(1).max(64).describe('Tool name globs the rule covers.'),
   /** The rule matches only when every condition is true. A Deny needs none. */
-  conditions: z.array(ConditionExpressionSchema).max(16).optional(),
+  conditions: z
+    .array(ConditionExpressionSchema)
+    .max(16)
+    .optional()
+    .describe('CEL over args, tool and subject; the rule matches only when all are true.'),
   /** Copied into every decision this rule makes. */
-  reason: z.string().min(1).max(512),
+  reason: z.string().min(1).max(512).describe('Why; copied into every decision the rule makes.'),
 });
 export type PolicyRule = z.infer<typeof PolicyRuleSchema>;
 
@@ -77,10 +94,19 @@ export const ServerSelectorSchema = withRules(
 );
 
 export const AgentPolicySpecSchema = z.strictObject({
-  servers: ServerSelectorSchema,
+  servers: ServerSelectorSchema.describe(
+    'Which McpServers (in this namespace for an AgentPolicy) the policy applies to: by name, labels, or both.',
+  ),
   /** Evaluate and record the would-be effect without enforcing it (safe roll-out). */
-  auditOnly: z.boolean().default(false),
-  rules: z.array(PolicyRuleSchema).min(1).max(128),
+  auditOnly: z
+    .boolean()
+    .default(false)
+    .describe('Record the would-be decision without enforcing it (safe roll-out).'),
+  rules: z
+    .array(PolicyRuleSchema)
+    .min(1)
+    .max(128)
+    .describe('Evaluated together; order does not matter.'),
 });
 export type AgentPolicySpec = z.infer<typeof AgentPolicySpecSchema>;
 
@@ -90,7 +116,9 @@ export type AgentPolicySpec = z.infer<typeof AgentPolicySpecSchema>;
  */
 export const ClusterAgentPolicySpecSchema = AgentPolicySpecSchema.extend({
   /** Namespaces whose servers this policy applies to; empty selects all namespaces. */
-  namespaceSelector: LabelSelectorSchema.default({}),
+  namespaceSelector: LabelSelectorSchema.default({}).describe(
+    'Namespaces whose servers this policy applies to; empty selects all.',
+  ),
 });
 export type ClusterAgentPolicySpec = z.infer<typeof ClusterAgentPolicySpecSchema>;
 

@@ -76,20 +76,42 @@ export const InputSchemaSchema = z
 
 export const ToolSchema = withRules(
   z.strictObject({
-    name: ToolNameSchema,
-    description: z.string().min(1).max(1024),
-    runtime: RuntimeSchema,
+    name: ToolNameSchema.describe('Tool name as MCP clients see it; unique within the server.'),
+    description: z.string().min(1).max(1024).describe('What the tool does, shown to agents.'),
+    runtime: RuntimeSchema.describe(
+      'Interpreter: python (def main(args)), node (function main(args)) or bash (JSON on stdin).',
+    ),
     /** Source inline. Exactly one of `code` and `codeFrom`. */
-    code: z.string().min(1).max(65536).optional(),
-    codeFrom: z.strictObject({ configMapKeyRef: ConfigMapKeyRefSchema }).optional(),
+    code: z
+      .string()
+      .min(1)
+      .max(65536)
+      .optional()
+      .describe('Source inline. Exactly one of code and codeFrom.'),
+    codeFrom: z
+      .strictObject({ configMapKeyRef: ConfigMapKeyRefSchema })
+      .optional()
+      .describe(
+        'Source from a ConfigMap key in the same namespace. Exactly one of code and codeFrom.',
+      ),
     /**
      * JSON Schema of the arguments, as MCP's tools/list publishes it. Kept verbatim (the one
      * place the CRD preserves unknown fields); its root must be an object schema.
      */
-    inputSchema: InputSchemaSchema.default({ type: 'object' }),
-    timeoutSeconds: boundedInt(LIMIT_BOUNDS.timeoutSeconds),
-    limits: ToolLimitsSchema.default(ToolLimitsSchema.parse({})),
-    env: keyedList(EnvVarSchema, 'name', { max: 32 }).optional(),
+    inputSchema: InputSchemaSchema.default({ type: 'object' }).describe(
+      'JSON Schema (type: object) of the arguments, as tools/list publishes it.',
+    ),
+    timeoutSeconds: boundedInt(LIMIT_BOUNDS.timeoutSeconds).describe(
+      'Wall-clock limit of one call.',
+    ),
+    limits: ToolLimitsSchema.default(ToolLimitsSchema.parse({})).describe(
+      'Per-call sandbox limits; each is capped by the operator.',
+    ),
+    env: keyedList(EnvVarSchema, 'name', { max: 32 })
+      .optional()
+      .describe(
+        'Environment variables of the sandboxed process (never secrets: they are visible to the code).',
+      ),
   }),
   TOOL_RULES,
 );
@@ -103,7 +125,12 @@ export const SecretKeyRefSchema = z.strictObject({
 export const AuthSchema = withRules(
   z.strictObject({
     /** API keys: a Secret whose entries map key ids to scrypt hashes and agents (docs/api-keys.md). */
-    apiKeys: z.strictObject({ secretRef: SecretKeyRefSchema }).optional(),
+    apiKeys: z
+      .strictObject({ secretRef: SecretKeyRefSchema })
+      .optional()
+      .describe(
+        'Bearer API keys: a Secret mapping key ids to scrypt hashes and agents (docs/api-keys.md).',
+      ),
     oidc: z
       .strictObject({
         issuer: z
@@ -118,12 +145,17 @@ export const AuthSchema = withRules(
         requiredScopes: z.array(z.string().min(1).max(128)).max(16).optional(),
         clockSkewSeconds: z.number().int().min(0).max(300).default(60),
       })
-      .optional(),
+      .optional()
+      .describe('OpenID Connect bearer tokens (JWT) from this https issuer, for these audiences.'),
     serviceAccountTokens: z
       .strictObject({ audiences: z.array(z.string().min(1).max(512)).min(1).max(16) })
-      .optional(),
+      .optional()
+      .describe('Kubernetes ServiceAccount tokens (TokenReview) bound to one of these audiences.'),
     /** Unauthenticated callers, as the `Anonymous` policy subject. Off unless explicitly enabled. */
-    anonymous: z.strictObject({ enabled: z.boolean().default(false) }).default({ enabled: false }),
+    anonymous: z
+      .strictObject({ enabled: z.boolean().default(false) })
+      .default({ enabled: false })
+      .describe('Unauthenticated callers, as the Anonymous policy subject. Off unless enabled.'),
   }),
   AUTH_RULES,
 );
@@ -149,28 +181,47 @@ export const ResourceRequirementsSchema = z.strictObject({
 });
 
 export const GatewaySpecSchema = z.strictObject({
-  replicas: z.number().int().min(0).max(50).default(2),
+  replicas: z.number().int().min(0).max(50).default(2).describe('Gateway pods.'),
   resources: ResourceRequirementsSchema.optional(),
 });
 
 export const ExecutorSpecSchema = z.strictObject({
-  replicas: z.number().int().min(0).max(100).default(2),
+  replicas: z.number().int().min(0).max(100).default(2).describe('Executor pods.'),
   resources: ResourceRequirementsSchema.optional(),
   /** Calls one executor pod runs at once; beyond that it refuses with 429. */
-  maxConcurrency: z.number().int().min(1).max(256).default(8),
+  maxConcurrency: z
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(8)
+    .describe('Calls one executor pod runs at once; beyond that it answers 429.'),
   /** Pre-started single-use sandboxes kept ready per runtime. */
-  warmPoolSize: z.number().int().min(0).max(64).default(2),
+  warmPoolSize: z
+    .number()
+    .int()
+    .min(0)
+    .max(64)
+    .default(2)
+    .describe('Pre-started single-use sandboxes kept ready per runtime.'),
 });
 
 export const AuditSpecSchema = z.strictObject({
   /** Record raw arguments in the decision log (default: only their SHA-256). */
-  recordArguments: z.boolean().default(false),
+  recordArguments: z
+    .boolean()
+    .default(false)
+    .describe('Record raw arguments in the decision log (default: only their SHA-256).'),
 });
 
 export const McpServerSpecSchema = z.strictObject({
-  tools: keyedList(ToolSchema, 'name', { min: 1, max: 128 }),
+  tools: keyedList(ToolSchema, 'name', { min: 1, max: 128 }).describe(
+    'The tools this server serves; each call runs in a fresh sandbox.',
+  ),
   /** Required: a server has no implicit way in (anonymous access is opt-in, never a default). */
-  auth: AuthSchema,
+  auth: AuthSchema.describe(
+    'How callers authenticate: at least one of apiKeys, oidc, serviceAccountTokens, or anonymous.enabled.',
+  ),
   gateway: GatewaySpecSchema.default(GatewaySpecSchema.parse({})),
   executor: ExecutorSpecSchema.default(ExecutorSpecSchema.parse({})),
   audit: AuditSpecSchema.default(AuditSpecSchema.parse({})),
