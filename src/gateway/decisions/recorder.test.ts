@@ -5,12 +5,8 @@ import { createLogger } from '../../shared/logger.ts';
 import { manualClock } from '../../shared/clock.ts';
 import { argumentsDigest, canonicalJson } from './canonical.ts';
 import { DecisionRecordSchema, GENESIS_HASH, computeRecordHash } from './record.ts';
-import {
-  createDecisionRecorder,
-  memoryDecisionSink,
-  pinoDecisionSink,
-  type DecisionEntry,
-} from './recorder.ts';
+import { createDecisionRecorder, memoryDecisionSink, pinoDecisionSink } from './recorder.ts';
+import { entry } from './testing/builders.ts';
 import { verifyChain } from './verify.ts';
 
 describe('canonicalJson', () => {
