@@ -12,7 +12,9 @@
 //   after(() => cp?.stop());
 //   test('...', async () => { const ns = await cp.newNamespace('my-test'); ... });
 //
-// Teardown also happens when the test process exits or is killed (see processes.ts).
+// Teardown also happens when the test process exits or is killed (see processes.ts). To look at
+// the component logs of a run, set MCPWORKS_KEEP_CONTROLPLANE_DIR=1: stop() then keeps the dir.
+// Startup failures always include the tail of each component's log in the error.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -121,7 +123,11 @@ async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<Con
       for (const p of [...procs].reverse()) await stopProcess(p, 0);
       // Only now: until the processes are gone, the exit hook and the reaper must still know them.
       cleanup.disarm();
-      await rm(dir, { recursive: true, force: true });
+      if (process.env.MCPWORKS_KEEP_CONTROLPLANE_DIR) {
+        console.error(`test control plane: kept ${dir} (logs, certificates, etcd data)`);
+      } else {
+        await rm(dir, { recursive: true, force: true });
+      }
     })());
   const launch = (name: string, args: string[]): ManagedProcess => {
     const p = startProcess(name, join(binDir, name), args, join(dir, `${name}.log`));
