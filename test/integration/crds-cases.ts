@@ -97,6 +97,8 @@ export interface InvalidCase {
   object: Obj;
   /** The field path both the API server and zod must name. */
   field: string;
+  /** The id of the cross-field or controller-only rule the case exercises, if any. */
+  rule?: string;
   /**
    * Only the controller (and `mcpworks serve`) can reject it: the API server stores it and the
    * controller reports it in the policy's Accepted condition.
@@ -119,6 +121,7 @@ export const INVALID_CASES: InvalidCase[] = [
     name: 'neither code nor codeFrom',
     object: server(unset('spec.tools[0].code')),
     field: 'spec.tools[0].code',
+    rule: 'tool-code-xor-codeFrom',
   },
   {
     name: 'both code and codeFrom',
@@ -126,6 +129,7 @@ export const INVALID_CASES: InvalidCase[] = [
       set('spec.tools[0].codeFrom', { configMapKeyRef: { name: 'src', key: 'main.py' } }),
     ),
     field: 'spec.tools[0].code',
+    rule: 'tool-code-xor-codeFrom',
   },
   {
     name: 'unknown runtime',
@@ -238,11 +242,17 @@ export const INVALID_CASES: InvalidCase[] = [
   },
   // McpServer: authentication
   { name: 'no authentication at all', object: server(unset('spec.auth')), field: 'spec.auth' },
-  { name: 'auth with no method', object: server(set('spec.auth', {})), field: 'spec.auth' },
+  {
+    name: 'auth with no method',
+    object: server(set('spec.auth', {})),
+    field: 'spec.auth',
+    rule: 'auth-method-required',
+  },
   {
     name: 'anonymous explicitly off and no method',
     object: server(set('spec.auth', { anonymous: { enabled: false } })),
     field: 'spec.auth',
+    rule: 'auth-method-required',
   },
   {
     name: 'OIDC issuer over plain http',
@@ -316,26 +326,31 @@ export const INVALID_CASES: InvalidCase[] = [
     name: 'Agent subject without a name',
     object: policy(unset('spec.rules[0].subjects[0].name')),
     field: 'spec.rules[0].subjects[0].name',
+    rule: 'subject-name-required',
   },
   {
     name: 'Anonymous subject with a name',
     object: policy(set('spec.rules[0].subjects[0]', { kind: 'Anonymous', name: 'guest' })),
     field: 'spec.rules[0].subjects[0].name',
+    rule: 'subject-anonymous-unnamed',
   },
   {
     name: 'namespace on an Agent subject',
     object: policy(set('spec.rules[0].subjects[0].namespace', 'team-a')),
     field: 'spec.rules[0].subjects[0].namespace',
+    rule: 'subject-namespace-only-for-serviceaccounts',
   },
   {
     name: 'ServiceAccount name that is not a DNS subdomain',
     object: policy(set('spec.rules[0].subjects[0]', { kind: 'ServiceAccount', name: 'Build Bot' })),
     field: 'spec.rules[0].subjects[0].name',
+    rule: 'subject-serviceaccount-name',
   },
   {
     name: 'servers selecting nothing',
     object: policy(set('spec.servers', {})),
     field: 'spec.servers',
+    rule: 'servers-selects-something',
   },
   {
     name: 'In selector without values',
@@ -343,6 +358,7 @@ export const INVALID_CASES: InvalidCase[] = [
       set('spec.servers', { selector: { matchExpressions: [{ key: 'tier', operator: 'In' }] } }),
     ),
     field: 'spec.servers.selector.matchExpressions[0].values',
+    rule: 'selector-values-match-operator',
   },
   {
     name: 'Exists selector with values',
@@ -352,11 +368,13 @@ export const INVALID_CASES: InvalidCase[] = [
       }),
     ),
     field: 'spec.servers.selector.matchExpressions[0].values',
+    rule: 'selector-values-match-operator',
   },
   {
     name: 'matchLabels with an invalid key',
     object: policy(set('spec.servers', { selector: { matchLabels: { 'bad key!': 'x' } } })),
     field: 'spec.servers.selector.matchLabels',
+    rule: 'match-labels-keys',
   },
   {
     name: 'empty condition',
@@ -367,18 +385,21 @@ export const INVALID_CASES: InvalidCase[] = [
     name: 'condition that does not parse',
     object: policy(set('spec.rules[0].conditions', ['args.size >'])),
     field: 'spec.rules[0].conditions[0]',
+    rule: 'condition-compiles',
     controllerOnly: CONDITIONS_NEED_A_CEL_COMPILER,
   },
   {
     name: 'condition naming an unknown variable',
     object: policy(set('spec.rules[0].conditions', ['request.user == "x"'])),
     field: 'spec.rules[0].conditions[0]',
+    rule: 'condition-compiles',
     controllerOnly: CONDITIONS_NEED_A_CEL_COMPILER,
   },
   {
     name: 'condition that is not boolean',
     object: policy(set('spec.rules[0].conditions', ['tool + "x"'])),
     field: 'spec.rules[0].conditions[0]',
+    rule: 'condition-compiles',
     controllerOnly: CONDITIONS_NEED_A_CEL_COMPILER,
   },
   // ClusterAgentPolicy

@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { loadManifests, validateObject } from '../../src/api/manifests.ts';
-import { LIMIT_BOUNDS } from '../../src/api/v1alpha1/index.ts';
+import {
+  ALL_CROSS_FIELD_RULES,
+  CONTROLLER_ONLY_RULES,
+  LIMIT_BOUNDS,
+} from '../../src/api/v1alpha1/index.ts';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { repoRoot } from '../harness/paths.ts';
 import { INVALID_CASES, VALID_CASES, type Obj } from './crds-cases.ts';
@@ -221,6 +225,13 @@ describe('invalid resources', () => {
       });
     }
   }
+
+  test('every cross-field and controller-only rule has a failing case', () => {
+    const covered = new Set(INVALID_CASES.map((c) => c.rule));
+    for (const rule of [...ALL_CROSS_FIELD_RULES, ...CONTROLLER_ONLY_RULES]) {
+      assert.ok(covered.has(rule.id), `no invalid case exercises rule ${rule.id}`);
+    }
+  });
 
   test('the table has at least 30 cases the API server rejects by itself', (t) => {
     const byServer = INVALID_CASES.filter((c) => c.controllerOnly === undefined).length;
