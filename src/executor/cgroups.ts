@@ -32,6 +32,8 @@ export interface CgroupUsage {
 }
 
 const V1_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
+/** Usage this close to the limit counts as having hit it (the kernel reclaims in page batches). */
+const MEMORY_LIMIT_MARGIN = 256 * 1024;
 
 /**
  * Finds the controllers: cgroup v1 hierarchies for memory, pids and cpu (as on this project's CI
@@ -179,7 +181,10 @@ export async function createSandboxCgroup(
           readKeyed(join(pids, 'pids.events')),
         ]);
         return {
-          memoryLimitHit: (failcnt ?? 0) > 0,
+          // failcnt is not always charged to this level on v1; a peak at the limit is as telling.
+          memoryLimitHit:
+            (failcnt ?? 0) > 0 ||
+            (peak !== undefined && peak >= limits.memoryBytes - MEMORY_LIMIT_MARGIN),
           pidsLimitHit:
             (pidsPeak !== undefined && pidsPeak >= limits.pids) || (pidsEvents['max'] ?? 0) > 0,
           memoryPeakBytes: peak,

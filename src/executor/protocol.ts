@@ -12,6 +12,8 @@ export const SIGKILL = 9;
 export const SIGSYS = 31;
 /** The bash bootstrap's "malformed call" exit status. */
 export const BOOTSTRAP_PROTOCOL_ERROR = 125;
+/** What bash (and most programs) print when fork() fails with EAGAIN. */
+const FORK_FAILED = /fork: (retry: )?Resource temporarily unavailable/;
 
 export interface CallPayload {
   code: string;
@@ -147,7 +149,10 @@ export function classifyRun(run: SandboxRun): ResultCore {
       `killed: the tool exceeded its memory limit of ${run.memoryMiB} MiB`,
     );
   }
-  if (run.usage.pidsLimitHit && (run.timedOut || run.exitCode !== 0 || !looksOk(run))) {
+  if (
+    run.usage.pidsLimitHit &&
+    (run.timedOut || run.exitCode !== 0 || !looksOk(run) || FORK_FAILED.test(run.logTail))
+  ) {
     return failure(
       SandboxOutcome.PidsLimit,
       `stopped: the tool reached its limit of ${run.pids} processes`,

@@ -4,7 +4,7 @@
  * library, and for bash a small set of everyday utilities. Resolved once at start-up.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Runtime } from '../api/v1alpha1/mcpserver.ts';
@@ -75,21 +75,23 @@ function bindFor(path: string): { source: string; target: string } {
   return { source: realpathSync(path), target: join(realpathSync(dirname(path)), basename(path)) };
 }
 
-async function sharedLibraries(binary: string): Promise<string[]> {
+async function sharedLibraries(...binaries: string[]): Promise<string[]> {
   let stdout: string;
   try {
-    ({ stdout } = await execFileAsync('ldd', [binary], { timeout: 10_000 }));
+    ({ stdout } = await execFileAsync('ldd', binaries, {
+      timeout: 30_000,
+      maxBuffer: 16 * 1024 * 1024,
+    }));
   } catch (error) {
-    // Static binaries make ldd exit non-zero with "not a dynamic executable".
-    const out =
-      String((error as { stdout?: string }).stdout ?? '') +
-      String((error as { stderr?: string }).stderr ?? '');
-    if (/not a dynamic executable|statically linked/.test(out)) return [];
-    throw error;
+    // ldd exits non-zero when any file is static ("not a dynamic executable"); the rest is still listed.
+    const e = error as { stdout?: string; stderr?: string };
+    const out = String(e.stdout ?? '') + String(e.stderr ?? '');
+    if (!/not a dynamic executable|statically linked/.test(out)) throw error;
+    stdout = String(e.stdout ?? '');
   }
   const libraries: string[] = [];
   for (const line of stdout.split('\n')) {
-    if (line.includes('not found')) throw new Error(`${binary}: missing library: ${line.trim()}`);
+    if (line.includes('not found')) throw new Error(`missing library: ${line.trim()}`);
     const arrow = /=>\s*(\/\S+)/.exec(line);
     const bare = /^\s*(\/\S+)\s+\(/.exec(line);
     const path = arrow?.[1] ?? bare?.[1];
@@ -136,10 +138,17 @@ export async function resolveRuntimeLayout(
     const interpreter = realpathSync(configured);
     const binds = await binaryWithLibraries(interpreter);
     if (runtime === 'python') {
-      binds.push({
-        source: await pythonStdlib(interpreter),
-        target: await pythonStdlib(interpreter),
-      });
+      const stdlib = await pythonStdlib(interpreter);
+      binds.push({ source: stdlib, target: stdlib });
+      // Extension modules (ctypes, ssl, hashlib, sqlite3, …) bring their own libraries.
+      const dynload = join(stdlib, 'lib-dynload');
+      if (existsSync(dynload)) {
+        const modules = readdirSync(dynload)
+          .filter((f) => f.endsWith('.so'))
+          .map((f) => join(dynload, f));
+        if (modules.length > 0)
+          for (const library of await sharedLibraries(...modules)) binds.push(bindFor(library));
+      }
     }
     if (runtime === 'bash') {
       for (const name of BASH_UTILITIES) {

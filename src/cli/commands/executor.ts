@@ -1,7 +1,147 @@
+/**
+ * `mcpworks executor`: the executor workload. Listens for tool calls from its gateway and runs
+ * each in a fresh nsjail sandbox. Fails closed: no token → refuses to start; the sandbox self-test
+ * has not passed → /readyz stays 503 and calls are refused.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../../shared/logger.ts';
+import { createExecutorMetrics } from '../../executor/metrics.ts';
+import { createSandboxExecutor } from '../../executor/sandbox-executor.ts';
+import { createExecutorService } from '../../executor/service.ts';
 import type { CommandIo } from '../io.ts';
 
-// Placeholder until the subcommand lands; it says so and fails.
-export async function run(_argv: string[], io: CommandIo): Promise<number> {
-  io.stderr('mcpworks executor: not implemented yet\n');
-  return 2;
+const USAGE = `usage: mcpworks executor [options]
+
+  --port <n>               listen port (default 8081)
+  --host <addr>            listen address (default 0.0.0.0)
+  --token-file <path>      file holding the gateway's bearer token (or env MCPWORKS_EXECUTOR_TOKEN)
+  --nsjail <path>          nsjail binary (or env MCPWORKS_NSJAIL; default nsjail on PATH)
+  --seccomp-policy <path>  Kafel policy (default: the one shipped in sandbox-image/)
+  --warm-pool-size <n>     warm sandboxes per runtime and limit set (default 2)
+  --max-concurrency <n>    calls at once; more are refused with 429 (default 8)
+  --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
+`;
+
+function integer(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
+  return n;
+}
+
+export async function run(argv: string[], io: CommandIo): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'token-file': { type: 'string' },
+        nsjail: { type: 'string' },
+        'seccomp-policy': { type: 'string' },
+        'warm-pool-size': { type: 'string' },
+        'max-concurrency': { type: 'string' },
+        'drain-seconds': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    io.stderr(`mcpworks executor: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values['help']) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  let port: number, warmPoolSize: number, maxConcurrency: number, drainSeconds: number;
+  try {
+    port = integer(values['port'] as string | undefined, 8081, 'port');
+    warmPoolSize = integer(values['warm-pool-size'] as string | undefined, 2, 'warm-pool-size');
+    maxConcurrency = integer(values['max-concurrency'] as string | undefined, 8, 'max-concurrency');
+    drainSeconds = integer(values['drain-seconds'] as string | undefined, 30, 'drain-seconds');
+  } catch (error) {
+    io.stderr(`mcpworks executor: ${(error as Error).message}\n`);
+    return 2;
+  }
+
+  let token: string | undefined;
+  const tokenFile = values['token-file'] as string | undefined;
+  try {
+    token =
+      tokenFile !== undefined
+        ? readFileSync(tokenFile, 'utf8').trim()
+        : io.env['MCPWORKS_EXECUTOR_TOKEN']?.trim();
+  } catch {
+    io.stderr('mcpworks executor: cannot read --token-file\n');
+    return 2;
+  }
+  if (!token || token.length < 16) {
+    io.stderr(
+      'mcpworks executor: refusing to start without a gateway token of at least 16 characters ' +
+        '(--token-file or MCPWORKS_EXECUTOR_TOKEN)\n',
+    );
+    return 2;
+  }
+
+  const logger = createLogger({ name: 'mcpworks-executor' });
+  const nsjailPath =
+    (values['nsjail'] as string | undefined) ?? io.env['MCPWORKS_NSJAIL'] ?? 'nsjail';
+  const metrics = createExecutorMetrics();
+  let executor;
+  try {
+    executor = await createSandboxExecutor({
+      nsjailPath: nsjailPath.includes('/') ? nsjailPath : `/usr/local/bin/${nsjailPath}`,
+      warmPoolSize,
+      maxConcurrency,
+      executorName: io.env['HOSTNAME'] ?? hostname(),
+      logger,
+      ...(values['seccomp-policy']
+        ? { seccompPolicyPath: values['seccomp-policy'] as string }
+        : {}),
+    });
+  } catch (error) {
+    io.stderr(`mcpworks executor: the sandbox is unavailable: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const service = createExecutorService({ executor, token, maxConcurrency, metrics, logger });
+  const host = (values['host'] as string | undefined) ?? '0.0.0.0';
+  const address = await service.listen(port, host);
+  logger.info({ port: address.port, host }, 'executor listening');
+  // Print the bound address on stdout so supervisors (and tests using --port 0) can find it.
+  io.stdout(`listening on ${address.address}:${address.port}\n`);
+
+  const stopped = new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal, inFlight: service.inFlight }, 'draining');
+      void service
+        .drain(drainSeconds * 1000)
+        .then(() => executor.close())
+        .then(
+          () => resolve(0),
+          () => resolve(1),
+        );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+  try {
+    await executor.probe();
+    service.setReady(true);
+    logger.info('sandbox self-test passed; ready');
+  } catch (error) {
+    // Stay up (so /healthz and logs explain it) but never ready: no code runs without a sandbox.
+    logger.error({ err: error }, 'sandbox self-test failed; refusing calls');
+    io.stderr(`mcpworks executor: the sandbox self-test failed: ${(error as Error).message}\n`);
+  }
+  const code = await stopped;
+  logger.info('executor stopped');
+  return code;
 }

@@ -1,3 +1,5 @@
+/* global require, Buffer */
+/* eslint-disable @typescript-eslint/no-require-imports -- runs inside the sandbox as plain CommonJS */
 // mcpworks sandbox bootstrap (node). Waits for exactly one call on stdin, runs `main(args)` from
 // the tool code and writes one JSON frame to fd 3. Runs as the jail's init; nothing else ever runs.
 'use strict';

@@ -1,0 +1,213 @@
+/**
+ * The gateway's side of the executor service: a ToolExecutor that POSTs each call with the
+ * per-server executor token (never the MCP client's token). A call is sent at most once: a
+ * refused (429) or unreachable executor becomes an `overloaded` / `executor-unavailable` result,
+ * and nothing is retried automatically, because a call whose answer was lost may already have run.
+ */
+import { systemClock } from '../shared/clock.ts';
+import { ErrorCode, McpworksError } from '../shared/errors.ts';
+import { silentLogger } from '../shared/logger.ts';
+import { CALLS_PATH } from './service.ts';
+import {
+  SANDBOX_OUTCOMES,
+  SandboxOutcome,
+  type ExecutorClientOptions,
+  type ToolCallRequest,
+  type ToolCallResult,
+  type ToolExecutor,
+} from './types.ts';
+
+const DEFAULT_GRACE_MS = 5000;
+
+function result(
+  outcome: SandboxOutcome,
+  message: string,
+  executor: string,
+  durationMs = 0,
+): ToolCallResult {
+  return {
+    outcome,
+    isError: true,
+    content: [{ type: 'text', text: message }],
+    durationMs,
+    outputBytes: 0,
+    executor,
+    message,
+  };
+}
+
+function isResult(value: unknown): value is ToolCallResult {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Partial<ToolCallResult>;
+  return (
+    typeof v.outcome === 'string' &&
+    (SANDBOX_OUTCOMES as readonly string[]).includes(v.outcome) &&
+    typeof v.isError === 'boolean' &&
+    Array.isArray(v.content) &&
+    v.content.every(
+      (c) => typeof c === 'object' && c !== null && c.type === 'text' && typeof c.text === 'string',
+    ) &&
+    typeof v.durationMs === 'number' &&
+    typeof v.outputBytes === 'number' &&
+    typeof v.executor === 'string'
+  );
+}
+
+export function createExecutorClient(options: ExecutorClientOptions): ToolExecutor {
+  let url: URL;
+  try {
+    url = new URL(CALLS_PATH, options.url);
+  } catch (error) {
+    throw new McpworksError(ErrorCode.InvalidInput, `invalid executor URL`, { cause: error });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new McpworksError(ErrorCode.InvalidInput, 'the executor URL must be http(s)');
+  }
+  if (options.token.length < 16)
+    throw new McpworksError(ErrorCode.InvalidInput, 'the executor token is too short');
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger();
+  const grace = options.timeoutGraceMs ?? DEFAULT_GRACE_MS;
+  const name = url.host;
+  const inflight = new Set<AbortController>();
+
+  return {
+    async execute(request: ToolCallRequest, signal?: AbortSignal): Promise<ToolCallResult> {
+      const started = clock.monotonicMs();
+      const controller = new AbortController();
+      inflight.add(controller);
+      const deadline = request.tool.timeoutSeconds * 1000 + grace;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, deadline);
+      const onAbort = () => controller.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const elapsed = () => clock.monotonicMs() - started;
+      try {
+        let response: Response;
+        try {
+          response = await fetch(url, {
+            method: 'POST',
+            headers: {
+              authorization: `Bearer ${options.token}`,
+              'content-type': 'application/json',
+            },
+            body: JSON.stringify(request),
+            signal: controller.signal,
+            redirect: 'error',
+          });
+        } catch (error) {
+          if (timedOut) {
+            return result(
+              SandboxOutcome.Timeout,
+              `no answer from the executor within ${deadline} ms`,
+              name,
+              elapsed(),
+            );
+          }
+          if (signal?.aborted)
+            return result(SandboxOutcome.Error, 'the call was cancelled', name, elapsed());
+          logger.warn(
+            { err: error, callId: request.callId, executor: name },
+            'executor unreachable',
+          );
+          return result(
+            SandboxOutcome.ExecutorUnavailable,
+            'the executor is unreachable',
+            name,
+            elapsed(),
+          );
+        }
+        const text = await response.text().catch(() => '');
+        if (response.status === 429) {
+          return result(
+            SandboxOutcome.Overloaded,
+            'the executor is at its concurrency limit; try again later',
+            name,
+            elapsed(),
+          );
+        }
+        if (response.status === 401 || response.status === 403) {
+          logger.error(
+            { callId: request.callId, executor: name, status: response.status },
+            'executor refused the gateway token',
+          );
+          return result(
+            SandboxOutcome.ExecutorUnavailable,
+            'the executor refused the gateway credentials',
+            name,
+            elapsed(),
+          );
+        }
+        if (response.status === 503) {
+          return result(
+            SandboxOutcome.ExecutorUnavailable,
+            'the executor is not ready or shutting down',
+            name,
+            elapsed(),
+          );
+        }
+        if (response.status !== 200) {
+          logger.error(
+            { callId: request.callId, executor: name, status: response.status },
+            'executor error',
+          );
+          if (response.status === 400 || response.status === 413) {
+            throw new McpworksError(
+              ErrorCode.InvalidInput,
+              'the executor rejected the call as invalid',
+              {
+                details: { status: response.status },
+              },
+            );
+          }
+          return result(
+            SandboxOutcome.ExecutorUnavailable,
+            `the executor failed (HTTP ${response.status})`,
+            name,
+            elapsed(),
+          );
+        }
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
+        }
+        if (!isResult(body)) {
+          return result(
+            SandboxOutcome.ExecutorUnavailable,
+            'the executor sent a malformed answer',
+            name,
+            elapsed(),
+          );
+        }
+        return body;
+      } catch (error) {
+        if (error instanceof McpworksError) throw error;
+        if (timedOut)
+          return result(
+            SandboxOutcome.Timeout,
+            `no answer from the executor within ${deadline} ms`,
+            name,
+            elapsed(),
+          );
+        return result(
+          SandboxOutcome.ExecutorUnavailable,
+          'the executor connection failed',
+          name,
+          elapsed(),
+        );
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        inflight.delete(controller);
+      }
+    },
+    async close() {
+      for (const controller of inflight) controller.abort();
+    },
+  };
+}

@@ -1,0 +1,418 @@
+/**
+ * The attack battery: hostile tool code against the real nsjail sandbox. Every case asserts the
+ * typed outcome and, where it matters, checks the host side too (no connection arrived, the
+ * host process is still alive, no sandbox process is left behind).
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createSandboxExecutor } from '../../src/executor/sandbox-executor.ts';
+import { nsjailForTests, toolCall, type CallOverrides } from '../../src/executor/testing.ts';
+import type { SandboxExecutor, ToolCallResult } from '../../src/executor/types.ts';
+import type { Runtime } from '../../src/api/v1alpha1/mcpserver.ts';
+
+let executor: SandboxExecutor;
+let listener: Server;
+let listenerPort = 0;
+let connections = 0;
+let hostDir: string;
+
+const py = (body: string) => `def main(args):\n${body.replace(/^/gm, '    ')}\n`;
+
+async function call(
+  runtime: Runtime,
+  code: string,
+  overrides: CallOverrides = {},
+): Promise<ToolCallResult> {
+  return executor.execute(toolCall(runtime, code, overrides));
+}
+
+function text(result: ToolCallResult): string {
+  return result.content.map((c) => c.text).join('');
+}
+
+/** Processes on the host whose command line contains `marker`. */
+function hostProcessesWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker)) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+before(async () => {
+  executor = await createSandboxExecutor({
+    nsjailPath: nsjailForTests(),
+    warmPoolSize: 1,
+    maxConcurrency: 8,
+  });
+  await executor.probe();
+  listener = createServer((socket) => {
+    connections += 1;
+    socket.end('hello from the host\n');
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  listenerPort = (listener.address() as { port: number }).port;
+  hostDir = mkdtempSync(join(tmpdir(), 'mcpworks-attack-'));
+});
+
+after(async () => {
+  await executor?.close();
+  await new Promise<void>((resolve) => listener?.close(() => resolve()));
+  if (hostDir) rmSync(hostDir, { recursive: true, force: true });
+});
+
+describe('network', () => {
+  test('python cannot connect to a port the host serves on 127.0.0.1', async () => {
+    const before = connections;
+    const r = await call(
+      'python',
+      `import socket\n${py(`s = socket.create_connection(("127.0.0.1", ${listenerPort}), timeout=2)\nreturn s.recv(100).decode()`)}`,
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /PermissionError|ConnectionRefused|unreachable/);
+    assert.equal(connections, before);
+  });
+
+  test('node cannot connect to a port the host serves on 127.0.0.1', async () => {
+    const before = connections;
+    const r = await call(
+      'node',
+      `const net = require('node:net');
+       function main() { return new Promise((resolve, reject) => { const s = net.connect(${listenerPort}, '127.0.0.1'); s.on('data', (d) => resolve(String(d))); s.on('error', reject); }); }`,
+    );
+    assert.equal(r.outcome, 'error');
+    assert.equal(connections, before);
+  });
+
+  test('bash /dev/tcp cannot reach the host', async () => {
+    const before = connections;
+    const r = await call('bash', `exec 3<>/dev/tcp/127.0.0.1/${listenerPort} && cat <&3`);
+    assert.equal(r.outcome, 'error');
+    assert.equal(connections, before);
+  });
+
+  test('DNS resolution of a public name fails', async () => {
+    const r = await call(
+      'python',
+      `import socket\n${py('return socket.getaddrinfo("example.com", 443)[0][4][0]')}`,
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /gaierror|PermissionError/);
+  });
+
+  test('the jail has no network interface but loopback', async () => {
+    const r = await call('python', py('return open("/proc/net/dev").read()'));
+    assert.equal(r.outcome, 'ok');
+    assert.doesNotMatch(text(r), /eth|ens|veth|wlan/);
+  });
+});
+
+describe('host files', () => {
+  test('/etc/shadow of the host is not there', async () => {
+    const r = await call('python', py('return open("/etc/shadow").read()'));
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /FileNotFoundError/);
+  });
+
+  test('/etc/passwd is the generated minimal file, not the host one', async () => {
+    const r = await call('bash', 'cat /etc/passwd');
+    assert.equal(r.outcome, 'ok');
+    assert.deepEqual(
+      text(r)
+        .trim()
+        .split('\n')
+        .map((l) => l.split(':')[0]),
+      ['root', 'nobody'],
+    );
+  });
+
+  test("the executor's own token file cannot be read", async () => {
+    const tokenFile = join(hostDir, 'executor-token');
+    writeFileSync(tokenFile, 'super-secret-executor-token', { mode: 0o600 });
+    const r = await call('python', py(`return open(${JSON.stringify(tokenFile)}).read()`));
+    assert.equal(r.outcome, 'error');
+    assert.doesNotMatch(text(r), /super-secret/);
+  });
+
+  test('the host home and source tree are absent', async () => {
+    const r = await call('python', `import os\n${py('return sorted(os.listdir("/"))')}`);
+    assert.equal(r.outcome, 'ok');
+    const entries = JSON.parse(text(r)) as string[];
+    for (const forbidden of ['root', 'home', 'work', 'var', 'sys', 'run'])
+      assert.ok(!entries.includes(forbidden), forbidden);
+  });
+
+  test('nothing outside the workspace is writable', async () => {
+    const r = await call('python', py('open("/usr/evil", "w").write("x")'));
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /Read-only file system|PermissionError/);
+  });
+
+  test('/proc/sys cannot be written', async () => {
+    const r = await call(
+      'python',
+      py('open("/proc/sys/kernel/hostname", "w").write("pwned")\nreturn "written"'),
+    );
+    assert.equal(r.outcome, 'error');
+  });
+
+  test('/proc/self/exe cannot be overwritten', async () => {
+    const r = await call(
+      'python',
+      py('open("/proc/self/exe", "wb").write(b"x")\nreturn "written"'),
+    );
+    assert.equal(r.outcome, 'error');
+  });
+
+  test('a symlink into /proc/1/root still sees only the jail', async () => {
+    const r = await call(
+      'python',
+      `import os\n${py('os.symlink("/proc/1/root/etc/passwd", "/tmp/p")\nreturn open("/tmp/p").read()')}`,
+    );
+    assert.equal(r.outcome, 'ok');
+    assert.doesNotMatch(text(r), /^(?!root|nobody).+:x:/m);
+  });
+
+  test('the workspace cannot grow beyond its tmpfs size', async () => {
+    const r = await call(
+      'python',
+      py(
+        'f = open("/tmp/big", "wb")\nfor _ in range(64):\n    f.write(b"x" * 1048576)\nf.flush()\nreturn "wrote 64 MiB"',
+      ),
+      {
+        limits: { tmpfsMiB: 8 },
+      },
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /No space|File too large|OSError/);
+  });
+});
+
+describe('isolation between calls', () => {
+  test('a file written by one call is not seen by the next', async () => {
+    await call('python', py('open("/tmp/left-behind", "w").write("secret")\nreturn "ok"'));
+    const r = await call('python', `import os\n${py('return os.listdir("/tmp")')}`);
+    assert.equal(r.outcome, 'ok');
+    assert.equal(text(r), '[]');
+  });
+
+  test('an environment variable set by one call is not seen by the next', async () => {
+    await call('python', `import os\n${py('os.environ["LEAK"] = "secret"\nreturn "ok"')}`);
+    const r = await call('python', `import os\n${py('return os.environ.get("LEAK", "absent")')}`);
+    assert.equal(text(r), 'absent');
+  });
+
+  test('a module-level variable does not survive to the next call', async () => {
+    const code = `import sys\ncounter = getattr(sys, "_mcpworks_counter", 0) + 1\nsys._mcpworks_counter = counter\n${py('return str(counter)')}`;
+    assert.equal(text(await call('python', code)), '1');
+    assert.equal(text(await call('python', code)), '1');
+    const nodeCode =
+      'globalThis.n = (globalThis.n ?? 0) + 1; function main() { return String(globalThis.n) }';
+    assert.equal(text(await call('node', nodeCode)), '1');
+    assert.equal(text(await call('node', nodeCode)), '1');
+  });
+
+  test('a background process started by one call is gone for the next and on the host', async () => {
+    const marker = `mcpworks-bg-${process.pid}-${Date.now()}`;
+    const first = await call('bash', `(exec -a ${marker} sleep 30) >/dev/null 2>&1 & echo started`);
+    assert.equal(first.outcome, 'ok');
+    const r = await call('bash', 'ls /proc | grep -c "^[0-9]"');
+    assert.equal(r.outcome, 'ok');
+    // Only the script's own processes (bash and the ls/grep pipeline).
+    assert.ok(Number(text(r).trim()) <= 4, text(r));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(hostProcessesWith(marker), []);
+  });
+
+  test('concurrent calls do not see each other’s workspace', async () => {
+    const writer = call(
+      'python',
+      `import time\n${py('open("/tmp/concurrent-secret", "w").write("x")\ntime.sleep(1)\nreturn "done"')}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const reader = await call('python', `import os\n${py('return os.listdir("/tmp")')}`);
+    assert.equal(text(reader), '[]');
+    assert.equal((await writer).outcome, 'ok');
+  });
+
+  test('secrets in the executor environment never reach the code', async () => {
+    process.env['MCPWORKS_TEST_SECRET'] = 'do-not-leak';
+    try {
+      const r = await call('python', `import os\n${py('return dict(os.environ)')}`, {
+        env: { DECLARED: 'yes' },
+      });
+      assert.equal(r.outcome, 'ok');
+      assert.deepEqual(Object.keys(r.structuredContent ?? {}).sort(), ['DECLARED', 'LANG', 'PATH']);
+    } finally {
+      delete process.env['MCPWORKS_TEST_SECRET'];
+    }
+  });
+});
+
+describe('limits', () => {
+  test('a python fork bomb stops at the pids limit', async () => {
+    const r = await call('python', `import os, time\n${py('while True:\n    os.fork()')}`, {
+      limits: { pids: 16 },
+      timeoutSeconds: 5,
+    });
+    assert.equal(r.outcome, 'pids-limit');
+  });
+
+  test('a bash fork bomb stops at the pids limit', async () => {
+    const r = await call('bash', 'b() { b | b & }; b; wait', {
+      limits: { pids: 16 },
+      timeoutSeconds: 3,
+    });
+    assert.equal(r.outcome, 'pids-limit');
+  });
+
+  test('a python memory bomb is killed by the memory limit', async () => {
+    const r = await call(
+      'python',
+      py('chunks = []\nwhile True:\n    chunks.append(bytearray(8 * 1024 * 1024))'),
+      {
+        limits: { memoryMiB: 64 },
+      },
+    );
+    assert.equal(r.outcome, 'memory-limit');
+  });
+
+  test('a node memory bomb is killed by the memory limit', async () => {
+    const r = await call(
+      'node',
+      'function main() { const keep = []; for (;;) keep.push(Buffer.alloc(8 * 1024 * 1024, 1)); }',
+      { limits: { memoryMiB: 96 } },
+    );
+    assert.equal(r.outcome, 'memory-limit');
+  });
+
+  test('a CPU spin is killed at the timeout', async () => {
+    const r = await call('python', py('while True:\n    pass'), { timeoutSeconds: 1 });
+    assert.equal(r.outcome, 'timeout');
+    assert.ok(r.durationMs < 3000, String(r.durationMs));
+  });
+
+  test('a huge return value is cut at maxOutputBytes', async () => {
+    const r = await call('python', py('return "x" * (10 * 1024 * 1024)'), {
+      limits: { maxOutputBytes: 4096 },
+    });
+    assert.equal(r.outcome, 'output-truncated');
+    assert.ok(text(r).length <= 4096);
+    assert.ok(r.outputBytes > 4096);
+  });
+
+  test('endless bash output is cut at maxOutputBytes', async () => {
+    const r = await call(
+      'bash',
+      'while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done',
+      {
+        limits: { maxOutputBytes: 2048 },
+      },
+    );
+    assert.equal(r.outcome, 'output-truncated');
+  });
+
+  test('a timeout while a background child holds the output pipe open still ends at the timeout', async () => {
+    const r = await call('bash', '(sleep 60; echo late) & echo early; sleep 60', {
+      timeoutSeconds: 1,
+    });
+    assert.equal(r.outcome, 'timeout');
+    assert.ok(r.durationMs < 3000, String(r.durationMs));
+  });
+
+  test('a script that exits while its background child holds stdout returns at once', async () => {
+    const r = await call('bash', '(sleep 60; echo late) & echo early', { timeoutSeconds: 10 });
+    assert.equal(r.outcome, 'ok');
+    assert.equal(text(r).trim(), 'early');
+    assert.ok(r.durationMs < 3000, String(r.durationMs));
+  });
+
+  test('rlimits cannot be raised', async () => {
+    const r = await call(
+      'python',
+      `import resource\n${py('soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\nresource.setrlimit(resource.RLIMIT_NOFILE, (hard + 1, hard + 1))\nreturn "raised"')}`,
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /ValueError|PermissionError/);
+  });
+});
+
+describe('forbidden system calls', () => {
+  const syscall = (nr: number, ...args: number[]) =>
+    `import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n${py(`return str(libc.syscall(${[nr, ...args].join(', ')}))`)}`;
+
+  const cases: Array<[string, number, number[]]> = [
+    ['ptrace', 101, [0, 0, 0, 0]],
+    ['mount', 165, [0, 0, 0, 0, 0]],
+    ['unshare (new user namespace)', 272, [0x10000000]],
+    ['setns', 308, [0, 0]],
+    ['clone with namespace flags', 56, [0x10000000 | 17, 0, 0, 0, 0]],
+    ['io_uring_setup', 425, [16, 0]],
+    ['bpf', 321, [0, 0, 0]],
+    ['perf_event_open', 298, [0, 0, -1, -1, 0]],
+    ['keyctl', 250, [0, 0, 0, 0, 0]],
+    ['userfaultfd', 323, [0]],
+    ['process_vm_readv', 310, [1, 0, 0, 0, 0, 0]],
+    ['kexec_load', 246, [0, 0, 0, 0]],
+    ['init_module', 175, [0, 0, 0]],
+    ['reboot', 169, [0, 0, 0, 0]],
+    ['clock_settime', 227, [0, 0]],
+    ['syslog', 103, [0, 0, 0]],
+  ];
+  for (const [name, nr, args] of cases) {
+    test(`${name} kills the tool with a sandbox violation`, async () => {
+      const r = await call('python', syscall(nr, ...args));
+      assert.equal(r.outcome, 'sandbox-violation', `${name}: ${text(r)}`);
+    });
+  }
+
+  test('setuid(0) is refused', async () => {
+    const r = await call('python', `import os\n${py('os.setuid(0)\nreturn "root"')}`);
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /PermissionError|Invalid argument/);
+  });
+
+  test('the code runs as 65534 inside and outside the jail', async () => {
+    const r = await call('bash', 'echo "$EUID $(tr -s " " < /proc/self/uid_map)"');
+    assert.equal(text(r).trim(), '65534  65534 65534 1');
+  });
+});
+
+describe('processes outside', () => {
+  let victim: ChildProcess;
+  before(() => {
+    victim = spawn('sleep', ['60'], { stdio: 'ignore' });
+  });
+  after(() => {
+    victim.kill('SIGKILL');
+  });
+
+  test('a host process cannot be killed from inside', async () => {
+    const r = await call(
+      'python',
+      `import os, signal\n${py(`os.kill(${victim.pid}, signal.SIGKILL)\nreturn "killed"`)}`,
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /ProcessLookupError/);
+    assert.equal(victim.exitCode, null);
+    assert.equal(victim.signalCode, null);
+  });
+
+  test('host processes are invisible in /proc', async () => {
+    const r = await call(
+      'python',
+      `import os\n${py('return [p for p in os.listdir("/proc") if p.isdigit()]')}`,
+    );
+    assert.deepEqual(JSON.parse(text(r)), ['1']);
+  });
+});
