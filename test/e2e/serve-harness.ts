@@ -1,0 +1,158 @@
+// Runs a real `mcpworks serve` child process (real nsjail underneath) on a free loopback port
+// and reads the decision records it writes. Used by the e2e, conformance and load tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { generateApiKey, hashApiKey } from '../../src/gateway/auth/apikeys.ts';
+import type { DecisionRecord } from '../../src/gateway/decisions/record.ts';
+import { repoRoot, resolveNsjail } from '../harness/paths.ts';
+
+export interface RunningServe {
+  /** http://127.0.0.1:PORT */
+  base: string;
+  stderr(): string;
+  /** Every decision record written so far (the --decision-log file). */
+  decisions(): Promise<DecisionRecord[]>;
+  stop(): Promise<number | null>;
+}
+
+const MAIN = join(repoRoot, 'src', 'cli', 'main.ts');
+
+export async function startServe(files: string[], extraArgs: string[] = []): Promise<RunningServe> {
+  const dir = await mkdtemp(join(tmpdir(), 'mcpworks-serve-'));
+  const decisionLog = join(dir, 'decisions.jsonl');
+  const args = [
+    MAIN,
+    'serve',
+    ...files.flatMap((f) => ['-f', f]),
+    '--port',
+    '0',
+    '--decision-log',
+    decisionLog,
+    ...extraArgs,
+  ];
+  const child: ChildProcess = spawn(process.execPath, args, {
+    env: { ...process.env, MCPWORKS_NSJAIL: resolveNsjail(), MCPWORKS_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => (err += d));
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`serve did not become ready in 60 s:\n${err}`)),
+      60_000,
+    );
+    const onData = () => {
+      const m = /MCP endpoint {2}(http:\/\/127\.0\.0\.1:\d+)\//.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        child.stderr!.off('data', onData);
+        resolve(m[1]!);
+      }
+    };
+    child.stderr!.on('data', onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code} before it was ready:\n${err}`));
+    });
+  });
+  return {
+    base,
+    stderr: () => err,
+    async decisions() {
+      const text = await readFile(decisionLog, 'utf8').catch(() => '');
+      return text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as DecisionRecord);
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** Polls until `n` records are in the log (records are written when a request ends). */
+export async function waitForDecisions(
+  serve: RunningServe,
+  n: number,
+  timeoutMs = 20_000,
+): Promise<DecisionRecord[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const records = await serve.decisions();
+    if (records.length >= n || Date.now() > deadline) return records;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const DEMO_KEY = 'mcpw_demo_xp1v1W41ra6mbD8xjT_7Bg9CmWvtQLA2AGGde393Ark';
+
+/**
+ * config/samples plus a second agent (`e2e-agent`, allowed every demo tool) whose key is returned,
+ * in a temporary directory: the samples stay untouched.
+ */
+export async function samplesWithSecondAgent(): Promise<{ dir: string; key: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mcpworks-samples-'));
+  const samples = join(repoRoot, 'config', 'samples');
+  const key = generateApiKey('e2e');
+  for (const name of await readdir(samples)) {
+    if (!name.endsWith('.yaml') || name === 'kustomization.yaml') continue;
+    if (name.includes('secret')) {
+      const secret = parse(await readFile(join(samples, name), 'utf8')) as {
+        stringData: Record<string, string>;
+      };
+      secret.stringData['e2e'] = JSON.stringify({
+        hash: await hashApiKey(key, { N: 1024 }),
+        agent: 'e2e-agent',
+        groups: ['e2e'],
+      });
+      await writeFile(join(dir, name), stringify(secret));
+    } else {
+      await copyFile(join(samples, name), join(dir, name));
+    }
+  }
+  await writeFile(
+    join(dir, 'e2e-policy.yaml'),
+    stringify({
+      apiVersion: 'mcpworks.io/v1alpha1',
+      kind: 'AgentPolicy',
+      metadata: { name: 'e2e-agent-access', namespace: 'default' },
+      spec: {
+        servers: { names: ['demo'] },
+        rules: [
+          {
+            effect: 'Allow',
+            subjects: [{ kind: 'Agent', name: 'e2e-agent' }],
+            tools: ['*'],
+            reason: 'the e2e agent may call every demo tool',
+          },
+        ],
+      },
+    }),
+  );
+  return { dir, key };
+}
+
+export async function connectClient(url: string, token?: string): Promise<Client> {
+  const client = new Client({ name: 'e2e-agent', version: '1.0.0' });
+  const headers: Record<string, string> =
+    token === undefined ? {} : { authorization: `Bearer ${token}` };
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }),
+  );
+  return client;
+}

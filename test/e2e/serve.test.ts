@@ -1,0 +1,182 @@
+// End to end: the official SDK client against a real `mcpworks serve` child process running the
+// samples with real nsjail sandboxes; checks results and the decision records on disk.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { DecisionRecord } from '../../src/gateway/decisions/record.ts';
+import {
+  connectClient,
+  DEMO_KEY,
+  samplesWithSecondAgent,
+  startServe,
+  waitForDecisions,
+  type RunningServe,
+} from './serve-harness.ts';
+
+let serve: RunningServe;
+let e2eKey: string;
+let url: string;
+
+before(async () => {
+  const fixture = await samplesWithSecondAgent();
+  e2eKey = fixture.key;
+  serve = await startServe([fixture.dir]);
+  url = `${serve.base}/mcp/default/demo`;
+});
+after(async () => {
+  await serve?.stop();
+});
+
+/**
+ * The records written after the first `count` that match `pred`; waits until one is there. (The
+ * SDK client's GET stream is recorded when it closes, so positions are not predictable.)
+ */
+async function recordsAfter(count: number, pred: (r: DecisionRecord) => boolean) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const found = (await waitForDecisions(serve, count + 1)).slice(count).filter(pred);
+    if (found.length > 0 || Date.now() > deadline) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('tools/list shows demo-agent the tools its policy allows and hides the denied one', async () => {
+  const client = await connectClient(url, DEMO_KEY);
+  const names = (await client.listTools()).tools.map((t) => t.name).sort();
+  assert.deepEqual(names, ['json_summary', 'word_count']);
+  await client.close();
+});
+
+test('the python tool runs in the sandbox and its call is recorded as allowed', async () => {
+  const client = await connectClient(url, DEMO_KEY);
+  const count = (await serve.decisions()).length;
+  const result = await client.callTool({
+    name: 'word_count',
+    arguments: { text: 'one two three' },
+  });
+  assert.equal(result.isError, false);
+  assert.deepEqual(result.structuredContent, { words: 3, lines: 1, characters: 13 });
+  const [record, extra] = await recordsAfter(count, (r) => r.method === 'tools/call');
+  assert.equal(extra, undefined);
+  assert.equal(record!.tool, 'word_count');
+  assert.equal(record!.effect, 'Allow');
+  assert.equal(record!.outcome, 'ok');
+  assert.equal(record!.principal?.name, 'demo-agent');
+  assert.deepEqual(record!.rule, {
+    kind: 'AgentPolicy',
+    namespace: 'default',
+    name: 'demo-agent-access',
+    index: 0,
+  });
+  assert.ok((record!.outputBytes ?? 0) > 0);
+  assert.match(record!.executor ?? '', /^serve@/);
+  await client.close();
+});
+
+test('the node tool runs in the sandbox', async () => {
+  const client = await connectClient(url, DEMO_KEY);
+  const result = await client.callTool({
+    name: 'json_summary',
+    arguments: { value: { a: [1, { b: 2 }] } },
+  });
+  assert.equal(result.isError, false);
+  assert.deepEqual(result.structuredContent, { type: 'object', size: 1, depth: 3, keys: ['a'] });
+  await client.close();
+});
+
+test('the bash tool runs in the sandbox for an agent allowed to call it', async () => {
+  const client = await connectClient(url, e2eKey);
+  const result = await client.callTool({ name: 'sha256', arguments: { x: 1 } });
+  assert.equal(result.isError, false, JSON.stringify(result));
+  // bash prints its result: the text content is the JSON document.
+  const text = (result.content as { type: string; text: string }[])[0]!.text;
+  const out = JSON.parse(text) as { sha256: string; bytes: number };
+  assert.match(out.sha256, /^[0-9a-f]{64}$/);
+  assert.equal(out.bytes, JSON.stringify({ x: 1 }).length);
+  await client.close();
+});
+
+test('a call the policy denies is a tool error with the rule reason, recorded as Deny', async () => {
+  const client = await connectClient(url, DEMO_KEY);
+  const count = (await serve.decisions()).length;
+  const result = await client.callTool({ name: 'sha256', arguments: {} });
+  assert.equal(result.isError, true);
+  assert.match(JSON.stringify(result.content), /reserved for the release pipeline/);
+  const [record, extra] = await recordsAfter(count, (r) => r.method === 'tools/call');
+  assert.equal(extra, undefined);
+  assert.equal(record!.effect, 'Deny');
+  assert.equal(record!.outcome, 'denied');
+  assert.equal(record!.reason, 'hashing is reserved for the release pipeline, not for agents');
+  await client.close();
+});
+
+test('an unauthenticated request is refused with 401 and recorded', async () => {
+  const count = (await serve.decisions()).length;
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  assert.equal(res.status, 401);
+  assert.match(
+    res.headers.get('www-authenticate') ?? '',
+    /resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource\/mcp\/default\/demo"/,
+  );
+  const [record, extra] = await recordsAfter(count, (r) => r.principal === null);
+  assert.equal(extra, undefined);
+  assert.equal(record!.method, 'POST');
+  assert.equal(record!.effect, 'Deny');
+  assert.equal(record!.outcome, 'unauthenticated');
+  assert.equal(record!.principal, null);
+});
+
+test('a wrong API key is refused with 401', async () => {
+  await assert.rejects(
+    connectClient(url, 'mcpw_demo_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'),
+    /unknown API key/,
+  );
+});
+
+test('a foreign Origin is refused with 403 even with a valid key (DNS rebinding)', async () => {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${DEMO_KEY}`,
+      origin: 'https://attacker.example',
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} }),
+  });
+  assert.equal(res.status, 403);
+});
+
+test('a token in the query string is rejected', async () => {
+  const res = await fetch(`${url}?access_token=${DEMO_KEY}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} }),
+  });
+  assert.equal(res.status, 400);
+});
+
+test('the decision log is one hash chain with no gaps', async () => {
+  const records = await serve.decisions();
+  assert.ok(records.length > 5);
+  records.forEach((r, i) => {
+    assert.equal(r.seq, i);
+    if (i > 0) assert.equal(r.prevHash, records[i - 1]!.hash);
+  });
+});
+
+test('/healthz and /metrics answer without credentials; /metrics has the decision counters', async () => {
+  assert.equal((await fetch(`${serve.base}/healthz`)).status, 200);
+  const text = await (await fetch(`${serve.base}/metrics`)).text();
+  assert.match(
+    text,
+    /mcpworks_decisions_total\{server="default\/demo",tool="word_count",effect="allow",reason_code="policy_allow"\} \d+/,
+  );
+  assert.match(
+    text,
+    /mcpworks_auth_failures_total\{method="none",reason="missing-credentials"\} \d+/,
+  );
+});
