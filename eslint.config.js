@@ -2,7 +2,9 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'dist', '.bench', 'test/controlplane'] },
+  // What git ignores (node_modules, dist, .bench, .cache) plus root-level dot-paths, where no
+  // source lives (local scratch files), and the Go wrapper modules.
+  { ignores: ['node_modules', 'dist', '.bench', '.cache', '.*', 'test/controlplane'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
