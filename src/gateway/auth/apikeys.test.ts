@@ -231,4 +231,22 @@ describe('ApiKeyVerifier', () => {
     store.replace({ late: k.json });
     assert.equal((await verifier.verify(k.key)).ok, true);
   });
+
+  test('hash computations beyond the queue limit fail fast instead of piling up', async () => {
+    const k = await entry('ci');
+    const verifier = new ApiKeyVerifier({
+      store: ApiKeyStore.from({ ci: k.json }),
+      clock: manualClock(),
+      logger: silentLogger(),
+      maxConcurrentHashes: 1,
+      maxQueuedHashes: 1,
+    });
+    const results = await Promise.all(
+      Array.from({ length: 3 }, () => verifier.verify(generateApiKey('ci'))),
+    );
+    assert.deepEqual(
+      results.map((r) => !r.ok && r.reason),
+      ['unknown-key', 'unknown-key', 'verifier-unavailable'],
+    );
+  });
 });

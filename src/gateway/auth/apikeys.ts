@@ -30,7 +30,7 @@ export const API_KEY_PREFIX = 'mcpw_';
 export const API_KEY_ID_PATTERN = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 const SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
 
-export const SCRYPT_DEFAULTS = { N: 2 ** 15, r: 8, p: 1, saltBytes: 16, keyBytes: 32 } as const;
+export const SCRYPT_DEFAULTS = { N: 2 ** 14, r: 8, p: 1, saltBytes: 16, keyBytes: 32 } as const;
 /** Bounds on hash parameters read from a Secret, so a hostile entry cannot exhaust memory. */
 const SCRYPT_BOUNDS = { minLog2N: 10, maxLog2N: 20, maxR: 32, maxP: 16, maxMemBytes: 256 << 20 };
 
@@ -255,6 +255,10 @@ export interface ApiKeyVerifierOptions {
   cacheSize?: number;
   /** How long a wrong key for a known id is remembered as wrong; default 30 s. */
   negativeTtlMs?: number;
+  /** scrypt computations at once (each holds ~16-64 MiB and a libuv thread); default 2. */
+  maxConcurrentHashes?: number;
+  /** Computations allowed to wait; beyond, requests fail fast (`verifier-unavailable`). */
+  maxQueuedHashes?: number;
 }
 
 interface CacheHit {
@@ -272,6 +276,7 @@ export class ApiKeyVerifier implements CredentialVerifier {
   #verified = new Map<string, CacheHit>();
   #wrong = new Map<string, number>();
   #inflight = new Map<string, Promise<boolean>>();
+  readonly #hashSlots: Semaphore;
 
   constructor(options: ApiKeyVerifierOptions) {
     this.#store = options.store;
@@ -280,6 +285,11 @@ export class ApiKeyVerifier implements CredentialVerifier {
     this.#cacheSize = options.cacheSize ?? 10_000;
     this.#negativeTtlMs = options.negativeTtlMs ?? 30_000;
     if (!(this.#cacheSize >= 1)) throw new Error('cacheSize must be at least 1');
+    // A flood of wrong secrets must not take every libuv thread and hundreds of MiB with it.
+    this.#hashSlots = new Semaphore(
+      options.maxConcurrentHashes ?? 2,
+      options.maxQueuedHashes ?? 64,
+    );
     // Every cache is void once the set of keys changes; in-flight checks of the old set too.
     this.#store.onReplace(() => {
       this.#verified = new Map();
@@ -312,8 +322,18 @@ export class ApiKeyVerifier implements CredentialVerifier {
     const generation = this.#store.generation;
     let check = this.#inflight.get(digest);
     if (check === undefined) {
+      const release = this.#hashSlots.tryAcquire();
+      if (release === undefined) {
+        this.#logger.warn({ keyId: id }, 'API key verification refused: too many hashes queued');
+        return authFailure('verifier-unavailable', { method: this.method });
+      }
       const inflight = this.#inflight;
-      check = matches(token, record.hash).finally(() => inflight.delete(digest));
+      check = release
+        .then(() => matches(token, record.hash))
+        .finally(() => {
+          this.#hashSlots.release();
+          inflight.delete(digest);
+        });
       inflight.set(digest, check);
     }
     let ok: boolean;
@@ -369,4 +389,34 @@ async function matches(token: string, stored: ScryptHash): Promise<boolean> {
     maxmem: 2 * scryptMemory(stored.N, stored.r),
   });
   return derived.length === stored.hash.length && crypto.timingSafeEqual(derived, stored.hash);
+}
+
+/** Counts slots; `tryAcquire` refuses instead of queueing without bound. */
+class Semaphore {
+  readonly #max: number;
+  readonly #maxQueued: number;
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(max: number, maxQueued: number) {
+    if (!(max >= 1) || !(maxQueued >= 0)) throw new Error('invalid hash concurrency limits');
+    this.#max = max;
+    this.#maxQueued = maxQueued;
+  }
+
+  /** A promise that resolves when a slot is held, or undefined when the queue is full. */
+  tryAcquire(): Promise<void> | undefined {
+    if (this.#running < this.#max) {
+      this.#running++;
+      return Promise.resolve();
+    }
+    if (this.#waiting.length >= this.#maxQueued) return undefined;
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next !== undefined) next();
+    else this.#running--;
+  }
 }
