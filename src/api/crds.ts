@@ -354,13 +354,18 @@ export function crdYaml(crd: V1CustomResourceDefinition): string {
   return GENERATED_HEADER + stringify(crd, { lineWidth: 0 });
 }
 
-/** Every file `mcpworks crds --write` owns, relative to the repository root, with its content. */
+/**
+ * Every file `mcpworks crds --write` owns, relative to the repository root, with its content:
+ * crds/ (the release artefact), config/crd/ (kustomize) and charts/mcpworks/crds/ (Helm).
+ */
 export function generatedFiles(): Map<string, string> {
   const files = new Map<string, string>();
   const crds = buildCrds();
   for (const crd of crds) {
     files.set(`crds/${crdFileName(crd)}`, crdYaml(crd));
     files.set(`config/crd/bases/${crdFileName(crd)}`, crdYaml(crd));
+    // Helm installs CRDs from the chart's crds/ directory: the same bytes again.
+    files.set(`charts/mcpworks/crds/${crdFileName(crd)}`, crdYaml(crd));
   }
   const kustomization = {
     apiVersion: 'kustomize.config.k8s.io/v1beta1',

@@ -6,7 +6,8 @@ import type { CommandIo } from '../io.ts';
 const USAGE = `usage: mcpworks crds [--write | --check] [--dir <repository root>]
 
   (no flag)  print the CustomResourceDefinitions as one multi-document YAML stream
-  --write    regenerate crds/*.yaml, config/crd/bases/*.yaml and config/crd/kustomization.yaml
+  --write    regenerate crds/*.yaml, config/crd/bases/*.yaml, config/crd/kustomization.yaml and
+             charts/mcpworks/crds/*.yaml
   --check    exit 1 when those files differ from what the schemas generate
 `;
 
