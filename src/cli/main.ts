@@ -28,6 +28,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'audit verify <log>: check the hash chain of a decision log',
     load: () => import('./commands/audit.ts'),
   },
+  apikey: { summary: 'apikey new <id> --agent <name>: a new API key and its Secret entry', load: () => import('./commands/apikey.ts') },
   crds: { summary: 'print the CRDs (--write regenerates the files)', load: () => import('./commands/crds.ts') },
 };
 

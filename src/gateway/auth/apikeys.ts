@@ -147,6 +147,7 @@ export class ApiKeyStore {
   #records = new Map<string, ApiKeyRecord>();
   #revoked = new Set<string>();
   #generation = 0;
+  #lastRejected: ReplaceResult['rejected'] = [];
   #listeners = new Set<() => void>();
 
   static from(entries: Readonly<Record<string, string>>): ApiKeyStore {
@@ -157,6 +158,11 @@ export class ApiKeyStore {
 
   get generation(): number {
     return this.#generation;
+  }
+
+  /** Entries the last `replace` skipped, with why; for operators' logs and status. */
+  get rejected(): ReplaceResult['rejected'] {
+    return this.#lastRejected;
   }
 
   get size(): number {
@@ -183,6 +189,7 @@ export class ApiKeyStore {
       this.#revoked.delete(oldest);
     }
     this.#records = next;
+    this.#lastRejected = rejected;
     this.#generation++;
     for (const listener of this.#listeners) listener();
     return { loaded: next.size, rejected };

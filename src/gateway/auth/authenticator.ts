@@ -138,6 +138,9 @@ export function createAuthenticator(options: AuthenticatorOptions): GatewayAuthe
     if (options.apiKeys === undefined)
       throw invalid('apiKeys is configured but no key store was given');
     apiKeys = new ApiKeyVerifier({ store: options.apiKeys, clock, logger });
+    for (const { id, problem } of options.apiKeys.rejected) {
+      logger.warn({ keyId: id, problem }, 'API key entry skipped: it is invalid');
+    }
   }
 
   let oidc: OidcVerifier | undefined;
