@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
 import { loadManifests, validateObject } from '../../src/api/manifests.ts';
 import {
   ALL_CROSS_FIELD_RULES,
@@ -89,6 +90,37 @@ describe('CRD installation', () => {
     for (const plural of ['mcpservers', 'agentpolicies', 'clusteragentpolicies']) {
       assert.deepEqual(byName.get(plural)?.categories, ['mcpworks'], plural);
     }
+  });
+});
+
+describe('kustomize layout', () => {
+  test('config/default renders the generated CRDs', async () => {
+    const rendered = parseAllDocuments(
+      await kubectl('kustomize', join(repoRoot, 'config', 'default')),
+    );
+    const kinds = rendered.map(
+      (d) => (d.toJS() as { kind: string; metadata: { name: string } }).metadata.name,
+    );
+    assert.deepEqual(kinds.sort(), [
+      'agentpolicies.mcpworks.io',
+      'clusteragentpolicies.mcpworks.io',
+      'mcpservers.mcpworks.io',
+    ]);
+  });
+
+  test('kubectl apply --server-side -k config/samples passes server validation', async () => {
+    const out = await kubectl(
+      'apply',
+      '--server-side',
+      '--dry-run=server',
+      '--field-manager=kubectl-samples',
+      '-k',
+      join(repoRoot, 'config', 'samples'),
+    );
+    assert.match(out, /mcpserver\.mcpworks\.io\/demo serverside-applied/);
+    assert.match(out, /agentpolicy\.mcpworks\.io\/demo-agent-access serverside-applied/);
+    assert.match(out, /clusteragentpolicy\.mcpworks\.io\/deny-shell-tools serverside-applied/);
+    assert.match(out, /secret\/demo-api-keys serverside-applied/);
   });
 });
 
