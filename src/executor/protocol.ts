@@ -158,6 +158,12 @@ export function classifyRun(run: SandboxRun): ResultCore {
       `stopped: the tool reached its limit of ${run.pids} processes`,
     );
   }
+  if (run.aborted) {
+    return failure(
+      SandboxOutcome.Error,
+      'cancelled: the caller went away before the tool finished',
+    );
+  }
   if (run.outputExceeded) {
     const partial = run.result.toString('utf8');
     return {

@@ -3,7 +3,8 @@
  * each in a fresh nsjail sandbox. Fails closed: no token → refuses to start; the sandbox self-test
  * has not passed → /readyz stays 503 and calls are refused.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../shared/logger.ts';
@@ -23,6 +24,15 @@ const USAGE = `usage: mcpworks executor [options]
   --max-concurrency <n>    calls at once; more are refused with 429 (default 8)
   --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
 `;
+
+/** A bare command name resolved against PATH (nsjail must be a real file we can check). */
+function onPath(command: string, path: string | undefined): string {
+  if (command.includes('/')) return command;
+  for (const dir of (path ?? '').split(':')) {
+    if (dir && existsSync(join(dir, command))) return join(dir, command);
+  }
+  return command;
+}
 
 function integer(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
@@ -94,7 +104,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   let executor;
   try {
     executor = await createSandboxExecutor({
-      nsjailPath: nsjailPath.includes('/') ? nsjailPath : `/usr/local/bin/${nsjailPath}`,
+      nsjailPath: onPath(nsjailPath, io.env['PATH']),
       warmPoolSize,
       maxConcurrency,
       executorName: io.env['HOSTNAME'] ?? hostname(),

@@ -1,0 +1,267 @@
+/**
+ * The function contract per runtime, against the real nsjail: arguments in, result out as MCP
+ * content, errors as isError with a useful message, and the same answers from warm and cold
+ * sandboxes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createSandboxExecutor, warmPoolOf } from '../../src/executor/sandbox-executor.ts';
+import { nsjailForTests, toolCall, TEST_LIMITS } from '../../src/executor/testing.ts';
+import type { SandboxExecutor, ToolCallResult } from '../../src/executor/types.ts';
+import { isMcpworksError } from '../../src/shared/errors.ts';
+
+let executor: SandboxExecutor;
+
+const text = (r: ToolCallResult) => r.content.map((c) => c.text).join('');
+
+before(async () => {
+  executor = await createSandboxExecutor({
+    nsjailPath: nsjailForTests(),
+    warmPoolSize: 1,
+    maxConcurrency: 4,
+  });
+  await executor.probe();
+});
+after(async () => {
+  await executor?.close();
+});
+
+describe('python', () => {
+  test('a dict result becomes structuredContent and its JSON text', async () => {
+    const r = await executor.execute(
+      toolCall('python', 'def main(args):\n    return {"sum": args["a"] + args["b"]}', {
+        args: { a: 2, b: 3 },
+      }),
+    );
+    assert.equal(r.outcome, 'ok');
+    assert.equal(r.isError, false);
+    assert.deepEqual(r.structuredContent, { sum: 5 });
+    assert.deepEqual(JSON.parse(text(r)), { sum: 5 });
+  });
+
+  test('a string result becomes text content', async () => {
+    const r = await executor.execute(
+      toolCall('python', 'def main(args):\n    return "héllo " + args["name"]', {
+        args: { name: 'wörld' },
+      }),
+    );
+    assert.equal(text(r), 'héllo wörld');
+    assert.equal(r.structuredContent, undefined);
+  });
+
+  test('an exception is an error with its type, message and line', async () => {
+    const r = await executor.execute(
+      toolCall('python', 'def main(args):\n    x = 1\n    raise KeyError("missing")'),
+    );
+    assert.equal(r.outcome, 'error');
+    assert.equal(r.isError, true);
+    assert.equal(text(r), "KeyError: 'missing' (line 3)");
+  });
+
+  test('a syntax error names the line', async () => {
+    const r = await executor.execute(toolCall('python', 'def main(args)\n    return 1'));
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /^SyntaxError: .*\(line 1\)$/);
+  });
+
+  test('code without main(args) is an error', async () => {
+    const r = await executor.execute(toolCall('python', 'x = 1'));
+    assert.match(text(r), /defines no function main\(args\)/);
+  });
+
+  test('a result that is not JSON-serializable is an error', async () => {
+    const r = await executor.execute(
+      toolCall('python', 'def main(args):\n    return {"s": {1, 2}}'),
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /not JSON-serializable/);
+  });
+
+  test('sys.exit inside main is an error, not a crash', async () => {
+    const r = await executor.execute(
+      toolCall('python', 'import sys\ndef main(args):\n    sys.exit(3)'),
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /SystemExit/);
+  });
+
+  test('print output does not corrupt the result', async () => {
+    const r = await executor.execute(
+      toolCall('python', 'def main(args):\n    print("noise", flush=True)\n    return [1, 2]'),
+    );
+    assert.equal(text(r), '[1,2]');
+  });
+
+  test('declared environment variables are visible', async () => {
+    const r = await executor.execute(
+      toolCall('python', 'import os\ndef main(args):\n    return os.environ["API_BASE"]', {
+        env: { API_BASE: 'https://example.test' },
+      }),
+    );
+    assert.equal(text(r), 'https://example.test');
+  });
+});
+
+describe('node', () => {
+  test('an object result becomes structuredContent', async () => {
+    const r = await executor.execute(
+      toolCall('node', 'function main(args) { return { doubled: args.n * 2 }; }', {
+        args: { n: 21 },
+      }),
+    );
+    assert.deepEqual(r.structuredContent, { doubled: 42 });
+  });
+
+  test('an async main is awaited', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'node',
+        'async function main(args) { await new Promise((r) => setTimeout(r, 20)); return "late " + args.x; }',
+        {
+          args: { x: 'ok' },
+        },
+      ),
+    );
+    assert.equal(text(r), 'late ok');
+  });
+
+  test('a thrown error is an error with its name and message', async () => {
+    const r = await executor.execute(
+      toolCall('node', 'function main() {\n  throw new RangeError("too big");\n}'),
+    );
+    assert.equal(r.outcome, 'error');
+    assert.equal(text(r), 'RangeError: too big (line 2)');
+  });
+
+  test('module.exports.main works too', async () => {
+    const r = await executor.execute(
+      toolCall('node', 'module.exports.main = (args) => args.v;', { args: { v: 'exported' } }),
+    );
+    assert.equal(text(r), 'exported');
+  });
+
+  test('node built-in modules are available', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'node',
+        'const { createHash } = require("node:crypto"); function main() { return createHash("sha256").update("a").digest("hex"); }',
+      ),
+    );
+    assert.equal(text(r), 'ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb');
+  });
+});
+
+describe('bash', () => {
+  test('arguments arrive on stdin and in ARGS_JSON; stdout is the result', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'bash',
+        'stdin=$(cat); echo "stdin=$stdin env=$ARGS_JSON"; jq -r .name <<<"$ARGS_JSON"',
+        { args: { name: 'ada' } },
+      ),
+    );
+    assert.equal(r.outcome, 'ok');
+    assert.equal(text(r), 'stdin={"name":"ada"} env={"name":"ada"}\nada\n');
+  });
+
+  test('a non-zero exit is an error with stderr in the message', async () => {
+    const r = await executor.execute(toolCall('bash', 'echo "no such thing" >&2; exit 7'));
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /exited with status 7/);
+    assert.match(text(r), /no such thing/);
+  });
+
+  test('declared environment variables are exported', async () => {
+    const r = await executor.execute(
+      toolCall('bash', 'printf %s "$REGION"', { env: { REGION: 'eu-west' } }),
+    );
+    assert.equal(text(r), 'eu-west');
+  });
+
+  test('common utilities are available, and only those', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'bash',
+        'echo b a | tr " " "\\n" | sort | paste -sd,; command -v curl wget nc python3 || true',
+      ),
+    );
+    assert.equal(text(r), 'a,b\n');
+  });
+});
+
+describe('warm and cold', () => {
+  test('a warm sandbox is used when one with the same limits is ready', async () => {
+    await warmPoolOf(executor)!.whenFilled();
+    const r = await executor.execute(
+      toolCall('python', 'def main(args):\n    return "warm?"', {
+        limits: {
+          ...TEST_LIMITS,
+          memoryMiB: 256,
+          pids: 64,
+          tmpfsMiB: 64,
+          maxOutputBytes: 1024 * 1024,
+        },
+      }),
+    );
+    assert.equal(r.executor.endsWith('/warm'), true, r.executor);
+  });
+
+  test('a call whose limits differ from the warm ones never takes a warm sandbox with other limits', async () => {
+    await warmPoolOf(executor)!.whenFilled();
+    const r = await executor.execute(
+      toolCall('python', 'def main(args):\n    return "x"', {
+        limits: { memoryMiB: 48, pids: 7, tmpfsMiB: 3 },
+      }),
+    );
+    assert.equal(r.executor.endsWith('/cold'), true, r.executor);
+  });
+
+  test('a warm sandbox enforces the memory limit of its key', async () => {
+    const limits = { memoryMiB: 64 };
+    await executor.execute(toolCall('python', 'def main(args):\n    return 1', { limits }));
+    await warmPoolOf(executor)!.whenFilled();
+    const r = await executor.execute(
+      toolCall(
+        'python',
+        'def main(args):\n    b = []\n    while True:\n        b.append(bytearray(8 << 20))',
+        { limits },
+      ),
+    );
+    assert.equal(r.executor.endsWith('/warm'), true, r.executor);
+    assert.equal(r.outcome, 'memory-limit');
+  });
+});
+
+describe('requests', () => {
+  test('an invalid request is rejected with InvalidInput before any sandbox starts', async () => {
+    const bad = { ...toolCall('python', 'def main(a):\n    return 1'), callId: '' };
+    await assert.rejects(executor.execute(bad), (error) => isMcpworksError(error, 'InvalidInput'));
+  });
+
+  test('beyond maxConcurrency a call is refused as overloaded, not queued', async () => {
+    const slow = Array.from({ length: 4 }, () =>
+      executor.execute(
+        toolCall('python', 'import time\ndef main(args):\n    time.sleep(1)\n    return 1'),
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const refused = await executor.execute(toolCall('python', 'def main(args):\n    return 1'));
+    assert.equal(refused.outcome, 'overloaded');
+    assert.equal(refused.isError, true);
+    for (const r of await Promise.all(slow)) assert.equal(r.outcome, 'ok');
+  });
+
+  test('an aborted call is stopped', async () => {
+    const controller = new AbortController();
+    const pending = executor.execute(
+      toolCall('python', 'import time\ndef main(args):\n    time.sleep(30)', {
+        timeoutSeconds: 30,
+      }),
+      controller.signal,
+    );
+    setTimeout(() => controller.abort(), 200);
+    const r = await pending;
+    assert.equal(r.isError, true);
+    assert.ok(r.durationMs < 5000);
+  });
+});

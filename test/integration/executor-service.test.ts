@@ -1,0 +1,254 @@
+/**
+ * `mcpworks executor` as the pods run it: a real process, real nsjail, real HTTP on loopback,
+ * and the gateway's client against it.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createExecutorClient } from '../../src/executor/client.ts';
+import { nsjailForTests, toolCall } from '../../src/executor/testing.ts';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const TOKEN = 'executor-test-token-0123456789abcdef';
+
+interface Running {
+  child: ChildProcess;
+  url: string;
+  exited: Promise<number | null>;
+  stderr: () => string;
+}
+
+function startExecutor(args: string[], env: Record<string, string>): Promise<Running> {
+  const child = spawn(
+    process.execPath,
+    [MAIN, 'executor', '--host', '127.0.0.1', '--port', '0', ...args],
+    {
+      env: { PATH: process.env['PATH'] ?? '', MCPWORKS_LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on [^:]+:(\d+)/.exec(out);
+      if (m) resolve({ child, url: `http://127.0.0.1:${m[1]}`, exited, stderr: () => err });
+    });
+    void exited.then((code) =>
+      reject(new Error(`executor exited (${code}) before listening: ${err}`)),
+    );
+  });
+}
+
+async function waitReady(url: string): Promise<void> {
+  for (let i = 0; i < 200; i += 1) {
+    const r = await fetch(`${url}/readyz`).catch(() => undefined);
+    if (r?.status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('executor never became ready');
+}
+
+function post(url: string, body: unknown, token?: string): Promise<Response> {
+  return fetch(`${url}/v1/calls`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify(body),
+  });
+}
+
+const quick = () => toolCall('bash', 'echo hi');
+const slow = (seconds: number) =>
+  toolCall('bash', `sleep ${seconds}; echo done`, { timeoutSeconds: 10 });
+
+let nsjail: string;
+let workDir: string;
+before(() => {
+  nsjail = nsjailForTests();
+  workDir = mkdtempSync(join(tmpdir(), 'mcpworks-executor-svc-'));
+});
+after(() => rmSync(workDir, { recursive: true, force: true }));
+
+describe('start-up', () => {
+  test('refuses to start without a token', async () => {
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'executor', '--port', '0', '--host', '127.0.0.1'],
+      {
+        env: { PATH: process.env['PATH'] ?? '', MCPWORKS_NSJAIL: nsjail },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 2);
+    assert.match(err, /refusing to start without a gateway token/);
+  });
+
+  test('refuses to start when nsjail is missing', async () => {
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'executor', '--port', '0', '--nsjail', '/nonexistent/nsjail'],
+      {
+        env: { PATH: process.env['PATH'] ?? '', MCPWORKS_EXECUTOR_TOKEN: TOKEN },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(err, /sandbox is unavailable/);
+  });
+});
+
+describe('a running executor', () => {
+  let running: Running;
+  before(async () => {
+    const tokenFile = join(workDir, 'token');
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    running = await startExecutor(
+      ['--token-file', tokenFile, '--max-concurrency', '1', '--warm-pool-size', '1'],
+      {
+        MCPWORKS_NSJAIL: nsjail,
+      },
+    );
+    await waitReady(running.url);
+  });
+  after(async () => {
+    running?.child.kill('SIGKILL');
+    await running?.exited;
+  });
+
+  test('/healthz answers without a token', async () => {
+    assert.equal((await fetch(`${running.url}/healthz`)).status, 200);
+  });
+
+  test('a call without a token is 401', async () => {
+    const r = await post(running.url, quick());
+    assert.equal(r.status, 401);
+    assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer/);
+  });
+
+  test('a call with a wrong token is 401', async () => {
+    assert.equal((await post(running.url, quick(), 'wrong-token-wrong-token-wrong')).status, 401);
+  });
+
+  test('a call with the right token runs in the sandbox', async () => {
+    const r = await post(running.url, quick(), TOKEN);
+    assert.equal(r.status, 200);
+    const body = (await r.json()) as { outcome: string; content: Array<{ text: string }> };
+    assert.equal(body.outcome, 'ok');
+    assert.equal(body.content[0]?.text, 'hi\n');
+  });
+
+  test('an invalid body is 400 with the reason', async () => {
+    const r = await post(running.url, { callId: 'x' }, TOKEN);
+    assert.equal(r.status, 400);
+    assert.match(((await r.json()) as { error: { message: string } }).error.message, /server|tool/);
+  });
+
+  test('beyond the concurrency limit a call is refused with 429 at once', async () => {
+    const first = post(running.url, slow(1), TOKEN);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const refused = await post(running.url, quick(), TOKEN);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get('retry-after'), '1');
+    assert.equal((await first).status, 200);
+  });
+
+  test('the gateway client maps 429 to an overloaded result and does not retry', async () => {
+    const client = createExecutorClient({ url: running.url, token: TOKEN });
+    const first = client.execute(slow(1));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const refused = await client.execute(quick());
+    assert.equal(refused.outcome, 'overloaded');
+    assert.equal(refused.isError, true);
+    assert.equal((await first).outcome, 'ok');
+    const metrics = await (await fetch(`${running.url}/metrics`)).text();
+    const rejected = /mcpworks_executor_requests_rejected_total\{reason="overloaded"\} (\d+)/.exec(
+      metrics,
+    );
+    assert.equal(rejected?.[1], '2'); // this test's one refusal plus the previous test's: no retry
+    await client.close();
+  });
+
+  test('/metrics carries the executor metrics', async () => {
+    const text = await (await fetch(`${running.url}/metrics`)).text();
+    assert.match(
+      text,
+      /mcpworks_executor_calls_total\{runtime="bash",outcome="ok",sandbox="(warm|cold)"\} \d+/,
+    );
+    assert.match(text, /mcpworks_executor_ready 1/);
+  });
+});
+
+describe('shutdown', () => {
+  test('SIGTERM drains: the running call finishes, readiness drops, the process exits 0', async () => {
+    const running = await startExecutor(['--warm-pool-size', '0'], {
+      MCPWORKS_NSJAIL: nsjail,
+      MCPWORKS_EXECUTOR_TOKEN: TOKEN,
+    });
+    await waitReady(running.url);
+    const inFlight = post(running.url, slow(1), TOKEN);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    running.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const during = await post(running.url, quick(), TOKEN).catch(() => undefined);
+    assert.ok(
+      during === undefined || during.status === 503,
+      `status during drain: ${during?.status}`,
+    );
+    const response = await inFlight;
+    assert.equal(response.status, 200);
+    assert.equal(((await response.json()) as { outcome: string }).outcome, 'ok');
+    assert.equal(await running.exited, 0);
+  });
+});
+
+describe('client', () => {
+  test('sends the per-server executor token and never anything else of the caller', async () => {
+    let seen: IncomingHttpHeaders | undefined;
+    const fake = createServer((req, res) => {
+      seen = req.headers;
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          outcome: 'ok',
+          isError: false,
+          content: [{ type: 'text', text: 'x' }],
+          durationMs: 1,
+          outputBytes: 1,
+          executor: 'fake',
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as { port: number }).port;
+    const client = createExecutorClient({ url: `http://127.0.0.1:${port}`, token: TOKEN });
+    const r = await client.execute(quick());
+    assert.equal(r.outcome, 'ok');
+    assert.equal(seen?.authorization, `Bearer ${TOKEN}`);
+    assert.equal(seen?.cookie, undefined);
+    await new Promise<void>((resolve) => fake.close(() => resolve()));
+  });
+
+  test('an unreachable executor is executor-unavailable, not an exception', async () => {
+    const client = createExecutorClient({ url: 'http://127.0.0.1:1', token: TOKEN });
+    const r = await client.execute(quick());
+    assert.equal(r.outcome, 'executor-unavailable');
+  });
+});
