@@ -152,6 +152,43 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
     ),
   );
 
+  // RS256, the most common IdP algorithm, through a second issuer-less authenticator.
+  const rsa = await generateKeyPair('RS256');
+  const rsaJwk = { ...(await exportJWK(rsa.publicKey)), kid: 'r1', alg: 'RS256' };
+  const rsaAuth = createAuthenticator({
+    auth: { oidc: { issuer: ISSUER, audiences: [RESOURCE] } },
+    resourceUrl: RESOURCE,
+    fetchJson: async (url) =>
+      url === discoveryUrl(ISSUER)
+        ? { issuer: ISSUER, jwks_uri: `${ISSUER}/keys` }
+        : { keys: [rsaJwk] },
+    logger,
+  });
+  const rsaJwt = await new SignJWT({ sub: 'alice' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'r1' })
+    .setIssuer(ISSUER)
+    .setAudience(RESOURCE)
+    .setExpirationTime(now + 3600)
+    .sign(rsa.privateKey);
+  const rsaRequest = { headers: { authorization: `Bearer ${rsaJwt}` }, url: '/mcp' };
+  const rsaFirst = await rsaAuth.authenticate(rsaRequest);
+  if (!rsaFirst.ok) throw new Error(`benchmark setup: RS256 failed: ${rsaFirst.reason}`);
+  const rsaBare = await sampleUs(() =>
+    jwtVerify(rsaJwt, rsa.publicKey, { issuer: ISSUER, audience: RESOURCE, algorithms: ['RS256'] }),
+  );
+  const rsaOidc = await sampleUs(() => rsaAuth.authenticate(rsaRequest));
+  out.push(
+    ...figures(
+      'OIDC RS256 JWT, JWKS cached',
+      rsaOidc,
+      { name: 'jose jwtVerify', samples: rsaBare },
+      {
+        text: '< 300 us',
+        maxUs: 300,
+      },
+    ),
+  );
+
   const sa = await sampleUs(() => auth.authenticate(saRequest));
   out.push(
     ...figures('ServiceAccount token, review cached', sa, undefined, {
