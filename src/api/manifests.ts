@@ -12,17 +12,11 @@ import type { AgentPolicy, ClusterAgentPolicy, McpServer } from './v1alpha1/inde
 import {
   AgentPolicySchema,
   ClusterAgentPolicySchema,
-  DnsLabelSchema,
-  DnsSubdomainSchema,
   McpServerSchema,
+  ObjectMetaSchema,
 } from './v1alpha1/index.ts';
 
-const CORE_META = z.looseObject({
-  name: DnsSubdomainSchema,
-  namespace: DnsLabelSchema.optional(),
-  labels: z.record(z.string(), z.string()).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-});
+const CORE_META = ObjectMetaSchema;
 
 const DATA_KEY = z
   .string()

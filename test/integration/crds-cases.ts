@@ -290,6 +290,16 @@ export const INVALID_CASES: InvalidCase[] = [
     object: server(set('metadata.name', long(MCPSERVER_NAME_MAX + 1))),
     field: 'metadata.name',
   },
+  {
+    name: 'label value with spaces',
+    object: server(set('metadata.labels', { team: 'platform team' })),
+    field: 'metadata.labels',
+  },
+  {
+    name: 'annotation key with two slashes',
+    object: server(set('metadata.annotations', { 'a/b/c': 'x' })),
+    field: 'metadata.annotations',
+  },
   // AgentPolicy
   {
     name: 'rule with no subjects',
@@ -375,6 +385,17 @@ export const INVALID_CASES: InvalidCase[] = [
     object: policy(set('spec.servers', { selector: { matchLabels: { 'bad key!': 'x' } } })),
     field: 'spec.servers.selector.matchLabels',
     rule: 'match-labels-keys',
+  },
+  {
+    name: 'selector with 65 labels',
+    object: policy(
+      set('spec.servers', {
+        selector: {
+          matchLabels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, 'x'])),
+        },
+      }),
+    ),
+    field: 'spec.servers.selector.matchLabels',
   },
   {
     name: 'empty condition',
@@ -554,6 +575,13 @@ export const VALID_CASES: ValidCase[] = [
           matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['dev'] }],
         },
       }),
+    ),
+  },
+  {
+    name: 'labels and annotations on a server',
+    object: server(
+      set('metadata.labels', { 'app.kubernetes.io/name': 'tools', tier: '' }),
+      set('metadata.annotations', { 'example.com/owner': 'team a, see https://example.com' }),
     ),
   },
   { name: 'audit-only policy', object: policy(set('spec.auditOnly', true)) },

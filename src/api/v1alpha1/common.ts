@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { withRules } from './rules.ts';
+import { boundedMap, withRules } from './rules.ts';
 import { LABEL_KEY_PATTERN, LABEL_REQUIREMENT_RULES, MATCH_LABELS_RULES } from './validations.ts';
 
 export const GROUP = 'mcpworks.io';
@@ -45,9 +45,10 @@ export const LabelSelectorRequirementSchema = withRules(
 /** metav1.LabelSelector. An empty selector selects everything. */
 export const LabelSelectorSchema = z.strictObject({
   // Keys are checked by a rule: a CRD cannot constrain map keys with a schema.
-  matchLabels: withRules(z.record(z.string(), LabelValueSchema), MATCH_LABELS_RULES)
-    .optional()
-    .meta({ maxProperties: 64 }),
+  matchLabels: boundedMap(
+    withRules(z.record(z.string(), LabelValueSchema), MATCH_LABELS_RULES),
+    64,
+  ).optional(),
   matchExpressions: z.array(LabelSelectorRequirementSchema).max(32).optional(),
 });
 export type LabelSelector = z.infer<typeof LabelSelectorSchema>;
@@ -79,8 +80,9 @@ export const ConditionsSchema = z
 export const ObjectMetaSchema = z.looseObject({
   name: DnsSubdomainSchema,
   namespace: DnsLabelSchema.optional(),
-  labels: z.record(z.string(), z.string()).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
+  // Validated as the API server validates every object's labels and annotation keys.
+  labels: z.record(LabelKeySchema, LabelValueSchema).optional(),
+  annotations: z.record(LabelKeySchema, z.string()).optional(),
   generation: z.number().int().optional(),
   uid: z.string().optional(),
   resourceVersion: z.string().optional(),

@@ -89,6 +89,20 @@ export function keyedList<S extends z.ZodType>(
     .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': [key] });
 }
 
+/**
+ * A map with at most `max` entries: `maxProperties` in the CRD (which CEL cost estimation needs),
+ * the same bound in zod.
+ */
+export function boundedMap<S extends z.ZodType>(map: S, max: number): S {
+  return map
+    .superRefine((value, ctx) => {
+      if (isRecord(value) && Object.keys(value).length > max) {
+        ctx.addIssue({ code: 'custom', message: `Too many: must have at most ${max} entries` });
+      }
+    })
+    .meta({ maxProperties: max });
+}
+
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
