@@ -39,17 +39,22 @@ export function httpsJsonFetcher(options: HttpsJsonFetcherOptions = {}): JsonFet
           }
           const chunks: Buffer[] = [];
           let size = 0;
+          let overflow = false;
           res.on('data', (chunk: Buffer) => {
+            if (overflow) return;
             size += chunk.length;
             if (size > maxBytes) {
-              req.destroy(
+              overflow = true;
+              reject(
                 new Error(`GET ${target.origin}${target.pathname}: body over ${maxBytes} bytes`),
               );
+              req.destroy();
               return;
             }
             chunks.push(chunk);
           });
           res.on('end', () => {
+            if (overflow) return;
             try {
               resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
             } catch {
@@ -59,9 +64,15 @@ export function httpsJsonFetcher(options: HttpsJsonFetcherOptions = {}): JsonFet
           res.on('error', reject);
         },
       );
-      req.on('timeout', () =>
-        req.destroy(new Error(`GET ${target.origin}: no answer in ${timeoutMs} ms`)),
-      );
+      // `timeout` only bounds idle time; the deadline also stops a server that drips bytes.
+      const giveUp = () => {
+        reject(new Error(`GET ${target.origin}: no answer in ${timeoutMs} ms`));
+        req.destroy();
+      };
+      const deadline = setTimeout(giveUp, timeoutMs);
+      deadline.unref();
+      req.on('close', () => clearTimeout(deadline));
+      req.on('timeout', giveUp);
       req.on('error', reject);
       req.end();
     });

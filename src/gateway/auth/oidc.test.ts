@@ -220,4 +220,17 @@ describe('OidcVerifier', () => {
     assert.ok(!result.ok);
     assert.equal(result.reason, 'verifier-unavailable');
   });
+
+  test('an issuer that was down at start is retried within seconds, not on every request', async () => {
+    const key = await newKey('k1');
+    const issuer = memoryIssuer([key]);
+    issuer.state.up = false;
+    const { v, clock } = verifier(issuer.fetchJson);
+    assert.equal((await v.verify(await mint(key))).ok, false);
+    assert.equal((await v.verify(await mint(key))).ok, false);
+    assert.equal(issuer.state.fetches, 1);
+    issuer.state.up = true;
+    clock.advance(5_000);
+    assert.ok((await v.verify(await mint(key, {}, clock.now()))).ok);
+  });
 });

@@ -61,6 +61,7 @@ export interface OidcVerifierOptions {
 }
 
 const MAX_GROUPS = 256;
+const NO_KEYS_RETRY_MS = 5_000;
 
 export function discoveryUrl(issuer: string): string {
   return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
@@ -122,7 +123,10 @@ class IssuerKeys {
       return true;
     }
     const now = this.#clock.monotonicMs();
-    if (now - this.#lastAttempt < this.#cooldownMs) return false;
+    // With no keys at all every token fails: retry sooner than when merely refreshing.
+    const cooldown =
+      this.#keys === undefined ? Math.min(this.#cooldownMs, NO_KEYS_RETRY_MS) : this.#cooldownMs;
+    if (now - this.#lastAttempt < cooldown) return false;
     this.#lastAttempt = now;
     this.#refreshing = this.#fetch(onUnknownKey).finally(() => {
       this.#refreshing = undefined;
