@@ -152,11 +152,12 @@ export async function spawnSandbox(
   const resultStream = (
     runtime === 'bash' ? child.stdout : child.stdio[RESULT_FD]
   ) as Readable | null;
-  // python/node close the result channel right after the frame: the call is complete then, and
-  // the sandbox is killed without waiting for the interpreter and namespaces to wind down.
-  const resultEnded = new Promise<void>((resolve) => {
-    resultStream?.on('end', () => resolve());
-    resultStream?.on('close', () => resolve());
+  // python/node end their one JSON frame with a newline (JSON text has none inside): the call is
+  // complete then, and the sandbox is killed without waiting for the interpreter and the
+  // namespaces to wind down (nsjail keeps its own copy of the channel open until it exits).
+  let markFrameEnd: () => void = () => undefined;
+  const frameEnded = new Promise<void>((resolve) => {
+    markFrameEnd = resolve;
   });
   resultStream?.on('data', (chunk: Buffer) => {
     resultBytes += chunk.length;
@@ -169,6 +170,7 @@ export async function spawnSandbox(
       outputExceeded = true;
       onOutputExceeded?.();
     }
+    if (runtime !== 'bash' && chunk.includes(0x0a)) markFrameEnd();
   });
   let readySeen = false;
   let markReady: () => void = () => undefined;
@@ -268,8 +270,8 @@ export async function spawnSandbox(
       const early =
         runtime === 'bash'
           ? undefined
-          : resultEnded.then(() =>
-              completeFrame(resultChunks, outputExceeded) ? 'frame' : undefined,
+          : frameEnded.then(() =>
+              completeFrame(resultChunks, outputExceeded) ? ('frame' as const) : undefined,
             );
       const first = await Promise.race([
         closed.then(() => 'exit' as const),
@@ -287,6 +289,12 @@ export async function spawnSandbox(
         clearTimeout(timer);
         kill();
         code = 0;
+        // The counters still tell whether a limit shaped the answer (a fork bomb's error frame).
+        try {
+          usage = await cgroup.usage();
+        } catch {
+          // unreadable counters: the frame alone decides
+        }
         void closed.then(removeCgroup);
       } else {
         code = (await closed).code;

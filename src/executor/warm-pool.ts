@@ -41,6 +41,7 @@ export class WarmPool {
   private readonly options: WarmPoolOptions;
   private readonly entries = new Map<string, Entry>();
   private filling: Promise<void> | undefined;
+  private fillAgain = false;
   private closed = false;
   private recycleTimer: NodeJS.Timeout | undefined;
 
@@ -144,7 +145,13 @@ export class WarmPool {
 
   /** One background filler at a time, so refills never compete with calls more than one spawn's worth. */
   private fill(): void {
-    if (this.filling || this.closed) return;
+    if (this.closed) return;
+    if (this.filling) {
+      // The running filler may already have passed the entry that just lost a sandbox.
+      this.fillAgain = true;
+      return;
+    }
+    this.fillAgain = false;
     this.filling = (async () => {
       let failures = 0;
       for (let entry = this.nextMissing(); entry && !this.closed; entry = this.nextMissing()) {
@@ -168,6 +175,7 @@ export class WarmPool {
       }
     })().finally(() => {
       this.filling = undefined;
+      if (this.fillAgain) this.fill();
     });
   }
 }

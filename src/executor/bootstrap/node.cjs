@@ -31,10 +31,10 @@ function writeFrame(frame) {
       ),
     );
   }
-  const buffer = Buffer.from(text, 'utf8');
+  const buffer = Buffer.from(text + '\n', 'utf8'); // the newline ends the frame
   let offset = 0;
   while (offset < buffer.length) offset += fs.writeSync(3, buffer, offset);
-  fs.closeSync(3); // EOF tells the executor the call is complete
+  fs.closeSync(3);
 }
 
 async function serve() {
