@@ -1,6 +1,6 @@
 // Runs every test/bench/*.bench.ts (or those whose file name contains argv[2]) one after another,
-// prints one table and writes all figures to .bench/latest.json. A failing benchmark prints its
-// error and makes the run exit non-zero; the others still run.
+// prints one table and writes all figures to .bench/latest.json. A failing or timed-out benchmark
+// prints its error and makes the run exit non-zero; the others still run.
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -49,6 +49,24 @@ function checkFigures(file: string, value: unknown): BenchFigure[] {
   return value as BenchFigure[];
 }
 
+/** Per-file limit, so one hung benchmark cannot stall `make bench` (MCPWORKS_BENCH_TIMEOUT_S). */
+const timeoutMs = Number(process.env.MCPWORKS_BENCH_TIMEOUT_S || 900) * 1000;
+
+async function withTimeout<T>(file: string, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${file} did not finish within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const filter = argv[0];
   const files = readdirSync(benchDir)
@@ -79,7 +97,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       const mod = (await import(pathToFileURL(join(benchDir, file)).href)) as { default?: Bench };
       if (typeof mod.default !== 'function') throw new Error('no default-exported bench function');
-      figures.push(...checkFigures(file, await mod.default(ctx)));
+      figures.push(...checkFigures(file, await withTimeout(file, mod.default(ctx))));
     } catch (err) {
       const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
       console.error(`bench: ${file} FAILED\n${error}`);
@@ -108,5 +126,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  process.exitCode = await main(process.argv.slice(2));
+  // Exit explicitly: a timed-out benchmark may still hold handles open (the harness's exit
+  // hooks stop any control plane it left running).
+  process.exit(await main(process.argv.slice(2)));
 }
