@@ -139,6 +139,22 @@ describe('ServiceAccount tokens reviewed by the API server', () => {
     );
     assertRefused(result, 'verifier-unavailable');
   });
+
+  test('a failed review never carries the token in its error', async () => {
+    const ns = await cp.newNamespace('auth-sa');
+    await serviceAccount(ns, 'gateway');
+    await serviceAccount(ns, 'agent');
+    const reviewer = kubeTokenReviewer(
+      cp.kubeconfigFor({ token: await defaultAudienceToken(ns, 'gateway') }),
+    );
+    const token = await requestToken(ns, 'agent', AUDIENCE);
+    const error = await reviewer.review(token, [AUDIENCE]).then(
+      () => assert.fail('an identity without TokenReview rights was allowed to review'),
+      (err: unknown) => err as Error,
+    );
+    assert.equal(error.message, 'TokenReview failed: HTTP 403');
+    assert.ok(!`${error.message}${error.stack}${JSON.stringify(error)}`.includes(token));
+  });
 });
 
 /** A token the API server itself accepts (its default audience is its issuer). */

@@ -1,19 +1,29 @@
 // The real TokenReviewer: AuthenticationV1Api.createTokenReview against the cluster's API server.
 // Kept apart so that code paths without ServiceAccount auth never load the Kubernetes client.
-import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { TokenReviewer, TokenReviewResult } from './serviceaccount.ts';
 
 export function kubeTokenReviewer(kubeConfig: KubeConfig): TokenReviewer {
   const api = kubeConfig.makeApiClient(AuthenticationV1Api);
   return {
     async review(token, audiences): Promise<TokenReviewResult> {
-      const review = await api.createTokenReview({
-        body: {
-          apiVersion: 'authentication.k8s.io/v1',
-          kind: 'TokenReview',
-          spec: { token, audiences: [...audiences] },
-        },
-      });
+      let review;
+      try {
+        review = await api.createTokenReview({
+          body: {
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenReview',
+            spec: { token, audiences: [...audiences] },
+          },
+        });
+      } catch (err) {
+        // The client's errors carry request and response bodies; the request holds the token.
+        // Only the status code and a fixed text leave this function.
+        const status = err instanceof ApiException ? `HTTP ${err.code}` : 'no response';
+        // eslint-disable-next-line preserve-caught-error -- the cause would carry the token
+        throw new Error(`TokenReview failed: ${status}`);
+      }
+      // The response echoes spec.token: read status only, never keep or log the object.
       const status = review.status ?? {};
       return {
         authenticated: status.authenticated === true,
