@@ -34,6 +34,11 @@ import {
 } from './processes.ts';
 
 export interface ControlPlaneOptions {
+  /**
+   * Admission plugins to enable beyond the defaults, e.g. `OwnerReferencesPermissionEnforcement`
+   * (the RBAC least-privilege test needs it to prove the `<kind>/finalizers` rule).
+   */
+  admissionPlugins?: readonly string[];
   /** Also run kube-controller-manager (garbage collector, Deployment/ReplicaSet, namespaces). */
   controllerManager?: boolean;
   /** Startup deadline for each component in milliseconds (default 90 s). */
@@ -142,7 +147,12 @@ async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<Con
     const port = await freePort();
     const server = `https://127.0.0.1:${port}`;
     const issuer = server;
-    const apiserver = launch('kube-apiserver', apiserverArgs(dir, port, etcdUrl, issuer));
+    const apiserver = launch('kube-apiserver', [
+      ...apiserverArgs(dir, port, etcdUrl, issuer),
+      ...(opts.admissionPlugins?.length
+        ? [`--enable-admission-plugins=${opts.admissionPlugins.join(',')}`]
+        : []),
+    ]);
     await waitFor(apiserver, timeoutMs, () => httpsOk(server, '/readyz', pki));
 
     const kubeConfig = adminKubeConfig(server, pki);

@@ -73,7 +73,9 @@ function controllerClusterRole(): K8sObject {
 }
 
 before(async () => {
-  cp = await startControlPlane();
+  // Many clusters enforce that setting a blocking ownerReference needs update on the owner's
+  // finalizers; enabling it here is what makes the `mcpservers/finalizers` rule provable.
+  cp = await startControlPlane({ admissionPlugins: ['OwnerReferencesPermissionEnforcement'] });
   await applyCrds(
     cp,
     yamlFiles(join(chartDir, 'crds'))
@@ -264,6 +266,26 @@ function agentPolicy(namespace: string): object {
   };
 }
 
+function clusterAgentPolicy(namespace: string): object {
+  return {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: 'ClusterAgentPolicy',
+    metadata: { name: `guardrail-${namespace}` },
+    spec: {
+      servers: { names: ['tools'] },
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+      rules: [
+        {
+          effect: 'Deny',
+          subjects: [{ kind: 'Agent', name: '*' }],
+          tools: ['drop_*'],
+          reason: 'destructive tools are never available to agents',
+        },
+      ],
+    },
+  };
+}
+
 type Conditioned = {
   metadata: { generation?: number; finalizers?: string[] };
   status?: { observedGeneration?: number; conditions?: { type: string; status: string }[] };
@@ -272,6 +294,9 @@ type Conditioned = {
 const observed = (o: Conditioned) =>
   o.status?.observedGeneration !== undefined &&
   o.status.observedGeneration === o.metadata.generation;
+
+const accepted = (o: Conditioned) =>
+  o.status?.conditions?.some((x) => x.type === 'Accepted' && x.status === 'True') ?? false;
 
 /**
  * Create → children, status, Event, policy Accepted; update → new generation observed and the
@@ -289,6 +314,12 @@ async function runCycle(namespace: string, check?: () => Promise<void>): Promise
     ...plural,
     plural: 'agentpolicies',
     body: agentPolicy(namespace),
+  });
+  await c.custom.createClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: 'clusteragentpolicies',
+    body: clusterAgentPolicy(namespace),
   });
   await c.custom.createNamespacedCustomObject({
     ...plural,
@@ -347,10 +378,20 @@ async function runCycle(namespace: string, check?: () => Promise<void>): Promise
         plural: 'agentpolicies',
         name: 'tools-access',
       })) as Conditioned;
-      return observed(p) &&
-        p.status?.conditions?.some((x) => x.type === 'Accepted' && x.status === 'True')
-        ? true
-        : undefined;
+      return observed(p) && accepted(p) ? true : undefined;
+    },
+    check,
+  );
+  await until(
+    'the ClusterAgentPolicy Accepted condition',
+    async () => {
+      const p = (await c.custom.getClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: 'clusteragentpolicies',
+        name: `guardrail-${namespace}`,
+      })) as Conditioned;
+      return observed(p) && accepted(p) ? true : undefined;
     },
     check,
   );
@@ -443,12 +484,36 @@ async function stopController(controller: Controller): Promise<void> {
   await Promise.race([controller.stop(), new Promise((r) => setTimeout(r, 5000).unref())]);
 }
 
+/** The same grants as `rules` except one permission (as `permissions()` names it). */
+function rulesWithout(rules: readonly PolicyRule[], removed: string): PolicyRule[] {
+  const out: PolicyRule[] = [];
+  for (const rule of rules) {
+    for (const group of rule.apiGroups ?? ['']) {
+      for (const resource of rule.resources ?? []) {
+        const names = rule.resourceNames?.length ? rule.resourceNames : [undefined];
+        for (const name of names) {
+          const key = (verb: string) => `${group}/${resource}${name ? `/${name}` : ''}:${verb}`;
+          const verbs = rule.verbs.filter((v) => key(v) !== removed);
+          if (verbs.length === 0) continue;
+          out.push({
+            apiGroups: [group],
+            resources: [resource],
+            verbs,
+            ...(name ? { resourceNames: [name] } : {}),
+          });
+        }
+      }
+    }
+  }
+  return out;
+}
+
 async function replaceRules(role: K8sObject, rules: PolicyRule[]): Promise<void> {
   const applied = await kubectlApply(cp, JSON.stringify({ ...role, rules }));
   assert.equal(applied.code, 0, applied.stderr);
 }
 
-/** Drops what a stopped controller left behind (a finalizer it never removed) so the next one has less to do. */
+/** Drops what a stopped controller left behind (and the cluster-scoped policy) (a finalizer it never removed) so the next one has less to do. */
 async function forceDeleteServers(namespace: string): Promise<void> {
   const custom = cp.kubeConfig.makeApiClient(CustomObjectsApi);
   const target = { group: GROUP, version: VERSION, namespace, plural: 'mcpservers', name: 'tools' };
@@ -461,6 +526,14 @@ async function forceDeleteServers(namespace: string): Promise<void> {
     // No finalizer, or already gone.
   }
   await custom.deleteNamespacedCustomObject(target).catch(() => undefined);
+  await custom
+    .deleteClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'clusteragentpolicies',
+      name: `guardrail-${namespace}`,
+    })
+    .catch(() => undefined);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,4 +627,48 @@ describe('least privilege', () => {
     }
     assert.deepEqual(unused, []);
   });
+  // Stricter than the rule matrix and ~6x its cost (~100 s): one variant per verb of each
+  // resource. Run it when changing config/rbac: MCPWORKS_RBAC_PER_PERMISSION=1.
+  const perPermission = process.env['MCPWORKS_RBAC_PER_PERMISSION'] === '1';
+  test(
+    'every permission is needed (one verb of one resource at a time)',
+    {
+      skip: perPermission ? false : 'opt-in: MCPWORKS_RBAC_PER_PERMISSION=1 (about 100 s)',
+    },
+    async (t) => {
+      const roles = [controllerClusterRole(), only('Role')];
+      const unused: string[] = [];
+      for (const role of roles) {
+        const rules = role.rules as PolicyRule[];
+        try {
+          for (const permission of permissions(rules)) {
+            await replaceRules(role, rulesWithout(rules, permission));
+            proxy.forbidden.length = 0;
+            const refused = async (): Promise<void> => {
+              const hit = proxy.forbidden[0];
+              if (hit) throw new Forbidden(hit);
+            };
+            const { controller } = startServiceAccountController(
+              proxy.kubeConfigFor(serviceAccountToken),
+            );
+            const namespace = await cp.newNamespace('rbac');
+            try {
+              await runCycle(namespace, refused);
+              unused.push(`${role.kind} ${permission}: the cycle completed without it`);
+            } catch (error) {
+              if (error instanceof Forbidden)
+                t.diagnostic(`${role.kind} ${permission} → refused ${error.resource}`);
+              else unused.push(`${role.kind} ${permission}: no 403 (${(error as Error).message})`);
+            } finally {
+              await stopController(controller);
+              await forceDeleteServers(namespace);
+            }
+          }
+        } finally {
+          await replaceRules(role, rules);
+        }
+      }
+      assert.deepEqual(unused, []);
+    },
+  );
 });
