@@ -100,9 +100,29 @@ export function validateObject(obj: unknown): ValidationResult {
       ],
     };
   }
-  const result = (entry.schema as z.ZodType<ManifestObject>).safeParse(obj, { reportInput: true });
+  const result = (entry.schema as z.ZodType<ManifestObject>).safeParse(pruneNulls(obj, []), {
+    reportInput: true,
+  });
   if (result.success) return { ok: true, object: result.data };
   return { ok: false, errors: formatZodIssues(result.error.issues) };
+}
+
+/**
+ * The API server drops object fields whose value is null before defaulting and validation (none of
+ * our fields is nullable), so `code: null` means "no code". Do the same, except inside a tool's
+ * inputSchema, which is stored verbatim and where null is a legitimate JSON Schema value.
+ */
+function pruneNulls(value: unknown, path: readonly string[]): unknown {
+  if (Array.isArray(value)) return value.map((item) => pruneNulls(item, [...path, '[]']));
+  if (!isRecord(value)) return value;
+  if (path.length === 4 && path[0] === 'spec' && path[1] === 'tools' && path[3] === 'inputSchema')
+    return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(value)) {
+    if (child === null) continue;
+    out[key] = pruneNulls(child, [...path, key]);
+  }
+  return out;
 }
 
 /** Like validateObject, but throws one InvalidManifest error naming the object. */

@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { parseAllDocuments } from 'yaml';
 import { loadManifests, validateObject } from '../../src/api/manifests.ts';
 import {
@@ -18,6 +19,7 @@ import {
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { repoRoot } from '../harness/paths.ts';
 import { INVALID_CASES, VALID_CASES, type Obj } from './crds-cases.ts';
+import { MUTATION_VALUES, mutate, nodePaths, showPath } from './crds-fuzz.ts';
 import { collectionPath, installCrds, kubeRequest } from './crds-client.ts';
 
 const execFileAsync = promisify(execFile);
@@ -283,6 +285,66 @@ describe('valid edge cases', () => {
       assert.equal(res.status, 201, String(res.body.message));
     });
   }
+});
+
+const CONTROLLER_ONLY_ERROR =
+  /^spec\.rules\[\d+\]\.conditions\[\d+\]: (does not compile|must be a boolean)/;
+
+describe('differential fuzzing', () => {
+  const FUZZ_RUNS = Number(process.env.MCPWORKS_CRD_FUZZ_RUNS ?? 300);
+  const FUZZ_SEED = Number(process.env.MCPWORKS_CRD_FUZZ_SEED ?? 20261124);
+
+  test(`zod and the API server agree on ${FUZZ_RUNS} random one-field mutations of valid objects`, async (t) => {
+    const bases = VALID_CASES.map((c) => c.object);
+    const arbitrary = fc
+      .record({
+        base: fc.integer({ min: 0, max: bases.length - 1 }),
+        pathIndex: fc.nat(),
+        mutation: fc.oneof(
+          fc.constant<{ op: 'delete' }>({ op: 'delete' }),
+          fc.constant<{ op: 'unknown-field' }>({ op: 'unknown-field' }),
+          fc.constantFrom(...MUTATION_VALUES).map((value) => ({ op: 'set' as const, value })),
+        ),
+      })
+      .map(({ base, pathIndex, mutation }) => {
+        const object = bases[base] as Obj;
+        const paths = nodePaths(object);
+        const path = paths[pathIndex % paths.length] ?? [];
+        return {
+          base: VALID_CASES[base]?.name,
+          path: showPath(path),
+          mutation,
+          object: mutate(object, path, mutation),
+        };
+      });
+    const disagreements: string[] = [];
+    const tally = { accepted: 0, rejected: 0 };
+    await fc
+      .assert(
+        fc.asyncProperty(arbitrary, async (c) => {
+          const zod = zodErrors(c.object);
+          const res = await dryRunCreate(c.object);
+          const apiAccepts = res.status === 201;
+          tally[apiAccepts ? 'accepted' : 'rejected']++;
+          // The one documented disagreement: condition syntax, which only the controller checks.
+          const zodAccepts = zod.every((e) => CONTROLLER_ONLY_ERROR.test(e));
+          if (apiAccepts !== zodAccepts) {
+            disagreements.push(
+              `${c.base} / ${c.path} ${JSON.stringify(c.mutation)}: API server ${apiAccepts ? 'accepts' : `rejects (${String(res.body.message)})`}; zod ${zod.length === 0 ? 'accepts' : `rejects (${zod.join('; ')})`}`,
+            );
+            return false;
+          }
+          return true;
+        }),
+        { numRuns: FUZZ_RUNS, seed: FUZZ_SEED, endOnFailure: true },
+      )
+      .catch((error: unknown) => {
+        throw new Error(`${disagreements.join('\n')}\n${String(error)}`);
+      });
+    t.diagnostic(
+      `seed ${FUZZ_SEED}: API server accepted ${tally.accepted}, rejected ${tally.rejected}; zod agreed on all`,
+    );
+  });
 });
 
 /** The spec a user would write: drop every field whose value equals its default, recursively. */
