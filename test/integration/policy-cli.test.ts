@@ -1,0 +1,484 @@
+// Table tests for `mcpworks policy eval|test` and `mcpworks audit verify`, run in-process through
+// main() with a capturing CommandIo, plus one real process per command for the exit codes.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { main } from '../../src/cli/main.ts';
+import type { CommandIo } from '../../src/cli/io.ts';
+import { createDecisionRecorder, pinoDecisionSink } from '../../src/gateway/decisions/recorder.ts';
+import { entry } from '../../src/gateway/decisions/testing/builders.ts';
+import { manualClock } from '../../src/shared/clock.ts';
+import { createLogger } from '../../src/shared/logger.ts';
+import { repoRoot } from '../harness/paths.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'mcpworks-policy-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  mkdirSync(join(path, '..'), { recursive: true });
+  writeFileSync(path, text);
+  return path;
+}
+
+async function mcpworks(
+  ...argv: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: CommandIo = {
+    stdout: (text) => void (stdout += text),
+    stderr: (text) => void (stderr += text),
+    env: {},
+    cwd: dir,
+  };
+  const code = await main(argv, io);
+  return { code, stdout, stderr };
+}
+
+const POLICY = `apiVersion: mcpworks.io/v1alpha1
+kind: AgentPolicy
+metadata: { name: files-access, namespace: team }
+spec:
+  servers: { names: [files] }
+  rules:
+    - effect: Allow
+      subjects: [{ kind: Agent, name: alice }, { kind: Group, name: readers }, { kind: ServiceAccount, name: ci }]
+      tools: ['read_*', write_file]
+      reason: alice, readers and CI may read
+    - effect: Deny
+      subjects: [{ kind: Agent, name: '*' }]
+      tools: [write_file]
+      conditions: ['args.path.startsWith("/etc")']
+      reason: nobody writes under /etc
+`;
+const GUARDRAIL = `apiVersion: mcpworks.io/v1alpha1
+kind: ClusterAgentPolicy
+metadata: { name: prod-guardrail }
+spec:
+  namespaceSelector: { matchLabels: { env: prod } }
+  servers: { selector: {} }
+  rules:
+    - effect: Deny
+      subjects: [{ kind: Group, name: '*' }]
+      tools: [write_file]
+      reason: no writes in production namespaces
+`;
+const policyFile = file('policies/files.yaml', POLICY);
+
+const request = (overrides: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    server: 'team/files',
+    subject: { kind: 'Agent', name: 'alice' },
+    method: 'tools/call',
+    tool: 'read_file',
+    arguments: {},
+    ...overrides,
+  });
+
+describe('mcpworks policy eval', () => {
+  const cases: { name: string; args: () => string[]; code: number; out?: RegExp; err?: RegExp }[] =
+    [
+      {
+        name: 'an allowed call exits 0',
+        args: () => ['-f', policyFile, '--request', request()],
+        code: 0,
+        out: /"effect": "Allow"/,
+      },
+      {
+        name: 'a denied call exits 1 with the deciding rule',
+        args: () => [
+          '-f',
+          policyFile,
+          '--request',
+          request({ tool: 'write_file', arguments: { path: '/etc/passwd' } }),
+        ],
+        code: 1,
+        out: /"reason": "nobody writes under \/etc"[\s\S]*"index": 1/,
+      },
+      {
+        name: 'default deny names the agent, tool and server',
+        args: () => ['-f', policyFile, '--request', request({ tool: 'rm' })],
+        code: 1,
+        out: /no policy allows agent \\"alice\\" to call tool \\"rm\\" on server team\/files/,
+      },
+      {
+        name: 'a Group subject matches Group rules',
+        args: () => [
+          '-f',
+          policyFile,
+          '--request',
+          request({ subject: { kind: 'Group', name: 'readers' } }),
+        ],
+        code: 0,
+      },
+      {
+        name: 'a ServiceAccount subject is matched by namespace and name',
+        args: () => [
+          '-f',
+          policyFile,
+          '--request',
+          request({ subject: { kind: 'ServiceAccount', name: 'ci', namespace: 'team' } }),
+        ],
+        code: 0,
+      },
+      {
+        name: 'an Anonymous subject is denied by default',
+        args: () => ['-f', policyFile, '--request', request({ subject: { kind: 'Anonymous' } })],
+        code: 1,
+      },
+      {
+        name: 'a directory of manifests works',
+        args: () => ['-f', join(dir, 'policies'), '--request', request()],
+        code: 0,
+      },
+      {
+        name: 'request JSON that does not parse',
+        args: () => ['-f', policyFile, '--request', '{server'],
+        code: 2,
+        err: /not valid JSON/,
+      },
+      {
+        name: 'a request without server names the field',
+        args: () => [
+          '-f',
+          policyFile,
+          '--request',
+          JSON.stringify({ subject: { kind: 'Agent', name: 'a' } }),
+        ],
+        code: 2,
+        err: /server: /,
+      },
+      {
+        name: 'an unknown subject kind names the field',
+        args: () => [
+          '-f',
+          policyFile,
+          '--request',
+          request({ subject: { kind: 'Robot', name: 'r' } }),
+        ],
+        code: 2,
+        err: /subject\.kind/,
+      },
+      {
+        name: 'a ServiceAccount without namespace names the field',
+        args: () => [
+          '-f',
+          policyFile,
+          '--request',
+          request({ subject: { kind: 'ServiceAccount', name: 'ci' } }),
+        ],
+        code: 2,
+        err: /subject\.namespace: required/,
+      },
+      {
+        name: 'an unknown request field is refused',
+        args: () => ['-f', policyFile, '--request', request({ tol: 'x' })],
+        code: 2,
+        err: /tol/,
+      },
+      { name: 'no -f', args: () => ['--request', request()], code: 2, err: /-f/ },
+      { name: 'no --request', args: () => ['-f', policyFile], code: 2, err: /--request/ },
+      {
+        name: 'a missing file',
+        args: () => ['-f', join(dir, 'nope.yaml'), '--request', request()],
+        code: 2,
+        err: /nope\.yaml/,
+      },
+      {
+        name: 'a schema-invalid policy names file and field',
+        args: () => [
+          '-f',
+          file('bad-effect.yaml', POLICY.replace('effect: Allow', 'effect: Permit')),
+          '--request',
+          request(),
+        ],
+        code: 2,
+        err: /bad-effect\.yaml: AgentPolicy team\/files-access: spec\.rules\[0\]\.effect/,
+      },
+      {
+        name: 'a tool glob that does not compile names file and field',
+        args: () => [
+          '-f',
+          file('bad-glob.yaml', POLICY.replace("'read_*'", "'read_[a'")),
+          '--request',
+          request(),
+        ],
+        code: 2,
+        err: /bad-glob\.yaml: AgentPolicy\/team\/files-access: spec\.rules\[0\]\.tools\[0\]: unbalanced "\["/,
+      },
+      {
+        name: 'a condition that does not compile names file and field',
+        args: () => [
+          '-f',
+          file('bad-cel.yaml', POLICY.replace('args.path.startsWith("/etc")', 'args.path.(')),
+          '--request',
+          request(),
+        ],
+        code: 2,
+        err: /bad-cel\.yaml: .*spec\.rules\[1\]\.conditions\[0\]/,
+      },
+      {
+        name: 'YAML that does not parse',
+        args: () => ['-f', file('broken.yaml', 'kind: [AgentPolicy'), '--request', request()],
+        code: 2,
+        err: /broken\.yaml/,
+      },
+      {
+        name: 'a file without policies',
+        args: () => ['-f', file('empty.yaml', '# nothing\n'), '--request', request()],
+        code: 2,
+        err: /no AgentPolicy or ClusterAgentPolicy/,
+      },
+    ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const result = await mcpworks('policy', 'eval', ...c.args());
+      assert.equal(result.code, c.code, result.stderr + result.stdout);
+      if (c.out) assert.match(result.stdout, c.out);
+      if (c.err) assert.match(result.stderr, c.err);
+    });
+  }
+
+  test('namespace labels come from a Namespace manifest beside the policies', async () => {
+    const app = join(dir, 'app');
+    file(
+      'app/namespace.yaml',
+      'apiVersion: v1\nkind: Namespace\nmetadata: { name: team, labels: { env: prod } }\n',
+    );
+    file('app/kustomization.yaml', 'resources: [namespace.yaml]\n');
+    file('app/policy.yaml', `${POLICY}---\n${GUARDRAIL}`);
+    const result = await mcpworks(
+      'policy',
+      'eval',
+      '-f',
+      app,
+      '--request',
+      request({ tool: 'write_file', arguments: { path: '/tmp/x' } }),
+    );
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stdout, /no writes in production namespaces/);
+  });
+
+  test('tools/list shows the tools of the McpServer manifest the caller may call', async () => {
+    const server = file(
+      'server.yaml',
+      `apiVersion: mcpworks.io/v1alpha1
+kind: McpServer
+metadata: { name: files, namespace: team }
+spec:
+  tools:
+    - { name: read_file, description: read, runtime: python, code: "print(1)" }
+    - { name: rm, description: remove, runtime: python, code: "print(1)" }
+  auth: { apiKeys: { secretRef: { name: keys } } }
+`,
+    );
+    const result = await mcpworks(
+      'policy',
+      'eval',
+      '-f',
+      policyFile,
+      '-f',
+      server,
+      '--request',
+      request({ method: 'tools/list', tool: undefined }),
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).tools, ['read_file']);
+  });
+});
+
+describe('mcpworks policy test', () => {
+  const casesFile = (cases: unknown[]) =>
+    file(`cases-${Math.random().toString(36).slice(2)}.yaml`, JSON.stringify({ cases }));
+
+  test('the GitOps example cases pass against the example policy', async () => {
+    const result = await mcpworks(
+      'policy',
+      'test',
+      '-f',
+      join(repoRoot, 'examples/gitops/apps/mcp-team/agentpolicy.yaml'),
+      join(repoRoot, 'examples/gitops/ci/mcp-team-cases.yaml'),
+    );
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /5 passed, 0 failed/);
+  });
+
+  test('prints a line per case and exits 0 when all pass', async () => {
+    const cases = casesFile([
+      { name: 'alice reads', request: JSON.parse(request()), expect: 'Allow' },
+      {
+        name: 'bob does not',
+        request: JSON.parse(request({ subject: { kind: 'Agent', name: 'bob' } })),
+        expect: 'Deny',
+      },
+    ]);
+    const result = await mcpworks('policy', 'test', '-f', policyFile, cases);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /^PASS {2}alice reads: Allow/m);
+    assert.match(result.stdout, /^PASS {2}bob does not: Deny/m);
+  });
+
+  test('a mismatch exits 1 and names the deciding rule', async () => {
+    const cases = casesFile([
+      {
+        name: 'wrong',
+        request: JSON.parse(request({ tool: 'write_file', arguments: { path: '/etc/x' } })),
+        expect: 'Allow',
+      },
+    ]);
+    const result = await mcpworks('policy', 'test', '-f', policyFile, cases);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stdout,
+      /^FAIL {2}wrong: expected Allow, got Deny by AgentPolicy\/team\/files-access rule 1/m,
+    );
+  });
+
+  test('an invalid case request exits 2 naming the case field', async () => {
+    const cases = casesFile([
+      { name: 'ok', request: JSON.parse(request()), expect: 'Allow' },
+      {
+        name: 'bad',
+        request: { server: 'team/files', subject: { kind: 'Robot' } },
+        expect: 'Deny',
+      },
+    ]);
+    const result = await mcpworks('policy', 'test', '-f', policyFile, cases);
+    assert.equal(result.code, 2);
+    assert.match(result.stdout, /^ERROR bad: .*cases\[1\]\.request\.subject\.kind/m);
+  });
+
+  test('a cases file without expect exits 2 naming the field', async () => {
+    const cases = casesFile([{ name: 'x', request: JSON.parse(request()) }]);
+    const result = await mcpworks('policy', 'test', '-f', policyFile, cases);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /cases\[0\]\.expect/);
+  });
+
+  test('an invalid policy exits 2 before any case runs', async () => {
+    const cases = casesFile([{ name: 'x', request: JSON.parse(request()), expect: 'Allow' }]);
+    const bad = file(
+      'bad-test.yaml',
+      POLICY.replace('reason: alice, readers and CI may read', 'reason: ""'),
+    );
+    const result = await mcpworks('policy', 'test', '-f', bad, cases);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /bad-test\.yaml: .*spec\.rules\[0\]\.reason/);
+    assert.equal(result.stdout, '');
+  });
+});
+
+describe('mcpworks audit verify', () => {
+  function writeLog(
+    name: string,
+    count: number,
+    edit: (lines: string[]) => string[] = (l) => l,
+  ): string {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const logger = createLogger({ destination, level: 'info' });
+    logger.info('gateway listening');
+    const recorder = createDecisionRecorder({
+      sinks: [pinoDecisionSink(logger)],
+      clock: manualClock(),
+      writerId: 'gw-0',
+    });
+    for (let i = 0; i < count; i++) recorder.record(entry({ durationMs: i }));
+    return file(name, `${edit(lines).join('\n')}\n`);
+  }
+
+  test('an intact log exits 0', async () => {
+    const result = await mcpworks('audit', 'verify', writeLog('intact.log', 4));
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /intact: 4 records from 1 writer/);
+  });
+
+  test('an altered record exits 1 naming its line', async () => {
+    const log = writeLog('altered.log', 4, (lines) =>
+      lines.map((l, i) => (i === 3 ? l.replace('"effect":"Allow"', '"effect":"Deny"') : l)),
+    );
+    const result = await mcpworks('audit', 'verify', log);
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /BROKEN \(altered\) at line 4/);
+  });
+
+  test('a deleted record exits 1', async () => {
+    const result = await mcpworks(
+      'audit',
+      'verify',
+      writeLog('deleted.log', 4, (lines) => lines.filter((_, i) => i !== 2)),
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /BROKEN \(deleted\)/);
+  });
+
+  test('a truncated tail exits 1 when the last seq is given', async () => {
+    const log = writeLog('truncated.log', 4, (lines) => lines.slice(0, -1));
+    assert.equal((await mcpworks('audit', 'verify', log)).code, 0);
+    const result = await mcpworks('audit', 'verify', log, '--expect-last', 'gw-0=3');
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /BROKEN \(truncated\)/);
+  });
+
+  test('--json prints the report', async () => {
+    const result = await mcpworks('audit', 'verify', writeLog('json.log', 2), '--json');
+    assert.equal(JSON.parse(result.stdout).records, 2);
+  });
+
+  test('a missing file, a log without records, and bad flags exit 2', async () => {
+    assert.equal((await mcpworks('audit', 'verify', join(dir, 'none.log'))).code, 2);
+    assert.equal(
+      (await mcpworks('audit', 'verify', file('other.log', '{"msg":"hello"}\n'))).code,
+      2,
+    );
+    assert.equal((await mcpworks('audit', 'verify')).code, 2);
+    assert.equal((await mcpworks('audit', 'verify', 'x.log', '--expect-last', 'nonsense')).code, 2);
+    assert.equal((await mcpworks('audit', 'check', 'x.log')).code, 2);
+  });
+});
+
+describe('as real processes', () => {
+  const run = promisify(execFile);
+  const cli = join(repoRoot, 'src/cli/main.ts');
+  const exitCode = async (args: string[]) => {
+    try {
+      await run(process.execPath, [cli, ...args], { cwd: dir });
+      return 0;
+    } catch (error) {
+      return (error as { code: number }).code;
+    }
+  };
+
+  test('policy eval exits 0 for Allow and 1 for Deny', async () => {
+    assert.equal(await exitCode(['policy', 'eval', '-f', policyFile, '--request', request()]), 0);
+    assert.equal(
+      await exitCode(['policy', 'eval', '-f', policyFile, '--request', request({ tool: 'rm' })]),
+      1,
+    );
+  });
+
+  test('audit verify exits 1 for a broken log', async () => {
+    const log = writeBroken();
+    assert.equal(await exitCode(['audit', 'verify', log]), 1);
+  });
+
+  function writeBroken(): string {
+    const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-9' });
+    const records = [0, 1, 2].map(() => recorder.record(entry()));
+    return file(
+      'broken-process.log',
+      [records[0], records[2]].map((r) => JSON.stringify({ msg: 'decision', ...r })).join('\n'),
+    );
+  }
+});
