@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { buildNsjailArgs, CGROUP_CHILD_SLACK, MIB, type JailSpec } from './nsjail-config.ts';
+
+function spec(overrides: Partial<JailSpec> = {}): JailSpec {
+  return {
+    nsjailPath: '/usr/bin/nsjail',
+    command: ['/usr/bin/python3.11', '-c', 'pass'],
+    layout: {
+      readOnlyBinds: [
+        { source: '/usr/bin/python3.11', target: '/usr/bin/python3.11' },
+        { source: '/usr/bin/mawk', target: '/usr/bin/awk' },
+      ],
+      symlinks: [{ link: '/lib64', target: 'usr/lib64' }],
+      etcFiles: { '/etc/passwd': '/gen/passwd' },
+      devices: ['/dev/null'],
+    },
+    limits: { memoryMiB: 128, cpuMillicores: 500, pids: 16, maxOutputBytes: 4096, tmpfsMiB: 8 },
+    wallTimeLimitSeconds: 7,
+    cpuTimeLimitSeconds: 6,
+    seccompPolicyPath: '/policy.kafel',
+    cgroup: {
+      version: 'v1',
+      memoryMount: '/sys/fs/cgroup/memory',
+      pidsMount: '/sys/fs/cgroup/pids',
+      cpuMount: '/sys/fs/cgroup/cpu',
+      parent: 'mcpworks-executor/abc-1',
+    },
+    env: { PATH: '/usr/bin' },
+    passFds: [3],
+    logFd: 4,
+    hostname: 'sandbox',
+    ...overrides,
+  };
+}
+
+const has = (args: string[], flag: string) => args.includes(flag);
+
+describe('buildNsjailArgs', () => {
+  test('runs once, as 65534 mapped to 65534 on the host (never host root)', () => {
+    const args = buildNsjailArgs(spec());
+    assert.ok(has(args, '--mode=o'));
+    assert.ok(has(args, '--user=65534:65534:1'));
+    assert.ok(has(args, '--group=65534:65534:1'));
+  });
+
+  test('disables no namespace and no network isolation', () => {
+    const args = buildNsjailArgs(spec());
+    assert.equal(
+      args.filter(
+        (a) =>
+          a.startsWith('--disable_clone') ||
+          a === '-N' ||
+          a.startsWith('--macvlan') ||
+          a === '--use_pasta',
+      ).length,
+      0,
+    );
+  });
+
+  test('always applies the seccomp policy', () => {
+    assert.ok(has(buildNsjailArgs(spec()), '--seccomp_policy=/policy.kafel'));
+  });
+
+  test('puts the jail under the executor cgroup with a slightly looser child limit (v1)', () => {
+    const args = buildNsjailArgs(spec());
+    assert.ok(has(args, `--cgroup_mem_max=${128 * MIB + CGROUP_CHILD_SLACK.memoryBytes}`));
+    assert.ok(has(args, '--cgroup_mem_parent=mcpworks-executor/abc-1'));
+    assert.ok(has(args, `--cgroup_pids_max=${16 + CGROUP_CHILD_SLACK.pids}`));
+    assert.ok(has(args, '--cgroup_pids_parent=mcpworks-executor/abc-1'));
+    assert.ok(has(args, '--cgroup_cpu_ms_per_sec=500'));
+  });
+
+  test('uses the cgroup v2 options on v2', () => {
+    const args = buildNsjailArgs(
+      spec({ cgroup: { version: 'v2', sandboxCgroup: '/sys/fs/cgroup/x/abc-1' } }),
+    );
+    assert.ok(has(args, '--use_cgroupv2'));
+    assert.ok(has(args, '--cgroupv2_mount=/sys/fs/cgroup/x/abc-1'));
+    assert.ok(!args.some((a) => a.startsWith('--cgroup_mem_parent')));
+  });
+
+  test('mounts a size-limited tmpfs workspace and makes it the working directory', () => {
+    const args = buildNsjailArgs(spec());
+    assert.ok(has(args, `--mount=none:/tmp:tmpfs:size=${8 * MIB},mode=0700`));
+    assert.ok(has(args, '--cwd=/tmp'));
+    assert.ok(has(args, '--rlimit_fsize=8'));
+  });
+
+  test('binds runtime files read-only, renaming where the inside name differs', () => {
+    const args = buildNsjailArgs(spec());
+    assert.ok(has(args, '--bindmount_ro=/usr/bin/python3.11'));
+    assert.ok(has(args, '--bindmount_ro=/usr/bin/mawk:/usr/bin/awk'));
+    assert.ok(has(args, '--bindmount_ro=/gen/passwd:/etc/passwd'));
+    assert.deepEqual(
+      args.filter((a) => a.startsWith('--bindmount=')),
+      ['--bindmount=/dev/null'],
+    );
+  });
+
+  test('passes only the declared environment and the result fd', () => {
+    const args = buildNsjailArgs(spec());
+    assert.deepEqual(
+      args.filter((a) => a.startsWith('--env')),
+      ['--env=PATH=/usr/bin'],
+    );
+    assert.ok(!has(args, '--keep_env'));
+    assert.deepEqual(
+      args.filter((a) => a.startsWith('--pass_fd')),
+      ['--pass_fd=3'],
+    );
+  });
+
+  test('sets the wall-clock and CPU backstops', () => {
+    const args = buildNsjailArgs(spec());
+    assert.ok(has(args, '--time_limit=7'));
+    assert.ok(has(args, '--rlimit_cpu=6'));
+    assert.ok(has(args, '--rlimit_core=0'));
+  });
+
+  test('ends with the command after --', () => {
+    const args = buildNsjailArgs(spec());
+    assert.deepEqual(args.slice(args.indexOf('--')), ['--', '/usr/bin/python3.11', '-c', 'pass']);
+  });
+
+  test('rejects an invalid environment variable name', () => {
+    assert.throws(
+      () => buildNsjailArgs(spec({ env: { 'A=B': 'x' } })),
+      /invalid environment variable/,
+    );
+  });
+
+  test('rejects a relative command', () => {
+    assert.throws(() => buildNsjailArgs(spec({ command: ['python3'] })), /absolute path/);
+  });
+});

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { createExecutorMetrics } from './metrics.ts';
+import { bearerMatches, createExecutorService, type ExecutorService } from './service.ts';
+import { toolCall } from './testing.ts';
+import type { ToolCallResult, ToolExecutor } from './types.ts';
+
+const TOKEN = 'unit-test-token-0123456789';
+const OK: ToolCallResult = {
+  outcome: 'ok',
+  isError: false,
+  content: [{ type: 'text', text: 'x' }],
+  durationMs: 1,
+  outputBytes: 1,
+  executor: 'fake/warm',
+};
+
+/** An executor whose calls finish when the test says so. */
+function gatedExecutor() {
+  const gates: Array<() => void> = [];
+  const executor: ToolExecutor = {
+    execute: () => new Promise((resolve) => gates.push(() => resolve(OK))),
+    close: async () => undefined,
+  };
+  return {
+    executor,
+    releaseAll: () => gates.splice(0).forEach((g) => g()),
+    pending: () => gates.length,
+  };
+}
+
+describe('bearerMatches', () => {
+  const expected = createHash('sha256').update(TOKEN).digest();
+  test('accepts the exact token', () =>
+    assert.equal(bearerMatches(`Bearer ${TOKEN}`, expected), true));
+  test('rejects a missing header', () => assert.equal(bearerMatches(undefined, expected), false));
+  test('rejects another scheme', () =>
+    assert.equal(bearerMatches(`Basic ${TOKEN}`, expected), false));
+  test('rejects a prefix of the token', () =>
+    assert.equal(bearerMatches(`Bearer ${TOKEN.slice(0, -1)}`, expected), false));
+});
+
+describe('executor service', () => {
+  let service: ExecutorService;
+  let url: string;
+  const gate = gatedExecutor();
+  const post = (token?: string) =>
+    fetch(`${url}/v1/calls`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body: JSON.stringify(toolCall('python', 'def main(a):\n    return 1')),
+    });
+
+  before(async () => {
+    service = createExecutorService({
+      executor: gate.executor,
+      token: TOKEN,
+      maxConcurrency: 1,
+      metrics: createExecutorMetrics({ defaultMetrics: false }),
+    });
+    const address = await service.listen(0, '127.0.0.1');
+    url = `http://127.0.0.1:${address.port}`;
+  });
+  after(async () => {
+    gate.releaseAll();
+    await service.drain(1000);
+  });
+
+  test('refuses short tokens at construction', () => {
+    assert.throws(
+      () =>
+        createExecutorService({
+          executor: gate.executor,
+          token: 'short',
+          maxConcurrency: 1,
+          metrics: createExecutorMetrics({ defaultMetrics: false }),
+        }),
+      /at least 16/,
+    );
+  });
+
+  test('is not ready and refuses calls until the probe passed', async () => {
+    assert.equal((await fetch(`${url}/readyz`)).status, 503);
+    assert.equal((await post(TOKEN)).status, 503);
+    service.setReady(true);
+    assert.equal((await fetch(`${url}/readyz`)).status, 200);
+  });
+
+  test('401 before anything else, even when not ready', async () => {
+    assert.equal((await post()).status, 401);
+  });
+
+  test('the second concurrent call gets 429 immediately', async () => {
+    service.setReady(true);
+    const first = post(TOKEN);
+    while (gate.pending() === 0) await new Promise((resolve) => setImmediate(resolve));
+    const second = await post(TOKEN);
+    assert.equal(second.status, 429);
+    gate.releaseAll();
+    assert.equal((await first).status, 200);
+  });
+
+  test('a body over the limit is 413', async () => {
+    service.setReady(true);
+    const r = await fetch(`${url}/v1/calls`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) }),
+    });
+    assert.equal(r.status, 413);
+  });
+
+  test('unknown paths are 404 and GET on the calls path is 405', async () => {
+    assert.equal((await fetch(`${url}/nope`)).status, 404);
+    assert.equal((await fetch(`${url}/v1/calls`)).status, 405);
+  });
+});

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import { manualClock } from '../shared/clock.ts';
+import { silentLogger } from '../shared/logger.ts';
+import type { Sandbox } from './sandbox.ts';
+import { WarmPool, poolKey } from './warm-pool.ts';
+
+const LIMITS: ToolLimits = {
+  memoryMiB: 128,
+  cpuMillicores: 1000,
+  pids: 16,
+  maxOutputBytes: 1024,
+  tmpfsMiB: 8,
+};
+
+function fakeSandbox(
+  runtime: Runtime,
+  limits: ToolLimits,
+  spawnedAt: number,
+): Sandbox & { discarded: boolean } {
+  let used = false;
+  const sandbox = {
+    runtime,
+    limits,
+    spawnedAt,
+    ready: Promise.resolve(),
+    discarded: false,
+    get usable() {
+      return !used && !sandbox.discarded;
+    },
+    async run() {
+      used = true;
+      throw new Error('not in this test');
+    },
+    async discard() {
+      sandbox.discarded = true;
+    },
+  };
+  return sandbox;
+}
+
+function pool(size = 1, maxIdleMs = 60_000, maxKeys = 8) {
+  const clock = manualClock();
+  const spawned: Array<Sandbox & { discarded: boolean }> = [];
+  const warm = new WarmPool({
+    size,
+    maxKeys,
+    maxIdleMs,
+    clock,
+    logger: silentLogger(),
+    spawn: async (runtime, limits) => {
+      const s = fakeSandbox(runtime, limits, clock.monotonicMs());
+      spawned.push(s);
+      return s;
+    },
+  });
+  return { warm, clock, spawned };
+}
+
+describe('WarmPool', () => {
+  test('the key covers every limit fixed at spawn, and not per-call ones', () => {
+    assert.notEqual(poolKey('python', LIMITS), poolKey('python', { ...LIMITS, memoryMiB: 64 }));
+    assert.notEqual(poolKey('python', LIMITS), poolKey('python', { ...LIMITS, pids: 8 }));
+    assert.notEqual(
+      poolKey('python', LIMITS),
+      poolKey('python', { ...LIMITS, cpuMillicores: 500 }),
+    );
+    assert.notEqual(poolKey('python', LIMITS), poolKey('python', { ...LIMITS, tmpfsMiB: 4 }));
+    assert.notEqual(poolKey('python', LIMITS), poolKey('node', LIMITS));
+    assert.equal(poolKey('python', LIMITS), poolKey('python', { ...LIMITS, maxOutputBytes: 99 }));
+  });
+
+  test('fills a registered key up to its size', async () => {
+    const { warm, spawned } = pool(2);
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    assert.equal(spawned.length, 2);
+    assert.equal(warm.idleCount, 2);
+    await warm.close();
+  });
+
+  test('hands out a sandbox only for exactly the same limits', async () => {
+    const { warm } = pool();
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    assert.equal(warm.take('python', { ...LIMITS, memoryMiB: 512 }), undefined);
+    assert.equal(warm.take('node', LIMITS), undefined);
+    assert.equal(warm.take('python', LIMITS)?.limits, LIMITS);
+    await warm.close();
+  });
+
+  test('each sandbox is handed out once, then refilled', async () => {
+    const { warm, spawned } = pool();
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    const first = warm.take('python', LIMITS);
+    assert.equal(warm.take('python', LIMITS), undefined);
+    await warm.whenFilled();
+    const second = warm.take('python', LIMITS);
+    assert.ok(first && second && first !== second);
+    assert.equal(spawned.length >= 2, true);
+    await warm.close();
+  });
+
+  test('a sandbox idle beyond maxIdleMs is discarded, never handed out', async () => {
+    const { warm, clock, spawned } = pool(1, 1000);
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    clock.advance(1500);
+    const got = warm.take('python', LIMITS);
+    assert.equal(got, undefined);
+    assert.equal(spawned[0]?.discarded, true);
+    await warm.close();
+  });
+
+  test('size 0 disables the pool', async () => {
+    const { warm, spawned } = pool(0);
+    warm.register('python', LIMITS);
+    assert.equal(warm.take('python', LIMITS), undefined);
+    assert.equal(spawned.length, 0);
+    await warm.close();
+  });
+
+  test('beyond maxKeys the least recently used key is dropped and its sandboxes discarded', async () => {
+    const { warm, clock, spawned } = pool(1, 60_000, 2);
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    clock.advance(1);
+    warm.register('node', LIMITS);
+    clock.advance(1);
+    warm.register('bash', LIMITS);
+    await warm.whenFilled();
+    assert.equal(spawned[0]?.discarded, true);
+    assert.equal(warm.take('python', LIMITS), undefined);
+    await warm.close();
+  });
+
+  test('close discards every idle sandbox', async () => {
+    const { warm, spawned } = pool(2);
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    await warm.close();
+    assert.ok(spawned.every((s) => s.discarded));
+  });
+});
