@@ -1,9 +1,11 @@
 // Proves the test control plane: real kube-apiserver + etcd (+ kube-controller-manager).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import {
   ApiException,
@@ -227,4 +229,64 @@ test('a missing binary fails with a hint to run make components', async () => {
   } finally {
     await rm(empty, { recursive: true, force: true });
   }
+});
+
+describe('teardown without stop()', () => {
+  const harness = new URL('../harness/controlplane.ts', import.meta.url).href;
+
+  /** Starts a control plane in a child node process that `then`s as given; returns what it had. */
+  async function childControlPlane(then: 'exit' | 'hang') {
+    const script = `
+      import { readFileSync } from 'node:fs';
+      import { startControlPlane } from ${JSON.stringify(harness)};
+      const cp = await startControlPlane();
+      const pids = readFileSync(cp.dir + '/.pgids', 'utf8').trim().split('\\n').map(Number);
+      console.log(JSON.stringify({ dir: cp.dir, pids }));
+      if (${JSON.stringify(then)} === 'exit') process.exit(0);
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let line: string | undefined;
+    for await (const l of createInterface({ input: child.stdout! })) {
+      line = l;
+      break;
+    }
+    assert.ok(line, 'the child printed nothing');
+    return { child, exited, ...(JSON.parse(line) as { dir: string; pids: number[] }) };
+  }
+
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  test('process exit kills the components and removes the directory', async () => {
+    const { dir, pids, exited } = await childControlPlane('exit');
+    await exited;
+    assert.equal(pids.length, 2);
+    assert.equal(existsSync(dir), false);
+    await eventually('the components to die', async () => (pids.some(alive) ? undefined : true), {
+      timeoutMs: 5000,
+    });
+  });
+
+  test('SIGKILL of the test process still kills the components and removes the directory', async () => {
+    const { child, dir, pids, exited } = await childControlPlane('hang');
+    assert.ok(pids.every(alive));
+    child.kill('SIGKILL');
+    await exited;
+    // The reaper polls once a second and gives SIGTERM two seconds before SIGKILL.
+    await eventually(
+      'the reaper to clean up',
+      async () => (pids.some(alive) || existsSync(dir) ? undefined : true),
+      { timeoutMs: 15_000 },
+    );
+  });
 });
