@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { parseAllDocuments } from 'yaml';
+import { buildCrds } from '../../src/api/crds.ts';
 import { loadManifests, validateObject } from '../../src/api/manifests.ts';
 import {
   ALL_CROSS_FIELD_RULES,
@@ -96,18 +97,17 @@ describe('CRD installation', () => {
 });
 
 describe('kustomize layout', () => {
-  test('config/default renders the generated CRDs', async () => {
+  test('config/default installs exactly the generated CRDs', async () => {
     const rendered = parseAllDocuments(
       await kubectl('kustomize', join(repoRoot, 'config', 'default')),
+    ).map((d) => d.toJS() as { kind: string; metadata: { name: string } });
+    const crds = rendered
+      .filter((d) => d.kind === 'CustomResourceDefinition')
+      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    const generated = buildCrds().sort((a, b) =>
+      String(a.metadata?.name).localeCompare(String(b.metadata?.name)),
     );
-    const kinds = rendered.map(
-      (d) => (d.toJS() as { kind: string; metadata: { name: string } }).metadata.name,
-    );
-    assert.deepEqual(kinds.sort(), [
-      'agentpolicies.mcpworks.io',
-      'clusteragentpolicies.mcpworks.io',
-      'mcpservers.mcpworks.io',
-    ]);
+    assert.deepEqual(crds, JSON.parse(JSON.stringify(generated)));
   });
 
   test('kubectl apply --server-side -k config/samples passes server validation', async () => {
