@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../../shared/clock.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { Semaphore } from './semaphore.ts';
 import { agentPrincipal } from './principal.ts';
 import { authFailure, type AuthResult, type CredentialVerifier } from './types.ts';
 
@@ -396,34 +397,4 @@ async function matches(token: string, stored: ScryptHash): Promise<boolean> {
     maxmem: 2 * scryptMemory(stored.N, stored.r),
   });
   return derived.length === stored.hash.length && crypto.timingSafeEqual(derived, stored.hash);
-}
-
-/** Counts slots; `tryAcquire` refuses instead of queueing without bound. */
-class Semaphore {
-  readonly #max: number;
-  readonly #maxQueued: number;
-  #running = 0;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(max: number, maxQueued: number) {
-    if (!(max >= 1) || !(maxQueued >= 0)) throw new Error('invalid hash concurrency limits');
-    this.#max = max;
-    this.#maxQueued = maxQueued;
-  }
-
-  /** A promise that resolves when a slot is held, or undefined when the queue is full. */
-  tryAcquire(): Promise<void> | undefined {
-    if (this.#running < this.#max) {
-      this.#running++;
-      return Promise.resolve();
-    }
-    if (this.#waiting.length >= this.#maxQueued) return undefined;
-    return new Promise((resolve) => this.#waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next !== undefined) next();
-    else this.#running--;
-  }
 }

@@ -123,4 +123,58 @@ describe('ServiceAccountVerifier', () => {
     assert.ok(results.every((r) => r.ok));
     assert.equal(calls.length, 1);
   });
+
+  test('a token whose exp has passed is refused without asking the API server', async () => {
+    const { reviewer, calls } = scriptedReviewer(() => review());
+    const clock = manualClock(new Date('2026-06-01T12:00:00Z'));
+    const expired = unsignedJwt({ exp: Math.floor(clock.now().getTime() / 1000) - 1 });
+    const result = await verifier(reviewer, clock).verify(expired);
+    assert.ok(!result.ok);
+    assert.equal(result.reason, 'expired');
+    assert.equal(calls.length, 0);
+  });
+
+  test('a review is never cached past the token expiry', async () => {
+    const clock = manualClock(new Date('2026-06-01T12:00:00Z'));
+    const { reviewer, calls } = scriptedReviewer(() => review());
+    const v = verifier(reviewer, clock);
+    const token = unsignedJwt({ exp: Math.floor(clock.now().getTime() / 1000) + 2 });
+    assert.ok((await v.verify(token)).ok);
+    clock.advance(2_000);
+    const result = await v.verify(token);
+    assert.ok(!result.ok);
+    assert.equal(result.reason, 'expired');
+    assert.equal(calls.length, 1);
+  });
+
+  test('reviews beyond the queue limit fail fast', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { reviewer, calls } = scriptedReviewer(async () => {
+      await gate;
+      return review();
+    });
+    const v = new ServiceAccountVerifier({
+      audiences: [AUDIENCE],
+      reviewer,
+      clock: manualClock(),
+      logger: silentLogger(),
+      maxConcurrentReviews: 1,
+      maxQueuedReviews: 1,
+    });
+    const pending = [v.verify('a'), v.verify('b'), v.verify('c')];
+    release();
+    const results = await Promise.all(pending);
+    assert.deepEqual(
+      results.map((r) => (r.ok ? 'ok' : r.reason)),
+      ['ok', 'ok', 'verifier-unavailable'],
+    );
+    assert.equal(calls.length, 2);
+  });
 });
+
+/** Only the claims matter here: the API server (scripted) does the verifying. */
+function unsignedJwt(claims: Record<string, unknown>): string {
+  const part = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  return `${part({ alg: 'RS256' })}.${part(claims)}.c2ln`;
+}

@@ -9,6 +9,7 @@ import { decodeJwt } from 'jose';
 import type { Clock } from '../../shared/clock.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { parseServiceAccountUsername, serviceAccountPrincipal } from './principal.ts';
+import { Semaphore } from './semaphore.ts';
 import { authFailure, type AuthResult, type CredentialVerifier } from './types.ts';
 
 /** The answer of a TokenReview, as much of it as we use. */
@@ -35,6 +36,9 @@ export interface ServiceAccountVerifierOptions {
   cacheTtlMs?: number;
   negativeTtlMs?: number;
   cacheSize?: number;
+  /** TokenReviews in flight at once (default 16) and waiting (default 256); beyond, fail fast. */
+  maxConcurrentReviews?: number;
+  maxQueuedReviews?: number;
 }
 
 interface CachedReview {
@@ -53,6 +57,7 @@ export class ServiceAccountVerifier implements CredentialVerifier {
   readonly #cacheSize: number;
   readonly #cache = new Map<string, CachedReview>();
   readonly #inflight = new Map<string, Promise<AuthResult>>();
+  readonly #slots: Semaphore;
 
   constructor(options: ServiceAccountVerifierOptions) {
     if (options.audiences.length === 0)
@@ -64,6 +69,11 @@ export class ServiceAccountVerifier implements CredentialVerifier {
     this.#ttlMs = options.cacheTtlMs ?? 10_000;
     this.#negativeTtlMs = options.negativeTtlMs ?? 5_000;
     this.#cacheSize = options.cacheSize ?? 10_000;
+    // Unique junk tokens defeat the cache: bound what they can cost the API server.
+    this.#slots = new Semaphore(
+      options.maxConcurrentReviews ?? 16,
+      options.maxQueuedReviews ?? 256,
+    );
   }
 
   async verify(token: string): Promise<AuthResult> {
@@ -74,9 +84,22 @@ export class ServiceAccountVerifier implements CredentialVerifier {
       if (cached.until > now) return cached.result;
       this.#cache.delete(digest);
     }
+    // Only ever a refusal, so reading the unverified claim is safe: it spares the API server.
+    const exp = tokenExpiry(token);
+    if (exp !== undefined && exp <= now) return authFailure('expired', { method: this.method });
     let pending = this.#inflight.get(digest);
     if (pending === undefined) {
-      pending = this.#review(token, digest).finally(() => this.#inflight.delete(digest));
+      const slot = this.#slots.tryAcquire();
+      if (slot === undefined) {
+        this.#logger.warn('TokenReview refused: too many reviews queued');
+        return authFailure('verifier-unavailable', { method: this.method });
+      }
+      pending = slot
+        .then(() => this.#review(token, digest))
+        .finally(() => {
+          this.#slots.release();
+          this.#inflight.delete(digest);
+        });
       this.#inflight.set(digest, pending);
     }
     return pending;
