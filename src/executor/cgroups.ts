@@ -80,7 +80,11 @@ export async function prepareCgroupRoots(roots: CgroupRoots): Promise<void> {
       return;
     }
     await mkdir(roots.base, { recursive: true });
-    // Controllers must be enabled for the children of every level down to the sandboxes.
+    // cgroup v2 forbids processes in a cgroup whose controllers are delegated to children: move
+    // this process into a leaf of its own first, then enable the controllers down to the sandboxes.
+    const supervisor = join(roots.base, 'supervisor');
+    await mkdir(supervisor, { recursive: true });
+    await writeFile(join(supervisor, 'cgroup.procs'), String(process.pid));
     await writeFile(join(roots.mount, 'cgroup.subtree_control'), '+memory +pids +cpu').catch(
       () => undefined,
     );

@@ -13,11 +13,21 @@ import type { RuntimePaths } from './types.ts';
 
 const execFileAsync = promisify(execFile);
 
-export const DEFAULT_RUNTIME_PATHS: RuntimePaths = {
-  python: '/usr/bin/python3',
-  node: '/usr/bin/node',
-  bash: '/bin/bash',
+/** Where the real interpreters live (distribution packages first, then the node image's layout). */
+export const RUNTIME_CANDIDATES: Readonly<Record<keyof RuntimePaths, readonly string[]>> = {
+  python: ['/usr/bin/python3', '/usr/local/bin/python3'],
+  node: ['/usr/bin/node', '/usr/local/bin/node'],
+  bash: ['/bin/bash', '/usr/bin/bash'],
 };
+
+/** The first existing candidate per runtime (never a shim found through PATH). */
+export function defaultRuntimePaths(): RuntimePaths {
+  const pick = (runtime: keyof RuntimePaths) =>
+    RUNTIME_CANDIDATES[runtime].find((path) => existsSync(path)) ?? RUNTIME_CANDIDATES[runtime][0]!;
+  return { python: pick('python'), node: pick('node'), bash: pick('bash') };
+}
+
+export const DEFAULT_RUNTIME_PATHS: RuntimePaths = defaultRuntimePaths();
 
 /** Utilities a bash tool may call (those present on the host); everything else is absent. */
 export const BASH_UTILITIES = [
