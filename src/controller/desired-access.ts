@@ -112,8 +112,8 @@ export function desiredGatewayRoleBinding(server: McpServer): KubeObject {
 
 /**
  * ClusterAgentPolicies and namespace labels are cluster-scoped: one binding per gateway to the
- * shared read-only ClusterRole. A cluster-scoped object cannot be owned by a namespaced one, so
- * the McpServer's finalizer deletes it.
+ * shared read-only ClusterRole. A cluster-scoped object cannot be owned by a namespaced one: the
+ * reconciler deletes it once its McpServer is gone.
  */
 export function desiredGatewayClusterRoleBinding(server: McpServer): KubeObject {
   const names = childNames(server);

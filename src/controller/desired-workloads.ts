@@ -175,15 +175,14 @@ export function desiredExecutorDeployment(
             {
               name: 'executor',
               image: options.executorImage,
-              args: ['executor'],
+              args: [
+                'executor',
+                `--port=${Ports.executor}`,
+                `--max-concurrency=${executor.maxConcurrency}`,
+                `--warm-pool-size=${executor.warmPoolSize}`,
+              ],
               ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],
               env: [
-                { name: 'MCPWORKS_EXECUTOR_PORT', value: String(Ports.executor) },
-                {
-                  name: 'MCPWORKS_EXECUTOR_MAX_CONCURRENCY',
-                  value: String(executor.maxConcurrency),
-                },
-                { name: 'MCPWORKS_EXECUTOR_WARM_POOL', value: String(executor.warmPoolSize) },
                 {
                   name: 'MCPWORKS_EXECUTOR_TOKEN',
                   valueFrom: { secretKeyRef: { name: names.executorToken, key: 'token' } },

@@ -3,10 +3,10 @@
  * it talks to is passed in (KubeClient, clock, logger, metrics), so tests run it in-process
  * against the real API server and `mcpworks controller` only wires the real ones.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';
 import { createKubeClient, type KubeClient } from '../k8s/client.ts';
+import type { KubeConnection } from '../k8s/kubeconfig.ts';
 import { createEventRecorder } from '../k8s/events.ts';
 import { createInformer, type Informer } from '../k8s/informer.ts';
 import { createLeaderElector, type LeaderElector } from '../k8s/leader-election.ts';
@@ -30,12 +30,12 @@ export interface LeaderElectionConfig {
 }
 
 export interface ControllerOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConnection;
   logger: Logger;
   clock?: Clock;
   metrics?: ControllerMetrics;
   workloads?: Partial<WorkloadOptions>;
-  /** Reconciles running at once per kind (default 8). */
+  /** Reconciles running at once per kind (default 16). */
   concurrency?: number;
   /** Every key is reconciled again this often, changed or not (default 10 minutes). */
   resyncMs?: number;
@@ -43,7 +43,7 @@ export interface ControllerOptions {
   recheckMissingInputsMs?: number;
   /** Backoff cap for failing reconciles (default 60 s). */
   maxBackoffMs?: number;
-  /** Connections to the API server (default 16). */
+  /** Connections to the API server (default 32). */
   maxSockets?: number;
   /** Undefined: no leader election (a single replica, tests). */
   leaderElection?: LeaderElectionConfig;
@@ -77,12 +77,12 @@ export function createController(options: ControllerOptions): Controller {
   const logger = options.logger.child({ component: 'controller' });
   const metrics = options.metrics ?? createControllerMetrics();
   const client = createKubeClient(options.kubeConfig, {
-    maxSockets: options.maxSockets ?? 16,
+    maxSockets: options.maxSockets ?? 32,
     onWrite: (verb, resource) => metrics.apiWrites.inc({ verb, resource }),
   });
   const workloads: WorkloadOptions = { ...DEFAULT_WORKLOAD_OPTIONS, ...options.workloads };
   const events = createEventRecorder({ client, clock, logger, component: 'mcpworks-controller' });
-  const concurrency = options.concurrency ?? 8;
+  const concurrency = options.concurrency ?? 16;
   const informerOptions = { logger, maxBackoffMs: 10_000 };
   const owned = { ...informerOptions, labelSelector: MANAGED_BY_SELECTOR };
   const informer = (

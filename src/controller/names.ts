@@ -18,7 +18,6 @@ export const Labels = {
   server: 'mcpworks.io/server',
 } as const;
 
-export const FINALIZER = 'mcpworks.io/cleanup';
 /** The ClusterRole (config/rbac) every gateway is bound to for its cluster-scoped reads. */
 export const GATEWAY_CLUSTER_ROLE = 'mcpworks-gateway';
 

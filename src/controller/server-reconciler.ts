@@ -33,7 +33,7 @@ import {
   desiredService,
   type WorkloadOptions,
 } from './desired-workloads.ts';
-import { Annotations, childNames, endpointUrl, FINALIZER } from './names.ts';
+import { Annotations, childNames, endpointUrl } from './names.ts';
 import { policyDisplayName, type ParsedPolicy } from './policy-validation.ts';
 import { specHash } from './spec-hash.ts';
 import { computeServerStatus, Reasons, rolloutState, statusEqual, type Problem } from './status.ts';
@@ -83,10 +83,8 @@ export function createServerReconciler(
 
   return async function reconcileServer(key: string): Promise<ProcessResult> {
     const raw = caches.servers.get(key);
-    if (!raw) return; // deleted: owner references let the garbage collector remove the children
+    if (!raw || raw.metadata?.deletionTimestamp) return deleteClusterScopedChildren(key);
     const log = deps.logger.child({ mcpserver: key, generation: raw.metadata?.generation });
-
-    if (raw.metadata?.deletionTimestamp) return finalize(raw, log);
 
     const parsed = McpServerSchema.safeParse(raw);
     if (!parsed.success) {
@@ -105,39 +103,31 @@ export function createServerReconciler(
     }
     const server = parsed.data;
 
-    if (!(raw.metadata?.finalizers as string[] | undefined)?.includes(FINALIZER)) {
-      const updated = await client.apply<KubeObject>(Resources.McpServer, {
-        apiVersion: server.apiVersion,
-        kind: server.kind,
-        metadata: {
-          name: server.metadata.name,
-          namespace: server.metadata.namespace,
-          finalizers: [FINALIZER],
-        },
-      });
-      caches.servers.observe(updated);
-    }
-
     const problems = await findInputProblems(server);
     const token = tokenFor(server);
     const children = desiredChildren(server, token);
-    const applied: string[] = [];
-    for (const child of children) {
+    // What the Deployments reference (Secret, ServiceAccount) first, then the Deployments.
+    const updated: string[] = [];
+    const apply = async (child: Child): Promise<void> => {
       const live = child.cache.get(objectKey(child.body));
-      if (live && upToDate(child.body, live)) continue;
+      if (live && upToDate(child.body, live)) return;
       try {
         const result = await client.apply<KubeObject>(child.type, child.body);
         child.cache.observe(result);
-        applied.push(`${child.type.kind} ${child.body.metadata?.name}`);
+        if (live) updated.push(`${child.type.kind} ${child.body.metadata?.name}`);
       } catch (error) {
         const message = `apply ${child.type.kind} ${objectKey(child.body)}: ${error instanceof Error ? error.message : String(error)}`;
         deps.events.record(raw, 'Warning', Reasons.ApplyFailed, message);
         throw error;
       }
-    }
-    if (applied.length > 0) {
-      log.info({ applied }, 'applied children');
-      deps.events.record(raw, 'Normal', 'Applied', `applied ${applied.join(', ')}`);
+    };
+    const isWorkload = (c: Child) => c.type === Resources.Deployment;
+    await Promise.all(children.filter((c) => !isWorkload(c)).map(apply));
+    await Promise.all(children.filter(isWorkload).map(apply));
+    if (updated.length > 0) {
+      // Creation shows in the objects themselves; an Event says when we changed one (drift, rollout).
+      log.info({ updated }, 'updated children');
+      deps.events.record(raw, 'Normal', 'Updated', `updated ${updated.join(', ')}`);
     }
     for (const problem of problems)
       deps.events.record(raw, 'Warning', problem.reason, problem.message);
@@ -169,20 +159,21 @@ export function createServerReconciler(
     return problems.length > 0 ? { requeueAfterMs: deps.recheckMissingInputsMs } : undefined;
   };
 
-  async function finalize(raw: KubeObject, log: Logger): Promise<ProcessResult> {
-    const finalizers = (raw.metadata?.finalizers as string[] | undefined) ?? [];
-    if (!finalizers.includes(FINALIZER)) return;
-    const names = childNames({
-      metadata: { name: raw.metadata?.name ?? '', namespace: raw.metadata?.namespace },
-    });
-    await client.delete(Resources.ClusterRoleBinding, names.gatewayClusterBinding);
-    // Applying the object without the finalizer drops the one entry this field manager owns.
-    await client.apply(Resources.McpServer, {
-      apiVersion: raw.apiVersion,
-      kind: raw.kind,
-      metadata: { name: raw.metadata?.name, namespace: raw.metadata?.namespace },
-    });
-    log.info('removed cluster-scoped children and the finalizer');
+  /**
+   * A cluster-scoped binding cannot be owned by a namespaced McpServer, so the garbage collector
+   * does not remove it: once the server is gone (or going), delete it here. Level-based: a
+   * binding event or a restart brings the key back if the deletion was missed. No finalizer, so
+   * uninstalling the controller never leaves McpServers stuck in deletion.
+   */
+  async function deleteClusterScopedChildren(key: string): Promise<ProcessResult> {
+    const { namespace, name } = splitKey(key);
+    const binding = childNames({ metadata: { name, namespace } }).gatewayClusterBinding;
+    if (!caches.clusterRoleBindings.get(binding)) return;
+    await client.delete(Resources.ClusterRoleBinding, binding);
+    deps.logger.info(
+      { mcpserver: key, binding },
+      'deleted the ClusterRoleBinding of a removed McpServer',
+    );
   }
 
   async function findInputProblems(server: McpServer): Promise<Problem[]> {
@@ -359,5 +350,3 @@ export function upToDate(desired: KubeObject, live: KubeObject): boolean {
   const liveOwners = liveMeta?.ownerReferences ?? [];
   return (desiredMeta?.ownerReferences ?? []).every((o) => liveOwners.some((l) => isSubset(o, l)));
 }
-
-export { splitKey };

@@ -1,8 +1,8 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { ErrorCode, McpworksError } from '../shared/errors.ts';
 import { kubeApiError, isNotFound } from './errors.ts';
+import type { KubeConnection } from './kubeconfig.ts';
 import { resourcePath, type ResourceType } from './resources.ts';
 import type { KubeObject, WatchEvent } from './types.ts';
 
@@ -73,7 +73,7 @@ interface Connection {
 }
 
 export function createKubeClient(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeConnection,
   options: KubeClientOptions = {},
 ): KubeClient {
   const cluster = kubeConfig.getCurrentCluster();

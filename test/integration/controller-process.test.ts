@@ -4,14 +4,26 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { writeFile, mkdtemp } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { after, before, test } from 'node:test';
-import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+import { kubeconfigYaml, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { repoRoot } from '../harness/paths.ts';
 import { Resources } from '../../src/k8s/resources.ts';
 import type { KubeClient } from '../../src/k8s/client.ts';
 import type { KubeObject } from '../../src/k8s/types.ts';
 import type { LeaseObject } from '../../src/k8s/leader-election.ts';
-import { adminClient, installCrds, mcpServer, waitFor } from './controller-fixtures.ts';
+import {
+  adminClient,
+  agentPolicy,
+  condition,
+  installCrds,
+  mcpServer,
+  waitFor,
+} from './controller-fixtures.ts';
 
 let cp: ControlPlane;
 let admin: KubeClient;
@@ -34,13 +46,17 @@ interface RunningController {
   exited: Promise<number | null>;
 }
 
-function startController(leaseNamespace: string, name: string): RunningController {
+function startController(
+  leaseNamespace: string,
+  name: string,
+  kubeconfigPath = cp.kubeconfigPath,
+): RunningController {
   const child = spawn(
     process.execPath,
     [
       join(repoRoot, 'src', 'cli', 'main.ts'),
       'controller',
-      `--kubeconfig=${cp.kubeconfigPath}`,
+      `--kubeconfig=${kubeconfigPath}`,
       '--leader-elect=true',
       `--leader-election-namespace=${leaseNamespace}`,
       '--lease-duration=2',
@@ -177,4 +193,84 @@ test('deleting an McpServer garbage-collects its children and its cluster-scoped
   );
   c.child.kill('SIGTERM');
   await c.exited;
+});
+
+/** config/rbac with the controller's ServiceAccount moved to `namespace`. */
+async function installRbac(namespace: string): Promise<void> {
+  const types = {
+    ClusterRole: {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      plural: 'clusterroles',
+      namespaced: false,
+    },
+    ClusterRoleBinding: Resources.ClusterRoleBinding,
+    Role: Resources.Role,
+    RoleBinding: Resources.RoleBinding,
+    ServiceAccount: Resources.ServiceAccount,
+  } as const;
+  for (const file of [
+    'service_account.yaml',
+    'role.yaml',
+    'role_binding.yaml',
+    'leader_election_role.yaml',
+  ]) {
+    const text = readFileSync(join(repoRoot, 'config', 'rbac', file), 'utf8').replaceAll(
+      'mcpworks-system',
+      namespace,
+    );
+    for (const doc of parseAllDocuments(text)) {
+      const obj = doc.toJS() as KubeObject;
+      await admin.apply(types[obj.kind as keyof typeof types], obj);
+    }
+  }
+}
+
+test('the controller works with exactly the permissions of config/rbac', async () => {
+  const systemNs = await cp.newNamespace('mcpworks-system');
+  await installRbac(systemNs);
+  const core = cp.kubeConfig.makeApiClient(CoreV1Api);
+  const token = await core.createNamespacedServiceAccountToken({
+    name: 'mcpworks-controller',
+    namespace: systemNs,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'mcpworks-rbac-'));
+  const kubeconfigPath = join(dir, 'controller.kubeconfig');
+  await writeFile(
+    kubeconfigPath,
+    kubeconfigYaml(cp.server, cp.caCertPem, { token: token.status?.token ?? '' }),
+    { mode: 0o600 },
+  );
+
+  const ns = await cp.newNamespace('rbac');
+  await admin.create(Resources.Secret, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'keys', namespace: ns },
+    stringData: { a: '{}' },
+  });
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo', { apiKeysSecret: 'keys' }));
+  await admin.create(Resources.AgentPolicy, agentPolicy(ns, 'p'));
+  const c = startController(systemNs, 'rbac', kubeconfigPath);
+  await waitFor('status written under least privilege', () => statusWritten(ns, 'demo'), 30_000);
+  const server = await admin.get<KubeObject>(Resources.McpServer, 'demo', ns);
+  assert.equal(
+    condition(server, 'Degraded')?.status,
+    'False',
+    condition(server, 'Degraded')?.message,
+  );
+  await waitFor('policy accepted', async () =>
+    condition(await admin.get(Resources.AgentPolicy, 'p', ns), 'Accepted'),
+  );
+  assert.ok(await admin.get(Resources.ClusterRoleBinding, `mcpworks-gateway.${ns}.demo`));
+  assert.ok(await admin.get(Resources.Deployment, 'demo-executor', ns));
+  await admin.delete(Resources.McpServer, 'demo', ns);
+  await waitFor(
+    'finalizer ran',
+    async () => !(await admin.get(Resources.McpServer, 'demo', ns)),
+    30_000,
+  );
+  c.child.kill('SIGTERM');
+  assert.equal(await c.exited, 0);
 });

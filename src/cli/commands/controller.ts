@@ -5,10 +5,10 @@
  */
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
 import { createController } from '../../controller/manager.ts';
 import { createControllerMetrics } from '../../controller/metrics.ts';
 import { parseBindAddress, startHttpServer } from '../../controller/http-server.ts';
+import { loadKubeConnection, type KubeConnection } from '../../k8s/kubeconfig.ts';
 import { createLogger } from '../../shared/logger.ts';
 import type { CommandIo } from '../io.ts';
 
@@ -23,7 +23,7 @@ const USAGE = `usage: mcpworks controller [options]
   --retry-period <seconds>            (default 2)
   --metrics-bind-address <addr>       /metrics, [host]:port or 0 to disable (default :8080)
   --health-probe-bind-address <addr>  /healthz and /readyz (default :8081)
-  --concurrency <n>                   reconciles at once per kind (default 8)
+  --concurrency <n>                   reconciles at once per kind (default 16)
   --resync-period <seconds>           reconcile everything this often (default 600)
   --gateway-image <image>             (default $MCPWORKS_GATEWAY_IMAGE)
   --executor-image <image>            (default $MCPWORKS_EXECUTOR_IMAGE)
@@ -45,7 +45,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         'retry-period': { type: 'string', default: '2' },
         'metrics-bind-address': { type: 'string', default: ':8080' },
         'health-probe-bind-address': { type: 'string', default: ':8081' },
-        concurrency: { type: 'string', default: '8' },
+        concurrency: { type: 'string', default: '16' },
         'resync-period': { type: 'string', default: '600' },
         'gateway-image': { type: 'string' },
         'executor-image': { type: 'string' },
@@ -96,10 +96,9 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
 
   const logger = createLogger({ name: 'mcpworks-controller', level: values['log-level'] });
-  const kubeConfig = new KubeConfig();
+  let kubeConfig: KubeConnection;
   try {
-    if (values.kubeconfig) kubeConfig.loadFromFile(values.kubeconfig);
-    else kubeConfig.loadFromDefault();
+    kubeConfig = loadKubeConnection({ kubeconfig: values.kubeconfig, env: io.env });
   } catch (error) {
     io.stderr(
       `mcpworks controller: cannot load the Kubernetes configuration: ${(error as Error).message}\n`,

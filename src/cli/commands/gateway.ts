@@ -1,7 +1,182 @@
+/**
+ * `mcpworks gateway`: the gateway workload as the controller deploys it (one per McpServer).
+ * Configuration comes from the cluster (src/gateway/source/kubernetes.ts: the McpServer, its
+ * policies, its API-key Secret, watched read-only), tool calls go to the server's executor
+ * Service with the per-server token, ServiceAccount tokens are checked by TokenReview.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { KubeConfig } from '@kubernetes/client-node';
+import { createExecutorClient } from '../../executor/client.ts';
+import { kubeTokenReviewer } from '../../gateway/auth/kube-tokenreviewer.ts';
+import { createDecisionRecorder, pinoDecisionSink } from '../../gateway/decisions/recorder.ts';
+import { createRouter, mcpPathFor } from '../../gateway/http.ts';
+import { createGatewayApp } from '../../gateway/server.ts';
+import { createKubernetesSource } from '../../gateway/source/kubernetes.ts';
+import { createGatewayMetrics } from '../../gateway/telemetry/metrics.ts';
+import { policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
+import { createKubeClient } from '../../k8s/client.ts';
+import { systemClock } from '../../shared/clock.ts';
+import { createLogger } from '../../shared/logger.ts';
 import type { CommandIo } from '../io.ts';
 
-// Placeholder until the subcommand lands; it says so and fails.
-export async function run(_argv: string[], io: CommandIo): Promise<number> {
-  io.stderr('mcpworks gateway: not implemented yet\n');
-  return 2;
+const USAGE = `usage: mcpworks gateway [options]
+
+  --namespace <ns>      namespace of the McpServer (env MCPWORKS_SERVER_NAMESPACE)
+  --name <name>         name of the McpServer (env MCPWORKS_SERVER_NAME)
+  --port <n>            listen port (env MCPWORKS_PORT, default 8080)
+  --host <addr>         listen address (default 0.0.0.0)
+  --executor-url <url>  executor Service (env MCPWORKS_EXECUTOR_URL)
+  --public-url <url>    scheme://host[:port] clients use (resource metadata; default from Host)
+  --kubeconfig <file>   default: in-cluster, else $KUBECONFIG
+  The executor token comes from env MCPWORKS_EXECUTOR_TOKEN (the controller's Secret).
+`;
+
+export async function run(argv: string[], io: CommandIo): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        namespace: { type: 'string' },
+        name: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string', default: '0.0.0.0' },
+        'executor-url': { type: 'string' },
+        'public-url': { type: 'string' },
+        kubeconfig: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    io.stderr(`mcpworks gateway: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  const namespace = values.namespace ?? io.env['MCPWORKS_SERVER_NAMESPACE'];
+  const name = values.name ?? io.env['MCPWORKS_SERVER_NAME'];
+  const executorUrl = values['executor-url'] ?? io.env['MCPWORKS_EXECUTOR_URL'];
+  const executorToken = io.env['MCPWORKS_EXECUTOR_TOKEN']?.trim();
+  const port = Number(values.port ?? io.env['MCPWORKS_PORT'] ?? 8080);
+  const missing = [
+    !namespace && '--namespace',
+    !name && '--name',
+    !executorUrl && '--executor-url',
+    !executorToken && 'MCPWORKS_EXECUTOR_TOKEN',
+  ].filter(Boolean);
+  if (missing.length > 0) {
+    io.stderr(`mcpworks gateway: missing ${missing.join(', ')}\n\n${USAGE}`);
+    return 2;
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    io.stderr('mcpworks gateway: --port must be 0..65535\n');
+    return 2;
+  }
+
+  const logger = createLogger({ name: 'mcpworks-gateway' });
+  const kubeConfig = new KubeConfig();
+  try {
+    if (values.kubeconfig) kubeConfig.loadFromFile(values.kubeconfig);
+    else kubeConfig.loadFromDefault();
+  } catch (error) {
+    io.stderr(
+      `mcpworks gateway: cannot load the Kubernetes configuration: ${(error as Error).message}\n`,
+    );
+    return 1;
+  }
+  const client = createKubeClient(kubeConfig);
+  const source = createKubernetesSource({
+    client,
+    namespace: namespace as string,
+    name: name as string,
+    logger,
+  });
+  try {
+    await source.start();
+  } catch (error) {
+    // Fail closed: without its configuration the gateway serves nothing.
+    io.stderr(`mcpworks gateway: ${(error as Error).message}\n`);
+    await source.stop();
+    return 1;
+  }
+
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  const decisionLogger = pino(
+    { base: undefined, timestamp: false, formatters: { level: (label) => ({ level: label }) } },
+    pino.destination({ dest: 1, sync: false }),
+  );
+  const recorder = createDecisionRecorder({
+    sinks: [pinoDecisionSink(decisionLogger)],
+    clock: systemClock,
+    writerId: `${io.env['HOSTNAME'] ?? hostname()}-${randomBytes(4).toString('hex')}`,
+    onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),
+  });
+  const serverKey = `${namespace}/${name}`;
+  const publicUrl = values['public-url'];
+  const app = createGatewayApp({
+    source,
+    executor: createExecutorClient({
+      url: executorUrl as string,
+      token: executorToken as string,
+      logger,
+      clock: systemClock,
+    }),
+    authenticatorFactory: snapshotAuthenticatorFactory({
+      resourceUrl: () =>
+        `${publicUrl ?? `http://${name}-gateway.${namespace}.svc:${port}`}${mcpPathFor(serverKey)}`,
+      tokenReviewer: kubeTokenReviewer(kubeConfig),
+      clock: systemClock,
+      logger,
+    }),
+    policy: policyEngine,
+    recorder,
+    metrics,
+    clock: systemClock,
+    logger,
+    ...(publicUrl ? { publicBaseUrl: publicUrl } : {}),
+  });
+  const http = createServer(
+    { requestTimeout: 60_000, headersTimeout: 10_000 },
+    createRouter({ apps: [app], registry, logger }),
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(port, values.host, () => resolve());
+    });
+  } catch (error) {
+    io.stderr(
+      `mcpworks gateway: cannot listen on ${values.host}:${port}: ${(error as Error).message}\n`,
+    );
+    await source.stop();
+    return 1;
+  }
+  logger.info({ server: serverKey, port }, 'gateway listening');
+
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping');
+      http.close();
+      http.closeIdleConnections();
+      void app
+        .close()
+        .then(() => source.stop())
+        .then(() => {
+          decisionLogger.flush();
+          http.closeAllConnections();
+          resolve(0);
+        });
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
 }

@@ -1,0 +1,182 @@
+// 1,000 McpServers created at once against a real kube-apiserver, reconciled by `mcpworks
+// controller` running as a child process: time until every child is applied and every status
+// written, the controller's peak RSS (VmHWM), and API writes per minute once idle.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startControlPlane } from '../harness/controlplane.ts';
+import { repoRoot } from '../harness/paths.ts';
+import { round } from '../harness/stats.ts';
+import { Resources } from '../../src/k8s/resources.ts';
+import type { KubeObject } from '../../src/k8s/types.ts';
+import {
+  adminClient,
+  installCrds,
+  mcpServer,
+  waitFor,
+} from '../integration/controller-fixtures.ts';
+import type { BenchContext, BenchFigure } from './types.ts';
+
+const SERVERS = Number(process.env['MCPWORKS_BENCH_SERVERS'] ?? 1000);
+const CHILDREN_PER_SERVER = { deployments: 2, services: 2, secrets: 1, networkpolicies: 2 };
+const IDLE_WINDOW_MS = 20_000;
+const RESYNC_SECONDS = 5;
+
+async function parallel<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<unknown>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await fn(items[next++] as T);
+    }),
+  );
+}
+
+function vmHwmMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmHWM:'));
+  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? NaN) / 1024;
+}
+
+async function writesExcludingLeases(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (
+      line.startsWith('mcpworks_controller_api_writes_total{') &&
+      !line.includes('resource="leases"')
+    ) {
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
+  const cp = await startControlPlane();
+  const child = { proc: undefined as ReturnType<typeof spawn> | undefined };
+  try {
+    await installCrds(cp.kubeConfig);
+    const admin = adminClient(cp.kubeConfig);
+    const ns = await cp.newNamespace('bench');
+    const leaseNs = await cp.newNamespace('lease');
+
+    const proc = spawn(
+      process.execPath,
+      [
+        join(repoRoot, 'src', 'cli', 'main.ts'),
+        'controller',
+        `--kubeconfig=${cp.kubeconfigPath}`,
+        '--leader-elect=true',
+        `--leader-election-namespace=${leaseNs}`,
+        '--metrics-bind-address=127.0.0.1:0',
+        '--health-probe-bind-address=0',
+        `--resync-period=${RESYNC_SECONDS}`,
+        '--concurrency=16',
+        '--log-level=info',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    child.proc = proc;
+    let out = '';
+    proc.stdout?.setEncoding('utf8').on('data', (c: string) => {
+      // Keep only what we parse; the applied-children lines are many.
+      if (out.length < 100_000) out += c;
+    });
+    const metricsPort = await waitFor('controller metrics port', () => {
+      const m = /"port":(\d+),"msg":"metrics listening"/.exec(out);
+      return m ? Number(m[1]) : undefined;
+    });
+    await waitFor('controller running', () => out.includes('controller running'), 30_000);
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+
+    // Baseline: the same 1,000 creates with no controller work to wait for (we time the
+    // creates themselves; the controller reacts at once, so this is also their share).
+    const names = Array.from({ length: SERVERS }, (_, i) => `s${String(i).padStart(4, '0')}`);
+    const t0 = performance.now();
+    await parallel(names, 32, (n) => admin.create(Resources.McpServer, mcpServer(ns, n)));
+    const createdMs = performance.now() - t0;
+    ctx.log(`created ${SERVERS} McpServers in ${round(createdMs / 1000, 2)} s`);
+
+    await waitFor(
+      'every status written and every child applied',
+      async () => {
+        const servers = await admin.list<KubeObject>(Resources.McpServer, { namespace: ns });
+        const pending = servers.items.filter(
+          (s) =>
+            (s['status'] as { observedGeneration?: number } | undefined)?.observedGeneration !==
+            s.metadata?.generation,
+        ).length;
+        if (pending > 0) return false;
+        for (const [plural, per] of Object.entries(CHILDREN_PER_SERVER)) {
+          const type = Object.values(Resources).find((r) => r.plural === plural);
+          if (!type) throw new Error(`no resource ${plural}`);
+          const list = await admin.list(type, {
+            namespace: ns,
+            labelSelector: 'app.kubernetes.io/managed-by=mcpworks-controller',
+          });
+          if (list.items.length < SERVERS * per) return false;
+        }
+        return true;
+      },
+      240_000,
+      1_000,
+    );
+    const convergedMs = performance.now() - t0;
+    const rssMiB = vmHwmMiB(proc.pid as number);
+    ctx.log(`converged in ${round(convergedMs / 1000, 2)} s, peak RSS ${round(rssMiB)} MiB`);
+
+    // Idle: let trailing watch events settle, then count writes over several resyncs.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const w0 = await writesExcludingLeases(metricsUrl);
+    await new Promise((r) => setTimeout(r, IDLE_WINDOW_MS));
+    const w1 = await writesExcludingLeases(metricsUrl);
+    const perMinute = ((w1 - w0) * 60_000) / IDLE_WINDOW_MS;
+    ctx.log(
+      `idle: ${w1 - w0} writes (leases excluded) in ${IDLE_WINDOW_MS / 1000} s with a ${RESYNC_SECONDS} s resync, extrapolated to ${perMinute}/min`,
+    );
+
+    proc.kill('SIGTERM');
+    await once(proc, 'exit');
+    child.proc = undefined;
+    return [
+      {
+        suite: 'controller',
+        name: `${SERVERS} McpServers: all children applied and statuses written`,
+        value: round(convergedMs / 1000, 2),
+        unit: 's',
+        baseline: {
+          name: `creating the ${SERVERS} McpServers (32 parallel clients)`,
+          value: round(createdMs / 1000, 2),
+        },
+        ratio: round(convergedMs / createdMs, 2),
+        goal: '< 30 s',
+        met: convergedMs < 30_000,
+      },
+      {
+        suite: 'controller',
+        name: `controller peak RSS (VmHWM) with ${SERVERS} McpServers`,
+        value: round(rssMiB),
+        unit: 'MiB',
+        goal: '< 200 MB',
+        met: rssMiB * 1.048576 < 200,
+      },
+      {
+        suite: 'controller',
+        name: `idle API writes per minute (leases excluded; ${IDLE_WINDOW_MS / 1000} s window, ${RESYNC_SECONDS} s resync, extrapolated)`,
+        value: perMinute,
+        unit: 'writes/min',
+        goal: '0',
+        met: perMinute === 0,
+      },
+    ];
+  } finally {
+    child.proc?.kill('SIGKILL');
+    await cp.stop();
+  }
+}
