@@ -149,6 +149,22 @@ describe('createAuthenticator routing', () => {
   });
 });
 
+describe('failing closed', () => {
+  test('a verifier that throws refuses the request', async () => {
+    class BrokenStore extends ApiKeyStore {
+      override lookup(): never {
+        throw new TypeError('bug');
+      }
+    }
+    const result = await authenticator(
+      { apiKeys: ALL.apiKeys },
+      { apiKeys: new BrokenStore() },
+    ).authenticate(bearer(key));
+    assert.ok(!result.ok);
+    assert.equal(result.reason, 'verifier-unavailable');
+  });
+});
+
 describe('anonymous access', () => {
   test('is refused when not enabled', async () => {
     const result = await authenticator(ALL).authenticate({ headers: {} });

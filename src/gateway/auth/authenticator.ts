@@ -210,8 +210,15 @@ export function createAuthenticator(options: AuthenticatorOptions): GatewayAuthe
     const credential = extractCredential(request);
     let result: AuthResult;
     if (credential.kind === 'rejected') result = credential.failure;
-    else if (credential.kind === 'bearer') result = await verifyBearer(credential.token);
-    else if (anonymous) {
+    else if (credential.kind === 'bearer') {
+      try {
+        result = await verifyBearer(credential.token);
+      } catch (err) {
+        // A verifier bug must refuse the request, never let it through or crash the server.
+        logger.error({ err }, 'credential verification threw');
+        result = authFailure('verifier-unavailable');
+      }
+    } else if (anonymous) {
       result = { ok: true, method: 'anonymous', principal: anonymousPrincipal(), credential: {} };
     } else
       result = authFailure(methods.length === 0 ? 'anonymous-disabled' : 'missing-credentials');
