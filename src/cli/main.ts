@@ -28,8 +28,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'audit verify <log>: check the hash chain of a decision log',
     load: () => import('./commands/audit.ts'),
   },
-  apikey: { summary: 'apikey new <id> --agent <name>: a new API key and its Secret entry', load: () => import('./commands/apikey.ts') },
-  crds: { summary: 'print the CRDs (--write regenerates the files)', load: () => import('./commands/crds.ts') },
+  apikey: {
+    summary: 'apikey new <id> --agent <name>: a new API key and its Secret entry',
+    load: () => import('./commands/apikey.ts'),
+  },
+  crds: {
+    summary: 'print the CRDs (--write regenerates the files)',
+    load: () => import('./commands/crds.ts'),
+  },
 };
 
 function usage(): string {
@@ -52,7 +58,8 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
   return module.run(rest, io);
 }
 
-const invokedDirectly = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/mcpworks');
+const invokedDirectly =
+  import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/mcpworks');
 if (invokedDirectly) {
   main(process.argv.slice(2)).then(
     (code) => {
