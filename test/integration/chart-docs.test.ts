@@ -16,13 +16,17 @@ const source = sourceFiles(join(repoRoot, 'src'))
   .map((f) => readFileSync(f, 'utf8'))
   .join('\n');
 
-/** Metric names declared in src/: literals and `${METRIC_PREFIX}name` templates. */
+/** Metric names declared in src/: literals and `${..._PREFIX}name` templates. */
 function declaredMetrics(): Set<string> {
   const names = new Set<string>();
   for (const m of source.matchAll(/name:\s*['"`](mcpworks_[a-z0-9_]+)['"`]/g)) names.add(m[1]!);
-  const prefix = /METRIC_PREFIX\s*=\s*'([a-z_]+)'/.exec(source)?.[1];
-  if (prefix) {
-    for (const m of source.matchAll(/\$\{METRIC_PREFIX\}([a-z0-9_]+)/g)) names.add(prefix + m[1]!);
+  // `${SOME_PREFIX}name` templates, with each *_PREFIX constant that holds a metric prefix.
+  for (const [, constant, prefix] of source.matchAll(
+    /\b([A-Z_]*PREFIX)\s*=\s*'(mcpworks_[a-z_]*)'/g,
+  )) {
+    for (const m of source.matchAll(new RegExp(`\\$\\{${constant}\\}([a-z0-9_]+)`, 'g'))) {
+      names.add(prefix! + m[1]!);
+    }
   }
   return names;
 }
