@@ -208,6 +208,11 @@ export const INVALID_CASES: InvalidCase[] = [
     field: 'spec.tools[0].code',
   },
   {
+    name: 'description of 1025 characters outside the BMP',
+    object: server(set('spec.tools[0].description', '\u{1F600}'.repeat(1025))),
+    field: 'spec.tools[0].description',
+  },
+  {
     name: 'inputSchema that is not an object schema',
     object: server(set('spec.tools[0].inputSchema', { type: 'array' })),
     field: 'spec.tools[0].inputSchema.type',
@@ -490,6 +495,11 @@ export const VALID_CASES: ValidCase[] = [
   {
     name: `server name of ${MCPSERVER_NAME_MAX} characters`,
     object: server(set('metadata.name', long(MCPSERVER_NAME_MAX))),
+  },
+  {
+    // 1024 code points (what the API server counts) but 2048 UTF-16 units (JavaScript's length).
+    name: 'description of 1024 characters outside the BMP',
+    object: server(set('spec.tools[0].description', '\u{1F600}'.repeat(1024))),
   },
   {
     name: 'free-form inputSchema',

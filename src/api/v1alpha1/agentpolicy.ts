@@ -7,7 +7,7 @@ import {
   ObjectMetaSchema,
 } from './common.ts';
 import { checkConditionSyntax } from './conditions.ts';
-import { withRules } from './rules.ts';
+import { text, withRules } from './rules.ts';
 import { SERVER_SELECTOR_RULES, SUBJECT_RULES } from './validations.ts';
 
 export const SUBJECT_KINDS = ['Agent', 'Group', 'ServiceAccount', 'Anonymous'] as const;
@@ -22,10 +22,7 @@ export type SubjectKind = z.infer<typeof SubjectKindSchema>;
 export const PolicySubjectSchema = withRules(
   z.strictObject({
     kind: SubjectKindSchema,
-    name: z
-      .string()
-      .min(1)
-      .max(253)
+    name: text(253, 1)
       .optional()
       .describe('Agent, group or ServiceAccount name; "*" for all. Anonymous has none.'),
     namespace: DnsLabelSchema.optional().describe(
@@ -54,14 +51,10 @@ export const ToolPatternSchema = z.string().min(1).max(128).regex(new RegExp(TOO
  * A CEL expression over `args`, `tool` and `subject`. Only the controller can check that it
  * compiles (see CONTROLLER_ONLY_RULES): the API server checks its bounds.
  */
-export const ConditionExpressionSchema = z
-  .string()
-  .min(1)
-  .max(2048)
-  .superRefine((expression, ctx) => {
-    const problem = checkConditionSyntax(expression);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-  });
+export const ConditionExpressionSchema = text(2048, 1).superRefine((expression, ctx) => {
+  const problem = checkConditionSyntax(expression);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 export const PolicyRuleSchema = z.strictObject({
   effect: EffectSchema.describe(
@@ -80,7 +73,7 @@ export const PolicyRuleSchema = z.strictObject({
     .optional()
     .describe('CEL over args, tool and subject; the rule matches only when all are true.'),
   /** Copied into every decision this rule makes. */
-  reason: z.string().min(1).max(512).describe('Why; copied into every decision the rule makes.'),
+  reason: text(512, 1).describe('Why; copied into every decision the rule makes.'),
 });
 export type PolicyRule = z.infer<typeof PolicyRuleSchema>;
 

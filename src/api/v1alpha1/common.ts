@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { boundedMap, withRules } from './rules.ts';
+import { boundedMap, text, withRules } from './rules.ts';
 import { LABEL_KEY_PATTERN, LABEL_REQUIREMENT_RULES, MATCH_LABELS_RULES } from './validations.ts';
 
 export const GROUP = 'mcpworks.io';
@@ -57,12 +57,12 @@ export const CONDITION_STATUSES = ['True', 'False', 'Unknown'] as const;
 
 /** metav1.Condition, with its upstream bounds. */
 export const ConditionSchema = z.strictObject({
-  type: z.string().min(1).max(316),
+  type: text(316, 1),
   status: z.enum(CONDITION_STATUSES),
   observedGeneration: z.number().int().min(0).optional(),
   lastTransitionTime: z.iso.datetime({ offset: true }),
-  reason: z.string().min(1).max(1024),
-  message: z.string().max(32768),
+  reason: text(1024, 1),
+  message: text(32768),
 });
 export type Condition = z.infer<typeof ConditionSchema>;
 

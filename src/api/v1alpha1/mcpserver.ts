@@ -6,7 +6,7 @@ import {
   DnsSubdomainSchema,
   ObjectMetaSchema,
 } from './common.ts';
-import { keyedList, withRules } from './rules.ts';
+import { keyedList, text, withRules } from './rules.ts';
 import { AUTH_RULES, TOOL_RULES } from './validations.ts';
 
 /**
@@ -57,7 +57,7 @@ export const EnvVarSchema = z.strictObject({
     .string()
     .max(128)
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be a valid environment variable name' }),
-  value: z.string().max(4096),
+  value: text(4096),
 });
 
 export const ConfigMapKeyRefSchema = z.strictObject({
@@ -77,17 +77,12 @@ export const InputSchemaSchema = z
 export const ToolSchema = withRules(
   z.strictObject({
     name: ToolNameSchema.describe('Tool name as MCP clients see it; unique within the server.'),
-    description: z.string().min(1).max(1024).describe('What the tool does, shown to agents.'),
+    description: text(1024, 1).describe('What the tool does, shown to agents.'),
     runtime: RuntimeSchema.describe(
       'Interpreter: python (def main(args)), node (function main(args)) or bash (JSON on stdin).',
     ),
     /** Source inline. Exactly one of `code` and `codeFrom`. */
-    code: z
-      .string()
-      .min(1)
-      .max(65536)
-      .optional()
-      .describe('Source inline. Exactly one of code and codeFrom.'),
+    code: text(65536, 1).optional().describe('Source inline. Exactly one of code and codeFrom.'),
     codeFrom: z
       .strictObject({ configMapKeyRef: ConfigMapKeyRefSchema })
       .optional()
@@ -119,7 +114,12 @@ export type Tool = z.infer<typeof ToolSchema>;
 
 export const SecretKeyRefSchema = z.strictObject({
   name: DnsSubdomainSchema,
-  key: z.string().min(1).max(253).optional(),
+  key: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid Secret key' })
+    .optional(),
 });
 
 export const AuthSchema = withRules(
@@ -139,16 +139,16 @@ export const AuthSchema = withRules(
           .regex(/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[^\s?#]*)?$/, {
             message: 'must be an https URL without query or fragment',
           }),
-        audiences: z.array(z.string().min(1).max(512)).min(1).max(16),
-        agentClaim: z.string().min(1).max(128).default('sub'),
-        groupsClaim: z.string().min(1).max(128).default('groups'),
-        requiredScopes: z.array(z.string().min(1).max(128)).max(16).optional(),
+        audiences: z.array(text(512, 1)).min(1).max(16),
+        agentClaim: text(128, 1).default('sub'),
+        groupsClaim: text(128, 1).default('groups'),
+        requiredScopes: z.array(text(128, 1)).max(16).optional(),
         clockSkewSeconds: z.number().int().min(0).max(300).default(60),
       })
       .optional()
       .describe('OpenID Connect bearer tokens (JWT) from this https issuer, for these audiences.'),
     serviceAccountTokens: z
-      .strictObject({ audiences: z.array(z.string().min(1).max(512)).min(1).max(16) })
+      .strictObject({ audiences: z.array(text(512, 1)).min(1).max(16) })
       .optional()
       .describe('Kubernetes ServiceAccount tokens (TokenReview) bound to one of these audiences.'),
     /** Unauthenticated callers, as the `Anonymous` policy subject. Off unless explicitly enabled. */
@@ -231,10 +231,10 @@ export type McpServerSpec = z.infer<typeof McpServerSpecSchema>;
 export const McpServerStatusSchema = z.strictObject({
   observedGeneration: z.number().int().min(0).optional(),
   conditions: ConditionsSchema.optional(),
-  endpoint: z.string().max(2048).optional(),
+  endpoint: text(2048).optional(),
   tools: z.number().int().min(0).optional(),
   /** `AgentPolicy <ns>/<name>` and `ClusterAgentPolicy <name>` entries that select this server. */
-  policies: z.array(z.string().max(512)).max(512).optional(),
+  policies: z.array(text(512)).max(512).optional(),
 });
 export type McpServerStatus = z.infer<typeof McpServerStatusSchema>;
 

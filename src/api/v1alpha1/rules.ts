@@ -103,6 +103,31 @@ export function boundedMap<S extends z.ZodType>(map: S, max: number): S {
     .meta({ maxProperties: max });
 }
 
+/**
+ * A string of at most `max` characters counted as the API server counts them (Unicode code points;
+ * JavaScript's `length` counts UTF-16 units, so zod's own `.max()` would reject a string of emoji
+ * the API server accepts).
+ */
+export function text(max: number, min = 0) {
+  let schema = z.string();
+  if (min > 0) schema = schema.min(min);
+  return schema
+    .superRefine((value, ctx) => {
+      const length = [...value].length;
+      if (length > max) {
+        ctx.addIssue({
+          code: 'too_big',
+          origin: 'string',
+          maximum: max,
+          inclusive: true,
+          input: value,
+          message: `Too long: may not be longer than ${max} characters`,
+        });
+      }
+    })
+    .meta({ maxLength: max });
+}
+
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
