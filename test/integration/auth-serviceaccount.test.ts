@@ -9,7 +9,10 @@ import {
   type GatewayAuthenticator,
   type TokenReviewer,
 } from '../../src/gateway/auth/index.ts';
-import { kubeTokenReviewer } from '../../src/gateway/auth/kube-tokenreviewer.ts';
+import {
+  discoverServiceAccountIssuer,
+  kubeTokenReviewer,
+} from '../../src/gateway/auth/kube-tokenreviewer.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 
@@ -90,6 +93,20 @@ describe('ServiceAccount tokens reviewed by the API server', () => {
     await core.deleteNamespacedServiceAccount({ name: 'agent', namespace: ns });
     const result = await gateway(kubeTokenReviewer(cp.kubeConfig)).authenticate(bearer(token));
     assertRefused(result, 'review-failed');
+  });
+
+  test('the cluster issuer is discovered from the API server', async () => {
+    assert.equal(await discoverServiceAccountIssuer(cp.kubeConfig), cp.serviceAccountIssuer);
+  });
+
+  test('with the discovered issuer set, real ServiceAccount tokens still pass', async () => {
+    const ns = await cp.newNamespace('auth-sa');
+    await serviceAccount(ns, 'agent');
+    const auth = gateway(kubeTokenReviewer(cp.kubeConfig), {
+      serviceAccountIssuer: await discoverServiceAccountIssuer(cp.kubeConfig),
+    });
+    const result = await auth.authenticate(bearer(await requestToken(ns, 'agent', AUDIENCE)));
+    assert.ok(result.ok, JSON.stringify(result));
   });
 
   test('a forged token with the cluster issuer is refused', async () => {

@@ -1,6 +1,11 @@
 // The real TokenReviewer: AuthenticationV1Api.createTokenReview against the cluster's API server.
 // Kept apart so that code paths without ServiceAccount auth never load the Kubernetes client.
-import { ApiException, AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import {
+  ApiException,
+  AuthenticationV1Api,
+  WellKnownApi,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import type { TokenReviewer, TokenReviewResult } from './serviceaccount.ts';
 
 export function kubeTokenReviewer(kubeConfig: KubeConfig): TokenReviewer {
@@ -35,4 +40,21 @@ export function kubeTokenReviewer(kubeConfig: KubeConfig): TokenReviewer {
       };
     },
   };
+}
+
+/**
+ * The cluster's ServiceAccount token issuer (its `--service-account-issuer`), read from the API
+ * server's discovery document. Pass it as `serviceAccountIssuer` so that only tokens from this
+ * issuer are sent to TokenReview.
+ */
+export async function discoverServiceAccountIssuer(kubeConfig: KubeConfig): Promise<string> {
+  const raw: unknown = await kubeConfig
+    .makeApiClient(WellKnownApi)
+    .getServiceAccountIssuerOpenIDConfiguration();
+  const doc: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw;
+  const issuer = (doc as { issuer?: unknown } | null)?.issuer;
+  if (typeof issuer !== 'string' || issuer.length === 0) {
+    throw new Error('the API server published no ServiceAccount issuer');
+  }
+  return issuer;
 }
