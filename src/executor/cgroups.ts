@@ -3,8 +3,8 @@
  * creates with the exact limits of the tool; nsjail nests the jail inside it. After the sandbox
  * ends, its counters say whether the memory or pids limit was hit, then it is removed.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, McpworksError } from '../shared/errors.ts';
 import type { CgroupLimits, CgroupPlacement } from './nsjail-config.ts';
@@ -100,7 +100,7 @@ export async function prepareCgroupRoots(roots: CgroupRoots): Promise<void> {
 
 async function readNumber(path: string): Promise<number | undefined> {
   try {
-    const text = (await readFile(path, 'utf8')).trim();
+    const text = readFileSync(path, 'utf8').trim();
     const value = Number(text);
     return Number.isFinite(value) ? value : undefined;
   } catch {
@@ -111,7 +111,7 @@ async function readNumber(path: string): Promise<number | undefined> {
 async function readKeyed(path: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   try {
-    for (const line of (await readFile(path, 'utf8')).split('\n')) {
+    for (const line of readFileSync(path, 'utf8').split('\n')) {
       const [key, value] = line.trim().split(/\s+/);
       if (key !== undefined && value !== undefined) out[key] = Number(value);
     }
@@ -159,16 +159,19 @@ export async function createSandboxCgroup(
     const memory = join(roots.memoryMount, relative);
     const pids = join(roots.pidsMount, relative);
     const cpu = join(roots.cpuMount, relative);
-    await Promise.all([mkdir(memory), mkdir(pids), mkdir(cpu)]);
-    await writeFile(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+    // Synchronous on purpose: each is a ~0.1 ms cgroupfs call, far cheaper than thread-pool hops
+    // on the cold-start path.
+    mkdirSync(memory);
+    mkdirSync(pids);
+    mkdirSync(cpu);
+    writeFileSync(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
     // Without this a sandbox could page out to swap beyond its limit where swap exists.
-    if (existsSync(join(memory, 'memory.memsw.limit_in_bytes'))) {
-      await writeFile(
-        join(memory, 'memory.memsw.limit_in_bytes'),
-        String(limits.memoryBytes),
-      ).catch(() => undefined);
+    try {
+      writeFileSync(join(memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
+    } catch {
+      // no swap accounting on this kernel: nothing to limit
     }
-    await writeFile(join(pids, 'pids.max'), String(limits.pids));
+    writeFileSync(join(pids, 'pids.max'), String(limits.pids));
     return {
       placement: {
         version: 'v1',
