@@ -1,0 +1,275 @@
+// Gateway overhead per tools/call. Three setups in one run, same SDK client over loopback HTTP:
+//   bare     — a plain SDK Server + StreamableHTTPServerTransport, no auth, the same stub tool
+//   gateway  — createGatewayApp with the real API-key authenticator, the real policy engine on
+//              the sample policies and the real decision recorder (pino JSON lines to /dev/null);
+//              the executor is an in-process stub (only in this benchmark)
+//   sandbox  — the gateway with the real nsjail executor, against the executor called directly
+import { createServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { loadManifests } from '../../src/api/manifests.ts';
+import { createSandboxExecutor } from '../../src/executor/sandbox-executor.ts';
+import type { ToolCallResult, ToolExecutor } from '../../src/executor/types.ts';
+import { createDecisionRecorder, pinoDecisionSink } from '../../src/gateway/decisions/recorder.ts';
+import { createRouter } from '../../src/gateway/http.ts';
+import { createGatewayApp, type GatewayApp } from '../../src/gateway/server.ts';
+import { LOOPBACK_HOSTS } from '../../src/gateway/origin.ts';
+import { buildSnapshots, createStaticSource } from '../../src/gateway/source/static.ts';
+import { createGatewayMetrics } from '../../src/gateway/telemetry/metrics.ts';
+import { policyEngine, snapshotAuthenticatorFactory } from '../../src/gateway/wiring.ts';
+import { systemClock } from '../../src/shared/clock.ts';
+import { silentLogger } from '../../src/shared/logger.ts';
+import { repoRoot } from '../harness/paths.ts';
+import { percentile, round } from '../harness/stats.ts';
+import type { BenchContext, BenchFigure } from './types.ts';
+
+const DEMO_KEY = 'mcpw_demo_xp1v1W41ra6mbD8xjT_7Bg9CmWvtQLA2AGGde393Ark';
+const ARGS = { text: 'one two three' };
+const STUB_RESULT: ToolCallResult = {
+  outcome: 'ok',
+  isError: false,
+  content: [{ type: 'text', text: '{"words":3,"lines":1,"characters":13}' }],
+  structuredContent: { words: 3, lines: 1, characters: 13 },
+  durationMs: 0,
+  outputBytes: 38,
+  executor: 'stub',
+};
+const stubExecutor: ToolExecutor = { execute: async () => STUB_RESULT, close: async () => {} };
+
+async function listen(handler: RequestListener): Promise<{ server: HttpServer; base: string }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+async function close(server: HttpServer): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+/** The baseline: what any SDK server costs for the same call. */
+function bareHandler(): RequestListener {
+  const transports = new Map<string, StreamableHTTPServerTransport>();
+  return (req, res) => {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
+      const body = chunks.length
+        ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown)
+        : undefined;
+      const sid = req.headers['mcp-session-id'];
+      let transport = typeof sid === 'string' ? transports.get(sid) : undefined;
+      if (transport === undefined) {
+        const server = new Server({ name: 'bare', version: '1' }, { capabilities: { tools: {} } });
+        server.setRequestHandler(ListToolsRequestSchema, () => ({
+          tools: [
+            { name: 'word_count', description: 'd', inputSchema: { type: 'object' as const } },
+          ],
+        }));
+        server.setRequestHandler(CallToolRequestSchema, async () => {
+          const r = await stubExecutor.execute({} as never);
+          return { content: r.content, structuredContent: r.structuredContent, isError: r.isError };
+        });
+        const created = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => crypto.randomUUID(),
+          enableJsonResponse: true,
+          onsessioninitialized: (id) => void transports.set(id, created),
+        });
+        transport = created;
+        await server.connect(transport);
+      }
+      await transport.handleRequest(req, res, body);
+    })();
+  };
+}
+
+async function gatewayHandler(
+  executor: ToolExecutor,
+): Promise<{ handler: RequestListener; app: GatewayApp }> {
+  const manifests = await loadManifests([join(repoRoot, 'config', 'samples')]);
+  const [snapshot] = buildSnapshots(manifests, 1).snapshots;
+  const registry = new Registry();
+  const logger = silentLogger();
+  const app = createGatewayApp({
+    source: createStaticSource(snapshot!),
+    executor,
+    authenticatorFactory: snapshotAuthenticatorFactory({
+      resourceUrl: () => 'http://127.0.0.1/mcp/default/demo',
+      clock: systemClock,
+      logger,
+    }),
+    policy: policyEngine,
+    recorder: createDecisionRecorder({
+      sinks: [pinoDecisionSink(pino(pino.destination({ dest: '/dev/null', sync: false })))],
+      clock: systemClock,
+      writerId: 'bench',
+    }),
+    metrics: createGatewayMetrics(registry),
+    clock: systemClock,
+    logger,
+    allowedHosts: LOOPBACK_HOSTS,
+  });
+  return { handler: createRouter({ apps: [app], registry, logger }), app };
+}
+
+async function timeCalls(
+  url: string,
+  token: string | undefined,
+  warmup: number,
+  runs: number,
+): Promise<number[]> {
+  const headers: Record<string, string> =
+    token === undefined ? {} : { authorization: `Bearer ${token}` };
+  const client = new Client({ name: 'bench', version: '1' });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }),
+  );
+  for (let i = 0; i < warmup; i++) await client.callTool({ name: 'word_count', arguments: ARGS });
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    const result = await client.callTool({ name: 'word_count', arguments: ARGS });
+    samples.push(performance.now() - start);
+    if (result.isError) throw new Error(`bench call failed: ${JSON.stringify(result.content)}`);
+  }
+  await client.close();
+  return samples;
+}
+
+const ms = (v: number) => round(v, 3);
+
+export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
+  const figures: BenchFigure[] = [];
+  const suite = 'gateway';
+
+  // 1. Overhead: stub executor, gateway vs bare SDK server, interleaved rounds to share noise.
+  const bare = await listen(bareHandler());
+  const gw = await gatewayHandler(stubExecutor);
+  const gwHttp = await listen(gw.handler);
+  const bareSamples: number[] = [];
+  const gwSamples: number[] = [];
+  for (let round = 0; round < 4; round++) {
+    bareSamples.push(...(await timeCalls(`${bare.base}/mcp`, undefined, 100, 400)));
+    gwSamples.push(...(await timeCalls(`${gwHttp.base}/mcp`, DEMO_KEY, 100, 400)));
+  }
+  await gw.app.close();
+  await close(bare.server);
+  await close(gwHttp.server);
+  const bareP50 = percentile(bareSamples, 50);
+  const bareP99 = percentile(bareSamples, 99);
+  const gwP50 = percentile(gwSamples, 50);
+  const gwP99 = percentile(gwSamples, 99);
+  ctx.log(
+    `bare p50 ${ms(bareP50)} p99 ${ms(bareP99)}; gateway p50 ${ms(gwP50)} p99 ${ms(gwP99)} ms`,
+  );
+  figures.push(
+    { suite, name: 'tools/call p50, bare SDK server (stub tool)', value: ms(bareP50), unit: 'ms' },
+    { suite, name: 'tools/call p99, bare SDK server (stub tool)', value: ms(bareP99), unit: 'ms' },
+    {
+      suite,
+      name: 'tools/call p50 through the gateway (auth+policy+decision log, stub executor)',
+      value: ms(gwP50),
+      unit: 'ms',
+      baseline: { name: 'bare SDK server p50', value: ms(bareP50) },
+      ratio: round(gwP50 / bareP50, 3),
+      goal: '<= 1.25x bare',
+      met: gwP50 / bareP50 <= 1.25,
+    },
+    {
+      suite,
+      name: 'tools/call p99 through the gateway (stub executor)',
+      value: ms(gwP99),
+      unit: 'ms',
+      baseline: { name: 'bare SDK server p99', value: ms(bareP99) },
+      ratio: round(gwP99 / bareP99, 3),
+    },
+    {
+      suite,
+      name: 'gateway overhead p50 (gateway p50 - bare p50)',
+      value: ms(gwP50 - bareP50),
+      unit: 'ms',
+      goal: '<= 0.3 ms',
+      met: gwP50 - bareP50 <= 0.3,
+    },
+  );
+
+  // 2. End to end with the real sandbox.
+  if (ctx.nsjailPath === undefined)
+    throw new Error('nsjail is unavailable: the end-to-end figures need it');
+  const executor = await createSandboxExecutor({
+    nsjailPath: ctx.nsjailPath,
+    warmPoolSize: 2,
+    maxConcurrency: 4,
+    logger: silentLogger(),
+  });
+  await executor.probe();
+  const manifests = await loadManifests([join(repoRoot, 'config', 'samples')]);
+  const [snapshot] = buildSnapshots(manifests, 1).snapshots;
+  const tool = snapshot!.tools.find((t) => t.name === 'word_count')!;
+  const sandboxed = await gatewayHandler(executor);
+  const sandboxedHttp = await listen(sandboxed.handler);
+  const client = new Client({ name: 'bench', version: '1' });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${sandboxedHttp.base}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${DEMO_KEY}` } },
+    }),
+  );
+  // Interleaved, so both see the same machine load and warm-pool state.
+  const direct: number[] = [];
+  const e2e: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    let start = performance.now();
+    await executor.execute({
+      callId: `bench-${i}`,
+      server: { namespace: 'default', name: 'demo' },
+      tool,
+      arguments: ARGS,
+    });
+    const d = performance.now() - start;
+    start = performance.now();
+    const result = await client.callTool({ name: 'word_count', arguments: ARGS });
+    const g = performance.now() - start;
+    if (result.isError) throw new Error(`bench call failed: ${JSON.stringify(result.content)}`);
+    if (i >= 10) {
+      direct.push(d);
+      e2e.push(g);
+    }
+  }
+  await client.close();
+  await sandboxed.app.close();
+  await close(sandboxedHttp.server);
+  await executor.close();
+  const directP50 = percentile(direct, 50);
+  const e2eP50 = percentile(e2e, 50);
+  ctx.log(`sandbox direct p50 ${ms(directP50)}; through the gateway p50 ${ms(e2eP50)} ms`);
+  figures.push(
+    {
+      suite,
+      name: 'python tool in nsjail, executor called directly p50',
+      value: round(directP50, 2),
+      unit: 'ms',
+    },
+    {
+      suite,
+      name: 'python tool in nsjail through the gateway p50 (end to end)',
+      value: round(e2eP50, 2),
+      unit: 'ms',
+      baseline: { name: 'executor directly p50', value: round(directP50, 2) },
+      ratio: round(e2eP50 / directP50, 3),
+    },
+    {
+      suite,
+      name: 'python tool in nsjail through the gateway p99 (end to end)',
+      value: round(percentile(e2e, 99), 2),
+      unit: 'ms',
+    },
+  );
+  return figures;
+}
