@@ -169,7 +169,11 @@ test('deleting an McpServer garbage-collects its children and its cluster-scoped
     async () => !(await admin.get(Resources.McpServer, 'demo', ns)),
     30_000,
   );
-  assert.equal(await admin.get(Resources.ClusterRoleBinding, binding), undefined);
+  await waitFor(
+    'cluster-scoped binding deleted',
+    async () => !(await admin.get(Resources.ClusterRoleBinding, binding)),
+    30_000,
+  );
   await waitFor(
     'children collected',
     async () => {
@@ -267,8 +271,8 @@ test('the controller works with exactly the permissions of config/rbac', async (
   assert.ok(await admin.get(Resources.Deployment, 'demo-executor', ns));
   await admin.delete(Resources.McpServer, 'demo', ns);
   await waitFor(
-    'finalizer ran',
-    async () => !(await admin.get(Resources.McpServer, 'demo', ns)),
+    'cluster binding deleted under least privilege',
+    async () => !(await admin.get(Resources.ClusterRoleBinding, `mcpworks-gateway.${ns}.demo`)),
     30_000,
   );
   c.child.kill('SIGTERM');
