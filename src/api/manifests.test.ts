@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -108,6 +108,22 @@ describe('loadManifests', () => {
     assert.deepEqual(
       loaded.servers.map((s) => s.metadata.name),
       ['first', 'second'],
+    );
+  });
+
+  test('reads a mounted ConfigMap directory (symlinked files, dot-directories skipped)', async () => {
+    const sub = await mkdtemp(join(dir, 'configmap-'));
+    await mkdir(join(sub, '..2026_11_24_05_00_00.1'));
+    await writeFile(
+      join(sub, '..2026_11_24_05_00_00.1', 'server.yaml'),
+      stringify(server('mounted')),
+    );
+    await symlink('..2026_11_24_05_00_00.1', join(sub, '..data'));
+    await symlink(join('..data', 'server.yaml'), join(sub, 'server.yaml'));
+    const loaded = await loadManifests([sub]);
+    assert.deepEqual(
+      loaded.servers.map((s) => s.metadata.name),
+      ['mounted'],
     );
   });
 

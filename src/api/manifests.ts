@@ -289,16 +289,16 @@ async function expandPaths(paths: readonly string[], problems: string[]): Promis
       files.push(path);
       continue;
     }
-    const entries = await readdir(path, { withFileTypes: true });
-    const names = entries
-      .filter(
-        (e) =>
-          e.isFile() &&
-          MANIFEST_EXTENSIONS.has(extname(e.name)) &&
-          !KUSTOMIZATION_FILES.has(e.name),
-      )
-      .map((e) => e.name)
-      .sort();
+    // Names, not dirents: a mounted ConfigMap's files are symlinks (into `..data/`), and the
+    // dot-entries of that layout are not manifests.
+    const candidates = (await readdir(path))
+      .filter((name) => !name.startsWith('.'))
+      .filter((name) => MANIFEST_EXTENSIONS.has(extname(name)) && !KUSTOMIZATION_FILES.has(name));
+    const names: string[] = [];
+    for (const name of candidates) {
+      if ((await stat(join(path, name)).catch(() => undefined))?.isFile()) names.push(name);
+    }
+    names.sort();
     if (names.length === 0) problems.push(`${path}: no .yaml, .yml or .json files`);
     files.push(...names.map((name) => join(path, name)));
   }
