@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Registry } from 'prom-client';
+import { createGatewayMetrics, ReasonCode } from './metrics.ts';
+
+test('metrics live on the registry passed in, not the global one', async () => {
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  metrics.decision({
+    server: 'ns/s',
+    tool: 'echo',
+    effect: 'allow',
+    reasonCode: ReasonCode.PolicyAllow,
+  });
+  assert.match(
+    await registry.metrics(),
+    /mcpworks_decisions_total\{server="ns\/s",tool="echo",effect="allow",reason_code="policy_allow"\} 1/,
+  );
+});
+
+test('two gateways in one process do not collide', () => {
+  createGatewayMetrics(new Registry());
+  assert.doesNotThrow(() => createGatewayMetrics(new Registry()));
+});
+
+test('tool labels are only declared tools; anything else is _unknown', () => {
+  const metrics = createGatewayMetrics(new Registry());
+  const declared = new Set(['echo']);
+  assert.equal(metrics.toolLabel('echo', declared), 'echo');
+  assert.equal(metrics.toolLabel('x'.repeat(1000), declared), '_unknown');
+  assert.equal(metrics.toolLabel(undefined, declared), '');
+});
+
+test('auth failure labels are bounded to the known methods and reasons', async () => {
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  metrics.authFailure({ method: 'made-up', reason: 'attacker text' });
+  metrics.authFailure({ method: undefined, reason: 'expired' });
+  const text = await registry.metrics();
+  assert.match(text, /mcpworks_auth_failures_total\{method="_unknown",reason="_unknown"\} 1/);
+  assert.match(text, /mcpworks_auth_failures_total\{method="none",reason="expired"\} 1/);
+});
+
+test('sandbox outcomes outside the enum are folded into _unknown', async () => {
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  metrics.sandboxOutcome({ server: 's', tool: 't', outcome: 'weird' });
+  assert.match(await registry.metrics(), /outcome="_unknown"/);
+});
+
+test('request durations are labelled by a bounded method set', async () => {
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  metrics.requestDuration({ server: 's', method: 'tools/call' }, 0.001);
+  metrics.requestDuration({ server: 's', method: 'evil/method/123' }, 0.001);
+  const text = await registry.metrics();
+  assert.match(
+    text,
+    /mcpworks_request_duration_seconds_count\{server="s",method="tools\/call"\} 1/,
+  );
+  assert.match(text, /mcpworks_request_duration_seconds_count\{server="s",method="_other"\} 1/);
+});
