@@ -101,7 +101,7 @@ export function createWorkQueue(options: WorkQueueOptions): WorkQueue {
       const count = (failures.get(key) ?? 0) + 1;
       failures.set(key, count);
       errorFn(key, error);
-      addAfter(key, Math.min(max, base * 2 ** (count - 1)));
+      addAfter(key, backoffDelay(count, base, max));
     } finally {
       processing.delete(key);
       active--;

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { McpServerSchema, type McpServer } from '../api/v1alpha1/mcpserver.ts';
+import { desiredExecutorNetworkPolicy, desiredGatewayRole } from './desired-access.ts';
+import {
+  DEFAULT_WORKLOAD_OPTIONS,
+  desiredExecutorDeployment,
+  desiredGatewayDeployment,
+} from './desired-workloads.ts';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- assertions read deep into built objects */
+
+function server(modify: (s: any) => void = () => {}): McpServer {
+  const raw: any = {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'McpServer',
+    metadata: { name: 'demo', namespace: 'team-a', uid: 'uid-1', generation: 1 },
+    spec: {
+      auth: { anonymous: { enabled: true } },
+      tools: [{ name: 'echo', description: 'echo', runtime: 'python', code: 'print(1)' }],
+    },
+  };
+  modify(raw);
+  return McpServerSchema.parse(raw);
+}
+
+const token = { hash: 'abc' };
+const podSpec = (d: any) => d.spec.template.spec;
+const hashOf = (d: any) => d.spec.template.metadata.annotations['mcpworks.io/spec-hash'];
+
+test('gateway pods meet the restricted Pod Security Standard', () => {
+  const pod = podSpec(desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
+  const sc = pod.containers[0].securityContext;
+  assert.equal(pod.securityContext.runAsNonRoot, true);
+  assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
+  assert.equal(sc.allowPrivilegeEscalation, false);
+  assert.deepEqual(sc.capabilities, { drop: ['ALL'] });
+  assert.equal(sc.readOnlyRootFilesystem, true);
+});
+
+test('executor pods get exactly SYS_ADMIN, SETUID and SETGID, no token, read-only root', () => {
+  const pod = podSpec(desiredExecutorDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
+  const sc = pod.containers[0].securityContext;
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.equal(sc.privileged, false);
+  assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID'] });
+  assert.equal(sc.seccompProfile.type, 'RuntimeDefault');
+  assert.equal(sc.readOnlyRootFilesystem, true);
+  assert.ok(pod.containers[0].resources.limits.memory);
+});
+
+test('a tool change changes the gateway spec hash; the same spec gives the same hash', () => {
+  const a = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);
+  const same = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);
+  const changed = desiredGatewayDeployment(
+    server((s) => (s.spec.tools[0].code = 'print(2)')),
+    token,
+    DEFAULT_WORKLOAD_OPTIONS,
+  );
+  assert.equal(hashOf(a), hashOf(same));
+  assert.notEqual(hashOf(a), hashOf(changed));
+});
+
+test('a token rotation changes both pod templates', () => {
+  const rotated = { hash: 'def' };
+  const s = server();
+  assert.notEqual(
+    hashOf(desiredGatewayDeployment(s, token, DEFAULT_WORKLOAD_OPTIONS)),
+    hashOf(desiredGatewayDeployment(s, rotated, DEFAULT_WORKLOAD_OPTIONS)),
+  );
+  assert.notEqual(
+    hashOf(desiredExecutorDeployment(s, token, DEFAULT_WORKLOAD_OPTIONS)),
+    hashOf(desiredExecutorDeployment(s, rotated, DEFAULT_WORKLOAD_OPTIONS)),
+  );
+});
+
+test('children are controller-owned by their McpServer', () => {
+  const owner = (
+    desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS).metadata as any
+  ).ownerReferences[0];
+  assert.deepEqual(owner, {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'McpServer',
+    name: 'demo',
+    uid: 'uid-1',
+    controller: true,
+    blockOwnerDeletion: true,
+  });
+});
+
+test('the executor NetworkPolicy admits only its gateway pods and denies all egress', () => {
+  const spec = desiredExecutorNetworkPolicy(server()).spec as any;
+  assert.deepEqual(spec.policyTypes, ['Ingress', 'Egress']);
+  assert.deepEqual(spec.egress, []);
+  assert.equal(spec.ingress.length, 1);
+  assert.equal(
+    spec.ingress[0].from[0].podSelector.matchLabels['app.kubernetes.io/component'],
+    'gateway',
+  );
+  assert.equal(
+    spec.ingress[0].from[0].podSelector.matchLabels['app.kubernetes.io/instance'],
+    'demo',
+  );
+});
+
+test('the gateway Role names its API-key Secret and no other', () => {
+  const role = desiredGatewayRole(
+    server((s) => (s.spec.auth = { apiKeys: { secretRef: { name: 'keys' } } })),
+  ) as any;
+  const secretRules = role.rules.filter((r: any) => r.resources.includes('secrets'));
+  assert.deepEqual(secretRules, [
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      resourceNames: ['keys'],
+      verbs: ['get', 'list', 'watch'],
+    },
+  ]);
+  const without = desiredGatewayRole(server()) as any;
+  assert.equal(without.rules.filter((r: any) => r.resources.includes('secrets')).length, 0);
+});
