@@ -92,7 +92,7 @@ test('a publisher without RBAC for events fails closed: the Event is dropped, th
     namespace: ns,
     body: { spec: { audiences: [] } },
   });
-  const weak = cp.kubeconfigFor({ token: token.status!.token }).makeApiClient(CoreV1Api);
+  const weak = cp.kubeconfigFor({ token: token.status?.token ?? '' }).makeApiClient(CoreV1Api);
   const clock = manualClock();
   const sink = createEventAggregator({
     publisher: createKubeEventPublisher({ core: weak, instance: 'gw-0' }),
