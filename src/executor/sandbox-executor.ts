@@ -18,7 +18,7 @@ import {
 } from './cgroups.ts';
 import { writeEtcFiles } from './etc-files.ts';
 import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
-import { classifyRun } from './protocol.ts';
+import { classifyRun, encodeCall } from './protocol.ts';
 import {
   DEFAULT_RUNTIME_PATHS,
   resolveRuntimeLayout,
@@ -179,6 +179,15 @@ export async function createSandboxExecutor(
     const started = clock.monotonicMs();
     const { tool } = request;
     const limits = tool.limits;
+    const envVars: Record<string, string> = {};
+    for (const variable of tool.env ?? []) envVars[variable.name] = variable.value;
+    const payload = { code: tool.code, args: request.arguments, env: envVars };
+    try {
+      encodeCall(tool.runtime, payload);
+    } catch (error) {
+      // e.g. a NUL character a bash call cannot carry: refused before any sandbox starts
+      return refusal(SandboxOutcome.Error, (error as Error).message, executorName);
+    }
     let sandbox: Sandbox | undefined = pool.take(tool.runtime, limits);
     const kind = sandbox ? 'warm' : 'cold';
     try {
@@ -194,16 +203,11 @@ export async function createSandboxExecutor(
         `${executorName}/${kind}`,
       );
     }
-    const envVars: Record<string, string> = {};
-    for (const variable of tool.env ?? []) envVars[variable.name] = variable.value;
-    const run = await sandbox.run(
-      { code: tool.code, args: request.arguments, env: envVars },
-      {
-        timeoutSeconds: tool.timeoutSeconds,
-        maxOutputBytes: limits.maxOutputBytes,
-        ...(signal ? { signal } : {}),
-      },
-    );
+    const run = await sandbox.run(payload, {
+      timeoutSeconds: tool.timeoutSeconds,
+      maxOutputBytes: limits.maxOutputBytes,
+      ...(signal ? { signal } : {}),
+    });
     if (run.exitCode === 255 && /\[[EF]\]/.test(run.jailLog) && run.resultBytes === 0) {
       logger.error(
         { callId: request.callId, jailLog: run.jailLog },

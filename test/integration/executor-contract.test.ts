@@ -265,3 +265,22 @@ describe('requests', () => {
     assert.ok(r.durationMs < 5000);
   });
 });
+
+describe('bash framing', () => {
+  test('a NUL character in a bash call is refused before any sandbox starts', async () => {
+    const r = await executor.execute(toolCall('bash', 'echo hi', { env: { BAD: 'a\0b' } }));
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /NUL/);
+    assert.equal(r.durationMs, 0);
+  });
+
+  test('python can copy files with metadata in the workspace (xattr reads allowed)', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'python',
+        'import shutil\ndef main(args):\n    open("/tmp/a", "w").write("x")\n    shutil.copy2("/tmp/a", "/tmp/b")\n    return open("/tmp/b").read()',
+      ),
+    );
+    assert.equal(text(r), 'x');
+  });
+});

@@ -121,9 +121,8 @@ describe('a running executor', () => {
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     running = await startExecutor(
       ['--token-file', tokenFile, '--max-concurrency', '1', '--warm-pool-size', '1'],
-      {
-        MCPWORKS_NSJAIL: nsjail,
-      },
+      // the token also in the environment: the sandbox must see neither
+      { MCPWORKS_NSJAIL: nsjail, MCPWORKS_EXECUTOR_TOKEN: TOKEN },
     );
     await waitReady(running.url);
   });
@@ -152,6 +151,29 @@ describe('a running executor', () => {
     const body = (await r.json()) as { outcome: string; content: Array<{ text: string }> };
     assert.equal(body.outcome, 'ok');
     assert.equal(body.content[0]?.text, 'hi\n');
+  });
+
+  test("a tool can read neither the executor's token file nor its environment", async () => {
+    const code = [
+      'import os, glob',
+      'def main(args):',
+      '    found = []',
+      '    for path in [args["file"]] + glob.glob("/proc/*/environ"):',
+      '        try:',
+      '            found.append(open(path, "rb").read().decode("latin-1"))',
+      '        except OSError:',
+      '            pass',
+      '    return {"env": dict(os.environ), "found": found}',
+    ].join('\n');
+    const r = await post(
+      running.url,
+      toolCall('python', code, { args: { file: join(workDir, 'token') } }),
+      TOKEN,
+    );
+    const text = await r.text();
+    assert.equal(r.status, 200);
+    assert.match(text, /"outcome":"ok"/);
+    assert.ok(!text.includes(TOKEN), 'the token leaked into the sandbox');
   });
 
   test('an invalid body is 400 with the reason', async () => {
