@@ -45,6 +45,8 @@ export interface ControlPlaneOptions {
   startTimeoutMs?: number;
   /** Where the binaries are; default `$MCPWORKS_CONTROLPLANE_BIN` or the build cache. */
   binDir?: string;
+  /** Service ClusterIP range (default 10.0.0.0/24, 254 Services); wider for benchmarks. */
+  serviceClusterIpRange?: string;
 }
 
 export interface ControlPlane {
@@ -148,7 +150,7 @@ async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<Con
     const server = `https://127.0.0.1:${port}`;
     const issuer = server;
     const apiserver = launch('kube-apiserver', [
-      ...apiserverArgs(dir, port, etcdUrl, issuer),
+      ...apiserverArgs(dir, port, etcdUrl, issuer, opts.serviceClusterIpRange),
       ...(opts.admissionPlugins?.length
         ? [`--enable-admission-plugins=${opts.admissionPlugins.join(',')}`]
         : []),
@@ -253,7 +255,13 @@ async function startEtcd(
   return client;
 }
 
-function apiserverArgs(dir: string, port: number, etcdUrl: string, issuer: string): string[] {
+function apiserverArgs(
+  dir: string,
+  port: number,
+  etcdUrl: string,
+  issuer: string,
+  serviceClusterIpRange = '10.0.0.0/24',
+): string[] {
   return [
     `--etcd-servers=${etcdUrl}`,
     `--cert-dir=${dir}`,
@@ -263,7 +271,7 @@ function apiserverArgs(dir: string, port: number, etcdUrl: string, issuer: strin
     `--secure-port=${port}`,
     '--bind-address=127.0.0.1',
     '--advertise-address=127.0.0.1',
-    '--service-cluster-ip-range=10.0.0.0/24',
+    `--service-cluster-ip-range=${serviceClusterIpRange}`,
     '--authorization-mode=RBAC',
     '--allow-privileged=true',
     // No kubelet mounts tokens here; the plugin would only reject Pods before the
