@@ -117,10 +117,8 @@ test('200 concurrent mixed calls from four agents: exactly one record each, with
   );
   for (const c of clients.values()) await c.close();
 
-  // Client side: denied calls are tool errors; allowed ones ran or were refused as overloaded.
   plan.forEach((p, i) => {
-    const result = results[i]!;
-    if (!p.allowed) assert.equal(result.isError, true, `call ${p.n} should be denied`);
+    assert.equal(results[i]!.isError, !p.allowed, `call ${p.n}`);
   });
 
   const records = (await waitForDecisions(serve, before + CALLS))
@@ -139,8 +137,9 @@ test('200 concurrent mixed calls from four agents: exactly one record each, with
     assert.equal(record.tool, p.tool);
     assert.equal(record.effect, p.allowed ? 'Allow' : 'Deny', `call ${p.n}`);
     if (p.allowed) {
-      assert.ok(['ok', 'overloaded'].includes(record.outcome), `call ${p.n}: ${record.outcome}`);
-      if (record.outcome === 'ok') ran += 1;
+      // serve queues bursts for a sandbox (bounded) instead of refusing them.
+      assert.equal(record.outcome, 'ok', `call ${p.n}`);
+      ran += 1;
     } else {
       assert.equal(record.outcome, 'denied');
     }

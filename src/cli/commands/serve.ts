@@ -23,6 +23,7 @@ import { createDecisionRecorder, pinoDecisionSink } from '../../gateway/decision
 import { createRouter, mcpPathFor } from '../../gateway/http.ts';
 import { createGatewayApp, type GatewayApp } from '../../gateway/server.ts';
 import { LOOPBACK_HOSTS } from '../../gateway/origin.ts';
+import { withQueue } from '../../gateway/queue.ts';
 import {
   buildSnapshots,
   createStaticSource,
@@ -220,22 +221,29 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
 
   // Fail closed: no sandbox, no server.
-  let executor: SandboxExecutor;
+  let sandbox: SandboxExecutor;
+  const maxConcurrency = Math.max(...manifests.servers.map((s) => s.spec.executor.maxConcurrency));
   try {
-    executor = await createSandboxExecutor({
+    sandbox = await createSandboxExecutor({
       nsjailPath: options.nsjail,
       warmPoolSize: Math.max(...manifests.servers.map((s) => s.spec.executor.warmPoolSize)),
-      maxConcurrency: Math.max(...manifests.servers.map((s) => s.spec.executor.maxConcurrency)),
+      maxConcurrency,
       executorName: `serve@${hostname()}`,
       logger: logger.child({ component: 'executor' }),
       clock: systemClock,
     });
-    await executor.probe();
+    await sandbox.probe();
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     io.stderr(`mcpworks serve: the sandbox is unavailable, refusing to run tool code: ${reason}\n`);
     return 1;
   }
+  // Bursts wait for a sandbox (bounded) instead of being refused at once.
+  const executor = withQueue(sandbox, {
+    maxConcurrent: maxConcurrency,
+    maxQueued: 256,
+    maxWaitMs: 30_000,
+  });
 
   const registry = new Registry();
   const metrics = createGatewayMetrics(registry);
