@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { isMcpworksError } from '../shared/errors.ts';
-import { formatPath, loadManifests, validateObject } from './manifests.ts';
+import { formatPath, loadManifests, MAX_MANIFEST_BYTES, validateObject } from './manifests.ts';
 
 const tool = (name: string, extra: Record<string, unknown> = {}) => ({
   name,
@@ -168,6 +168,22 @@ describe('loadManifests', () => {
     assert.match(await loadError([sub]), /broken\.yaml: .*not valid YAML/);
   });
 
+  test('rejects a __proto__ key instead of letting it become a prototype', async () => {
+    const sub = await fixture(
+      'proto.yaml',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  __proto__:\n    namespace: kube-system\n',
+    );
+    assert.match(
+      await loadError([sub]),
+      /proto\.yaml: ConfigMap default\/c: metadata: "__proto__" is not a valid field name/,
+    );
+  });
+
+  test('rejects a file above the size cap', async () => {
+    const sub = await fixture('big.yaml', `# ${'x'.repeat(MAX_MANIFEST_BYTES)}\n`);
+    assert.match(await loadError([sub]), /big\.yaml: \d+ bytes is more than/);
+  });
+
   test('rejects a path that does not exist', async () => {
     assert.match(await loadError([join(dir, 'missing.yaml')]), /missing\.yaml: ENOENT/);
   });
@@ -178,6 +194,17 @@ describe('validateObject', () => {
     const result = validateObject(server('demo', { tools: [tool('a'), tool('a')] }));
     assert.deepEqual(result.ok ? [] : result.errors, [
       'spec.tools[1]: Duplicate value: {"name":"a"}',
+    ]);
+  });
+
+  test('rejects a __proto__ key from JSON instead of inheriting its fields', () => {
+    const text = JSON.stringify(policy('p')).replace(
+      '"metadata":{',
+      '"metadata":{"__proto__":{"namespace":"kube-system"},',
+    );
+    const result = validateObject(JSON.parse(text));
+    assert.deepEqual(result.ok ? [] : result.errors, [
+      'metadata: "__proto__" is not a valid field name',
     ]);
   });
 

@@ -100,6 +100,9 @@ export function validateObject(obj: unknown): ValidationResult {
       ],
     };
   }
+  const proto = findProtoKey(obj, []);
+  if (proto !== undefined)
+    return { ok: false, errors: [`${proto}: "__proto__" is not a valid field name`] };
   const result = (entry.schema as z.ZodType<ManifestObject>).safeParse(pruneNulls(obj, []), {
     reportInput: true,
   });
@@ -191,6 +194,8 @@ export function describe(obj: unknown): string {
 /** Files `kubectl apply -k` reads but that hold no resources; skipped when walking directories. */
 const KUSTOMIZATION_FILES = new Set(['kustomization.yaml', 'kustomization.yml', 'Kustomization']);
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
+/** Far above anything the API server stores (etcd's object limit is 1.5 MiB), far below trouble. */
+export const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 
 /**
  * Loads files and directories (not recursive, as `kubectl apply -f dir`; files sorted by name;
@@ -308,6 +313,13 @@ async function expandPaths(paths: readonly string[], problems: string[]): Promis
 async function readDocuments(file: string, problems: string[]): Promise<unknown[]> {
   let text: string;
   try {
+    const size = (await stat(file)).size;
+    if (size > MAX_MANIFEST_BYTES) {
+      problems.push(
+        `${file}: ${size} bytes is more than the ${MAX_MANIFEST_BYTES} a manifest file may have`,
+      );
+      return [];
+    }
     text = await readFile(file, 'utf8');
   } catch (error) {
     problems.push(`${file}: ${errorMessage(error)}`);
@@ -325,6 +337,29 @@ async function readDocuments(file: string, problems: string[]): Promise<unknown[
     out.push(value);
   }
   return out;
+}
+
+/**
+ * Where a `__proto__` key sits, if anywhere. No Kubernetes field has that name, and copying such an
+ * object by assignment turns the key into the copy's prototype (inherited, unvalidated fields).
+ */
+function findProtoKey(value: unknown, path: PropertyKey[]): string | undefined {
+  if (path.length > 64 || typeof value !== 'object' || value === null) return undefined;
+  if (Array.isArray(value)) {
+    for (const [index, item] of value.entries()) {
+      const found = findProtoKey(item, [...path, index]);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(value, '__proto__') || Object.getPrototypeOf(value) !== Object.prototype) {
+    return formatPath(path);
+  }
+  for (const [key, child] of Object.entries(value)) {
+    const found = findProtoKey(child, [...path, key]);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 function errorMessage(error: unknown): string {
