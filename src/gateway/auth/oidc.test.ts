@@ -233,4 +233,69 @@ describe('OidcVerifier', () => {
     clock.advance(5_000);
     assert.ok((await v.verify(await mint(key, {}, clock.now()))).ok);
   });
+
+  describe('verified-token cache', () => {
+    function fastRefreshing(fetchJson: (url: string) => Promise<unknown>) {
+      const clock = manualClock(START);
+      const v = new OidcVerifier({
+        settings: settings(),
+        fetchJson,
+        clock,
+        logger: silentLogger(),
+        keysMaxAgeMs: 1_000,
+        refreshCooldownMs: 0,
+      });
+      return { v, clock };
+    }
+
+    test('a repeated token is not verified again', async () => {
+      const key = await newKey('k1');
+      const issuer = memoryIssuer([key]);
+      const { v, clock } = fastRefreshing(issuer.fetchJson);
+      const token = await mint(key);
+      assert.ok((await v.verify(token)).ok);
+      const fetches = issuer.state.fetches;
+      issuer.state.keys = []; // a full verification would now fail
+      clock.advance(1_500);
+      assert.ok((await v.verify(token)).ok);
+      assert.equal(issuer.state.fetches, fetches);
+    });
+
+    test('a cached token still expires', async () => {
+      const key = await newKey('k1');
+      const { v, clock } = verifier(memoryIssuer([key]).fetchJson);
+      const token = await mint(key); // exp = START + 300 s; skew 60 s
+      assert.ok((await v.verify(token)).ok);
+      clock.advance(360_001);
+      const result = await v.verify(token);
+      assert.ok(!result.ok);
+      assert.equal(result.reason, 'expired');
+    });
+
+    test('a new key set voids cached verifications', async () => {
+      const k1 = await newKey('k1');
+      const k2 = await newKey('k2');
+      const issuer = memoryIssuer([k1]);
+      const { v } = fastRefreshing(issuer.fetchJson);
+      const old = await mint(k1);
+      assert.ok((await v.verify(old)).ok);
+      issuer.state.keys = [k2]; // k1 withdrawn
+      assert.ok((await v.verify(await mint(k2))).ok); // unknown kid: the key set is reloaded
+      const result = await v.verify(old);
+      assert.ok(!result.ok);
+      assert.equal(result.reason, 'bad-signature');
+    });
+
+    test('each request gets its own principal object', async () => {
+      const key = await newKey('k1');
+      const { v } = verifier(memoryIssuer([key]).fetchJson);
+      const token = await mint(key, { groups: ['sre'] });
+      const first = await v.verify(token);
+      assert.ok(first.ok);
+      first.principal.groups.push('admin');
+      const second = await v.verify(token);
+      assert.ok(second.ok);
+      assert.deepEqual(second.principal.groups, ['sre']);
+    });
+  });
 });

@@ -4,6 +4,7 @@
 // kept for `keysMaxAgeMs`; a token signed by a key we do not know triggers one early refresh per
 // `refreshCooldownMs` (key rotation), never one per request. When the issuer is unreachable the
 // last good keys keep working; with none, requests fail closed with `verifier-unavailable`.
+import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
   errors as joseErrors,
@@ -21,6 +22,7 @@ import {
   type AuthFailure,
   type AuthFailureReason,
   type AuthResult,
+  type AuthSuccess,
   type CredentialVerifier,
 } from './types.ts';
 
@@ -58,6 +60,9 @@ export interface OidcVerifierOptions {
   logger: Logger;
   keysMaxAgeMs?: number;
   refreshCooldownMs?: number;
+  /** A token that verified is remembered (by SHA-256) this long, never past its exp; default 60 s. */
+  verifiedCacheTtlMs?: number;
+  verifiedCacheSize?: number;
 }
 
 const MAX_GROUPS = 256;
@@ -86,6 +91,7 @@ class IssuerKeys {
   #keys: KeySet | undefined;
   #lastAttempt = Number.NEGATIVE_INFINITY;
   #refreshing: Promise<void> | undefined;
+  #generation = 0;
 
   constructor(options: OidcVerifierOptions) {
     this.#settings = options.settings;
@@ -94,6 +100,11 @@ class IssuerKeys {
     this.#logger = options.logger;
     this.#maxAgeMs = options.keysMaxAgeMs ?? 10 * 60_000;
     this.#cooldownMs = options.refreshCooldownMs ?? 30_000;
+  }
+
+  /** Changes whenever a new key set is loaded: verifications cached before are void. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** A jose key resolver for one verification. */
@@ -141,6 +152,7 @@ class IssuerKeys {
       const jwks = await this.#fetchJson(this.#jwksUri);
       if (!isJwks(jwks)) throw new Error('JWKS document has no "keys" array');
       this.#keys = { getKey: createLocalJWKSet(jwks), fetchedAt: this.#clock.monotonicMs() };
+      this.#generation++;
       this.#logger.info(
         { issuer: this.#settings.issuer, keys: jwks.keys.length },
         'OIDC keys loaded',
@@ -178,16 +190,28 @@ function isJwks(value: unknown): value is JSONWebKeySet {
   );
 }
 
+interface VerifiedToken {
+  success: AuthSuccess;
+  /** Wall-clock ms after which the entry is void (exp plus skew, or the cache TTL). */
+  until: number;
+  keysGeneration: number;
+}
+
 export class OidcVerifier implements CredentialVerifier {
   readonly method = 'oidc' as const;
   readonly #settings: OidcSettings;
   readonly #clock: Clock;
   readonly #keys: IssuerKeys;
+  readonly #cacheTtlMs: number;
+  readonly #cacheSize: number;
+  readonly #verified = new Map<string, VerifiedToken>();
 
   constructor(options: OidcVerifierOptions) {
     this.#settings = options.settings;
     this.#clock = options.clock;
     this.#keys = new IssuerKeys(options);
+    this.#cacheTtlMs = options.verifiedCacheTtlMs ?? 60_000;
+    this.#cacheSize = options.verifiedCacheSize ?? 10_000;
   }
 
   get issuer(): string {
@@ -195,6 +219,32 @@ export class OidcVerifier implements CredentialVerifier {
   }
 
   async verify(token: string): Promise<AuthResult> {
+    // Agents send the same token on every request: a signature check per request would be most of
+    // the gateway's latency budget. Only successes are remembered, and only until exp.
+    const digest = createHash('sha256').update(token).digest('base64');
+    const now = this.#clock.now().getTime();
+    const hit = this.#verified.get(digest);
+    if (hit !== undefined) {
+      if (hit.until > now && hit.keysGeneration === this.#keys.generation) return copy(hit.success);
+      this.#verified.delete(digest);
+    }
+    const generation = this.#keys.generation;
+    const result = await this.#verifyFully(token);
+    if (result.ok && result.credential.expiresAt !== undefined) {
+      // Keys loaded during this verification count as the ones it used.
+      const keysGeneration = generation === 0 ? this.#keys.generation : generation;
+      const expiry = result.credential.expiresAt.getTime() + this.#settings.clockSkewSeconds * 1000;
+      const until = Math.min(now + this.#cacheTtlMs, expiry);
+      if (this.#verified.size >= this.#cacheSize) {
+        this.#verified.delete(this.#verified.keys().next().value as string);
+      }
+      if (until > now) this.#verified.set(digest, { success: result, until, keysGeneration });
+      return copy(result);
+    }
+    return result;
+  }
+
+  async #verifyFully(token: string): Promise<AuthResult> {
     const s = this.#settings;
     let payload: JWTPayload;
     try {
@@ -240,6 +290,15 @@ export class OidcVerifier implements CredentialVerifier {
   #fail(reason: AuthFailureReason): AuthFailure {
     return authFailure(reason, { method: this.method });
   }
+}
+
+/** Each request gets its own principal object: callers may annotate it. */
+function copy(success: AuthSuccess): AuthSuccess {
+  return {
+    ...success,
+    principal: { ...success.principal, groups: [...success.principal.groups] },
+    credential: { ...success.credential },
+  };
 }
 
 /** Missing → []; a string → [it]; an array of strings → it; anything else → undefined. */
