@@ -392,6 +392,14 @@ export const INVALID_CASES: InvalidCase[] = [
     rule: 'match-labels-keys',
   },
   {
+    name: 'matchLabels key whose name part has 64 characters',
+    object: policy(
+      set('spec.servers', { selector: { matchLabels: { [`example.com/${long(64)}`]: 'x' } } }),
+    ),
+    field: 'spec.servers.selector.matchLabels',
+    rule: 'match-labels-keys',
+  },
+  {
     name: 'selector with 65 labels',
     object: policy(
       set('spec.servers', {

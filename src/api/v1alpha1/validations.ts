@@ -105,7 +105,7 @@ export const LABEL_REQUIREMENT_RULES: readonly CrossFieldRule[] = [
 ];
 
 export const LABEL_KEY_PATTERN =
-  '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$';
+  '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$';
 const LABEL_KEY = new RegExp(LABEL_KEY_PATTERN);
 
 export const MATCH_LABELS_RULES: readonly CrossFieldRule[] = [
