@@ -64,6 +64,13 @@ test('the generator refuses a union it cannot express structurally', () => {
   assert.throws(() => structuralSchema(schema, 'x'), /unions other than integer-or-string/);
 });
 
+test('the generator refuses a map whose keys only zod would check', () => {
+  const schema = z.object({
+    m: z.record(z.string().regex(/^a/), z.string().max(3)).meta({ maxProperties: 2 }),
+  });
+  assert.throws(() => structuralSchema(schema, 'x'), /map keys cannot be constrained/);
+});
+
 test('integer-or-string unions become x-kubernetes-int-or-string', () => {
   const schema = z.object({ q: z.union([z.number().int(), z.string().max(8)]) });
   const properties = structuralSchema(schema, 'x').properties as Record<

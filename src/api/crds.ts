@@ -79,7 +79,17 @@ export function toStructural(node: JsonSchema, path: string): JsonSchema {
   if ('const' in node) node = { ...node, enum: [node.const] };
   const out: JsonSchema = {};
   for (const [key, value] of Object.entries(node)) {
-    if (key === '$schema' || key === 'const' || key === 'propertyNames') continue;
+    if (key === '$schema' || key === 'const') continue;
+    if (key === 'propertyNames') {
+      // A CRD cannot constrain map keys: a key schema would be enforced by zod only. Use a rule.
+      if (JSON.stringify(value) !== '{"type":"string"}') {
+        throw new CrdSchemaError(
+          path,
+          'map keys cannot be constrained in a CRD; check them with a rule',
+        );
+      }
+      continue;
+    }
     if (key === 'additionalProperties' && value === false) continue; // strict objects: the API server prunes or rejects
     if (key === 'additionalProperties' && isEmptySchema(value)) continue;
     if (!KEPT.has(key))
