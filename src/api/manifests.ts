@@ -16,8 +16,6 @@ import {
   ObjectMetaSchema,
 } from './v1alpha1/index.ts';
 
-const CORE_META = ObjectMetaSchema;
-
 const DATA_KEY = z
   .string()
   .max(253)
@@ -31,7 +29,7 @@ export const SecretManifestSchema = z
   .looseObject({
     apiVersion: z.literal('v1'),
     kind: z.literal('Secret'),
-    metadata: CORE_META,
+    metadata: ObjectMetaSchema,
     type: z.string().max(253).default('Opaque'),
     immutable: z.boolean().optional(),
     data: z.record(DATA_KEY, BASE64).optional(),
@@ -49,7 +47,7 @@ export type SecretManifest = z.infer<typeof SecretManifestSchema>;
 export const ConfigMapManifestSchema = z.looseObject({
   apiVersion: z.literal('v1'),
   kind: z.literal('ConfigMap'),
-  metadata: CORE_META,
+  metadata: ObjectMetaSchema,
   immutable: z.boolean().optional(),
   data: z.record(DATA_KEY, z.string()).default({}),
   binaryData: z.record(DATA_KEY, BASE64).optional(),
