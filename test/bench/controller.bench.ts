@@ -58,7 +58,8 @@ async function writesExcludingLeases(metricsUrl: string): Promise<number> {
 }
 
 export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
-  const cp = await startControlPlane();
+  // 2,000 Services need more than the default /24 of ClusterIPs.
+  const cp = await startControlPlane({ serviceClusterIpRange: '10.96.0.0/16' });
   const child = { proc: undefined as ReturnType<typeof spawn> | undefined };
   try {
     await installCrds(cp.kubeConfig);

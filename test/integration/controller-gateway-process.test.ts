@@ -1,0 +1,180 @@
+// `mcpworks gateway` as a child process, configured exactly as the controller deploys it: its
+// McpServer, policies and RBAC come from the cluster (created by the in-process controller), it
+// authenticates with the ServiceAccount token the pod would have, and an agent calls it with its
+// own ServiceAccount token through the official MCP SDK client.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { parseAllDocuments } from 'yaml';
+import { kubeconfigYaml, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { freePort } from '../harness/processes.ts';
+import { repoRoot } from '../harness/paths.ts';
+import { createController, type Controller } from '../../src/controller/manager.ts';
+import type { KubeClient } from '../../src/k8s/client.ts';
+import { Resources } from '../../src/k8s/resources.ts';
+import type { KubeObject } from '../../src/k8s/types.ts';
+import { silentLogger } from '../../src/shared/logger.ts';
+import { adminClient, installCrds, mcpServer, waitFor } from './controller-fixtures.ts';
+
+let cp: ControlPlane;
+let admin: KubeClient;
+let controller: Controller;
+let gateway: ChildProcess | undefined;
+
+before(async () => {
+  cp = await startControlPlane();
+  await installCrds(cp.kubeConfig);
+  admin = adminClient(cp.kubeConfig);
+  for (const doc of parseAllDocuments(
+    readFileSync(join(repoRoot, 'config', 'rbac', 'role.yaml'), 'utf8'),
+  )) {
+    const obj = doc.toJS() as KubeObject;
+    if (obj.metadata?.name === 'mcpworks-gateway') {
+      await admin.apply(
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRole',
+          plural: 'clusterroles',
+          namespaced: false,
+        },
+        obj,
+      );
+    }
+  }
+  controller = createController({ kubeConfig: cp.kubeConfig, logger: silentLogger() });
+  await controller.start();
+});
+
+after(async () => {
+  gateway?.kill('SIGKILL');
+  await controller?.stop();
+  await cp?.stop();
+});
+
+async function token(namespace: string, name: string, audiences?: string[]): Promise<string> {
+  const core = cp.kubeConfig.makeApiClient(CoreV1Api);
+  const res = await core.createNamespacedServiceAccountToken({
+    name,
+    namespace,
+    body: { spec: { expirationSeconds: 3600, ...(audiences ? { audiences } : {}) } },
+  });
+  return res.status?.token ?? '';
+}
+
+test('the gateway serves its McpServer from the cluster and follows a policy change', async () => {
+  const ns = await cp.newNamespace('gw-proc');
+  await admin.create(Resources.ServiceAccount, {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: 'agent', namespace: ns },
+  });
+  await admin.create(
+    Resources.McpServer,
+    mcpServer(ns, 'demo', { tools: [{ name: 'echo' }, { name: 'secret_tool' }] }),
+  );
+  await admin.create(Resources.AgentPolicy, {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'AgentPolicy',
+    metadata: { name: 'agent-echo', namespace: ns },
+    spec: {
+      servers: { names: ['demo'] },
+      rules: [
+        {
+          effect: 'Allow',
+          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+          tools: ['echo'],
+          reason: 'agent may echo',
+        },
+      ],
+    },
+  });
+  await waitFor('gateway RBAC', () =>
+    admin.get(Resources.ClusterRoleBinding, `mcpworks-gateway.${ns}.demo`),
+  );
+  await waitFor('gateway RoleBinding', () => admin.get(Resources.RoleBinding, 'demo-gateway', ns));
+
+  const dir = await mkdtemp(join(tmpdir(), 'mcpworks-gw-'));
+  const kubeconfigPath = join(dir, 'gateway.kubeconfig');
+  await writeFile(
+    kubeconfigPath,
+    kubeconfigYaml(cp.server, cp.caCertPem, { token: await token(ns, 'demo-gateway') }),
+    { mode: 0o600 },
+  );
+  const port = await freePort();
+  gateway = spawn(
+    process.execPath,
+    [
+      join(repoRoot, 'src', 'cli', 'main.ts'),
+      'gateway',
+      `--kubeconfig=${kubeconfigPath}`,
+      '--host=127.0.0.1',
+      `--port=${port}`,
+      `--public-url=http://127.0.0.1:${port}`,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: {
+        ...process.env,
+        MCPWORKS_SERVER_NAMESPACE: ns,
+        MCPWORKS_SERVER_NAME: 'demo',
+        MCPWORKS_EXECUTOR_URL: 'http://127.0.0.1:9',
+        MCPWORKS_EXECUTOR_TOKEN: 'test-executor-token',
+      },
+    },
+  );
+  const exited = once(gateway, 'exit');
+  await waitFor(
+    'gateway healthy',
+    async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok,
+    30_000,
+    200,
+  );
+
+  const agentToken = await token(ns, 'agent', ['mcpworks']);
+  const listTools = async () => {
+    const client = new Client({ name: 'test-agent', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${agentToken}` } },
+      }),
+    );
+    try {
+      return (await client.listTools()).tools.map((t) => t.name).sort();
+    } finally {
+      await client.close();
+    }
+  };
+  assert.deepEqual(await listTools(), ['echo']);
+
+  // A policy edit reaches the running gateway without a restart.
+  await admin.apply(Resources.AgentPolicy, {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'AgentPolicy',
+    metadata: { name: 'agent-echo', namespace: ns },
+    spec: {
+      servers: { names: ['demo'] },
+      rules: [
+        {
+          effect: 'Allow',
+          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+          tools: ['*'],
+          reason: 'agent may use every tool',
+        },
+      ],
+    },
+  });
+  await waitFor('policy change applied', async () => (await listTools()).length === 2, 10_000, 200);
+
+  gateway.kill('SIGTERM');
+  const [code] = await exited;
+  assert.equal(code, 0);
+  gateway = undefined;
+});
