@@ -5,7 +5,7 @@
  *   /.well-known/oauth-protected-resource<mcp path>  RFC 9728 metadata (public)
  *   /healthz, /readyz                                liveness / readiness (public)
  *   /metrics                                         Prometheus (public; only bounded labels,
- *                                                    no identities; see docs/adr/0006)
+ *                                                    no identities; see docs/adr/0011)
  *
  * Decision records cover the MCP paths; health, metrics, metadata and unknown paths are not
  * requests to an MCP server and are not recorded.

@@ -4,7 +4,7 @@
  * the request's context (principal, snapshot) reaches the handlers through the SDK's
  * `authInfo.extra`, never through shared mutable state.
  *
- * Error mapping (ADR docs/adr/0006-gateway-errors.md): a policy denial and every sandbox failure
+ * Error mapping (ADR docs/adr/0011-gateway-endpoint.md): a policy denial and every sandbox failure
  * are tool results with `isError: true` (the model can read them and adapt); protocol problems
  * (unknown tool, malformed params) are JSON-RPC errors; internal faults are JSON-RPC internal
  * errors with no details.
@@ -174,6 +174,22 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
         reason: 'ToolCallDenied',
         message: `${principal.name} was denied tool ${toolLabel}: ${decision.reason}`,
       });
+      if (decision.rule !== undefined) {
+        // The policy that said no hears about it too (kubectl describe agentpolicy ...).
+        deps.events?.observe({
+          regarding: {
+            apiVersion: snapshot.server.apiVersion,
+            kind: decision.rule.kind,
+            name: decision.rule.name,
+            ...(decision.rule.namespace === undefined
+              ? {}
+              : { namespace: decision.rule.namespace }),
+          },
+          type: 'Warning',
+          reason: 'ToolCallDenied',
+          message: `rule ${decision.rule.index} denied ${principal.name} tool ${toolLabel} on ${ctx.serverKey}`,
+        });
+      }
       return {
         content: [{ type: 'text', text: `denied by policy: ${decision.reason}` }],
         isError: true,

@@ -26,6 +26,7 @@ import {
   DEFAULT_SESSION_LIMITS,
   SessionTable,
   newSessionId,
+  principalKey,
   type SessionLimits,
 } from './sessions.ts';
 import type { GatewayConfigSource, GatewaySnapshot } from './source/types.ts';
@@ -313,7 +314,7 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
         onsessioninitialized: (id) => {
           sessions.add({
             id,
-            principalKey: '',
+            principalKey: principalKey(principal),
             transport,
             server: protocol,
             lastActiveMs: clock.monotonicMs(),
@@ -332,8 +333,8 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       await protocol.connect(transport);
       await transport.handleRequest(req, res, body);
       const id = transport.sessionId;
-      const session = id === undefined ? undefined : sessions.bind(id, principal);
-      if (session === undefined) await protocol.close();
+      // Initialization that failed (bad params, wrong Accept) leaves no session behind.
+      if (id === undefined || !sessions.has(id)) await protocol.close();
       else ctx.sessionId = id;
       return;
     }

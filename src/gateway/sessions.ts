@@ -76,15 +76,8 @@ export class SessionTable {
     this.#sessions.set(session.id, session);
   }
 
-  /**
-   * Binds a freshly initialized session to its principal. The transport registers the session
-   * (add) before the principal is known to this table; until bound, it matches nobody.
-   */
-  bind(id: string, principal: Principal): Session | undefined {
-    const session = this.#sessions.get(id);
-    if (session === undefined) return undefined;
-    session.principalKey = principalKey(principal);
-    return session;
+  has(id: string): boolean {
+    return this.#sessions.has(id);
   }
 
   /** Forgets the session (called from the transport's onsessionclosed / onclose too). */
