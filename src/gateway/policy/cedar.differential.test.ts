@@ -18,10 +18,11 @@ test(`our engine and cedar-wasm agree on ${SETS * REQUESTS_PER_SET} random reque
     fc.property(
       policySetArb,
       fc.array(requestArb, { minLength: REQUESTS_PER_SET, maxLength: REQUESTS_PER_SET }),
-      (set, requests) => {
+      fc.boolean(),
+      (set, requests, scoped) => {
         const { set: compiled, errors } = compilePolicySet(set);
         assert.deepEqual(errors, []);
-        const policies = { staticPolicies: toCedar(set) };
+        const policies = { staticPolicies: toCedar(set, { scoped }) };
         const parsed = cedar.preparsePolicySet('differential', policies);
         if (parsed.type !== 'success')
           assert.fail(`cedar rejected the translation: ${JSON.stringify(parsed.errors)}`);

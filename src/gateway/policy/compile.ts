@@ -38,7 +38,8 @@ export interface CompiledRule {
   subjectKeys: SubjectKey[];
   allTools: boolean;
   exactTools: string[];
-  patterns: GlobMatcher[];
+  /** Glob patterns (not `*`, not literal), with their source so the index can share one test per pattern. */
+  patterns: { source: string; matches: GlobMatcher }[];
   conditions: CompiledCondition[];
   /** Deny rules only: why the conditions were dropped (they could not be compiled), making the rule unconditional. */
   brokenConditions?: string;
@@ -239,7 +240,7 @@ function compileRule(raw: unknown, index: number, facts: PolicyFacts, fail: Fail
 
   let allTools = false;
   const exactTools = new Set<string>();
-  const patterns: GlobMatcher[] = [];
+  const patterns: { source: string; matches: GlobMatcher }[] = [];
   const rawTools = rule?.['tools'];
   if (!Array.isArray(rawTools) || rawTools.length === 0) {
     fail(`${at}.tools`, 'must be a non-empty list');
@@ -257,7 +258,9 @@ function compileRule(raw: unknown, index: number, facts: PolicyFacts, fail: Fail
       else if (isLiteralGlob(pattern.data)) exactTools.add(pattern.data);
       else {
         try {
-          patterns.push(compileGlob(pattern.data));
+          if (!patterns.some((p) => p.source === pattern.data)) {
+            patterns.push({ source: pattern.data, matches: compileGlob(pattern.data) });
+          }
         } catch (error) {
           fail(path, error instanceof GlobError ? error.message : String(error));
           allTools = true;

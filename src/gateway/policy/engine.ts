@@ -6,6 +6,7 @@ import {
   type SubjectKey,
 } from './compile.ts';
 import { prepareArguments, type PreparedArguments } from './conditions.ts';
+import type { GlobMatcher } from './glob.ts';
 import type {
   AuditFinding,
   Decision,
@@ -44,10 +45,18 @@ export interface PolicySetInput {
 
 interface Bucket {
   exact: Map<string, CompiledRule[]>;
-  /** Rules with `*` or a glob among their tools. */
-  wildcard: CompiledRule[];
+  /** Rules with `*` among their tools. */
+  allTools: CompiledRule[];
+  /** One entry per distinct glob: the pattern is tested once, whatever the number of rules using it. */
+  patterns: { source: string; matches: GlobMatcher; rules: CompiledRule[] }[];
   hasAllow: boolean;
+  /** Per tool name: exact, `*` and matching-glob rules merged in canonical order (bounded; see MAX_RESOLVED_TOOLS). */
+  resolved: Map<string, CompiledRule[]>;
 }
+
+/** Tool names are chosen by callers; past this many per bucket, lists are merged per request instead of cached. */
+const MAX_RESOLVED_TOOLS = 1024;
+const NO_RULES: CompiledRule[] = [];
 
 interface RuleIndex {
   buckets: Map<SubjectKey, Bucket>;
@@ -223,7 +232,9 @@ function listDecision(
     if (bucket === undefined || !bucket.hasAllow) continue;
     for (const rules of bucket.exact.values())
       for (const rule of rules) if (rule.effect === 'Allow') policies.add(rule.policy);
-    for (const rule of bucket.wildcard) if (rule.effect === 'Allow') policies.add(rule.policy);
+    for (const rule of bucket.allTools) if (rule.effect === 'Allow') policies.add(rule.policy);
+    for (const pattern of bucket.patterns)
+      for (const rule of pattern.rules) if (rule.effect === 'Allow') policies.add(rule.policy);
   }
   if (policies.size === 0) {
     return denied(
@@ -333,48 +344,76 @@ function auditFindings(candidates: CompiledRule[], lazy: Lazy, decision: Decisio
   return findings;
 }
 
-/** Rules of the index that could apply to these subject keys and this tool, in canonical order. */
+/**
+ * Rules of the index that could apply to these subject keys and this tool, in canonical order,
+ * without duplicates. The result may be shared with the index: never mutate it.
+ */
 function collect(index: RuleIndex, keys: SubjectKey[], tool: string): CompiledRule[] {
-  if (index.size === 0) return [];
-  let out: CompiledRule[] | undefined;
-  let sources = 0;
+  if (index.size === 0) return NO_RULES;
+  let first: CompiledRule[] | undefined;
+  let more: CompiledRule[][] | undefined;
   for (const key of keys) {
     const bucket = index.buckets.get(key);
     if (bucket === undefined) continue;
-    const exact = bucket.exact.get(tool);
-    if (exact !== undefined) {
-      out = out === undefined ? exact.slice() : (out.push(...exact), out);
-      sources++;
-    }
-    let found = false;
-    for (const rule of bucket.wildcard) {
-      if (rule.allTools || rule.patterns.some((matches) => matches(tool))) {
-        (out ??= []).push(rule);
-        found = true;
-      }
-    }
-    if (found) sources++;
+    const rules = bucketRules(bucket, tool);
+    if (rules.length === 0) continue;
+    if (first === undefined) first = rules;
+    else (more ??= [first]).push(rules);
   }
-  if (out === undefined) return [];
-  if (sources > 1) {
-    out.sort((a, b) => a.rank - b.rank);
-    let w = 0;
-    for (let r = 0; r < out.length; r++) {
-      if (w === 0 || (out[w - 1] as CompiledRule).rank !== (out[r] as CompiledRule).rank)
-        out[w++] = out[r] as CompiledRule;
-    }
-    out.length = w;
-  }
-  return out;
+  if (more !== undefined) return mergeByRank(more);
+  return first ?? NO_RULES;
 }
 
-function policyIds(candidates: CompiledRule[], auditCandidates: CompiledRule[]): string[] {
-  const ids: string[] = [];
-  for (const list of [candidates, auditCandidates]) {
-    for (const rule of list)
-      if (ids.at(-1) !== rule.policy && !ids.includes(rule.policy)) ids.push(rule.policy);
+function bucketRules(bucket: Bucket, tool: string): CompiledRule[] {
+  const cached = bucket.resolved.get(tool);
+  if (cached !== undefined) return cached;
+  const lists: CompiledRule[][] = [];
+  const exact = bucket.exact.get(tool);
+  if (exact !== undefined) lists.push(exact);
+  if (bucket.allTools.length > 0) lists.push(bucket.allTools);
+  for (const pattern of bucket.patterns) if (pattern.matches(tool)) lists.push(pattern.rules);
+  const rules =
+    lists.length === 0
+      ? NO_RULES
+      : lists.length === 1
+        ? (lists[0] as CompiledRule[])
+        : mergeByRank(lists);
+  if (bucket.resolved.size < MAX_RESOLVED_TOOLS) bucket.resolved.set(tool, rules);
+  return rules;
+}
+
+/** Merges lists already in rank order into one, dropping a rule reached through two lists. */
+function mergeByRank(lists: CompiledRule[][]): CompiledRule[] {
+  const out: CompiledRule[] = [];
+  const at = new Array<number>(lists.length).fill(0);
+  let lastRank = -1;
+  for (;;) {
+    let best = -1;
+    let bestRank = Infinity;
+    for (let i = 0; i < lists.length; i++) {
+      const rule = (lists[i] as CompiledRule[])[at[i] as number];
+      if (rule !== undefined && rule.rank < bestRank) {
+        best = i;
+        bestRank = rule.rank;
+      }
+    }
+    if (best === -1) return out;
+    const rule = (lists[best] as CompiledRule[])[at[best] as number] as CompiledRule;
+    at[best] = (at[best] as number) + 1;
+    if (rule.rank !== lastRank) out.push(rule);
+    lastRank = rule.rank;
   }
-  return auditCandidates.length === 0 ? ids : ids.sort(compareStrings);
+}
+
+/** Policy ids of the candidates, sorted: ranks follow policy ids, so a run of equal ids is one policy. */
+function policyIds(candidates: CompiledRule[], auditCandidates: CompiledRule[]): string[] {
+  const list =
+    auditCandidates.length === 0
+      ? candidates
+      : [...candidates, ...auditCandidates].sort((a, b) => a.rank - b.rank);
+  const ids: string[] = [];
+  for (const rule of list) if (ids.at(-1) !== rule.policy) ids.push(rule.policy);
+  return ids;
 }
 
 /** Subject keys a principal is looked up under; see subjectKeysOf in compile.ts. */
@@ -479,17 +518,29 @@ function addRule(index: RuleIndex, rule: CompiledRule): void {
   for (const key of rule.subjectKeys) {
     let bucket = index.buckets.get(key);
     if (bucket === undefined) {
-      bucket = { exact: new Map(), wildcard: [], hasAllow: false };
+      bucket = {
+        exact: new Map(),
+        allTools: [],
+        patterns: [],
+        hasAllow: false,
+        resolved: new Map(),
+      };
       index.buckets.set(key, bucket);
     }
     if (rule.effect === 'Allow') bucket.hasAllow = true;
-    if (rule.allTools || rule.patterns.length > 0) bucket.wildcard.push(rule);
-    if (!rule.allTools) {
-      for (const tool of rule.exactTools) {
-        const list = bucket.exact.get(tool);
-        if (list === undefined) bucket.exact.set(tool, [rule]);
-        else list.push(rule);
-      }
+    if (rule.allTools) {
+      bucket.allTools.push(rule);
+      continue;
+    }
+    for (const tool of rule.exactTools) {
+      const list = bucket.exact.get(tool);
+      if (list === undefined) bucket.exact.set(tool, [rule]);
+      else list.push(rule);
+    }
+    for (const { source, matches } of rule.patterns) {
+      const group = bucket.patterns.find((p) => p.source === source);
+      if (group === undefined) bucket.patterns.push({ source, matches, rules: [rule] });
+      else group.rules.push(rule);
     }
   }
 }

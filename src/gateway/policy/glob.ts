@@ -31,11 +31,27 @@ export function compileGlob(pattern: string): GlobMatcher {
   if (pattern === '*') return () => true;
   if (isLiteralGlob(pattern)) return (name) => name === pattern;
   const alternatives = expandBraces(pattern).map(tokenize);
+  const only = alternatives.length === 1 ? (alternatives[0] as Token[]) : undefined;
+  const fast = only === undefined ? undefined : fastPath(only);
+  if (fast !== undefined) return fast;
   if (alternatives.length === 1) {
     const only = alternatives[0] as Token[];
     return (name) => matchTokens(only, name);
   }
   return (name) => alternatives.some((tokens) => matchTokens(tokens, name));
+}
+
+/** `abc*`, `*abc`, `*abc*`: plain string tests instead of the general matcher. */
+function fastPath(tokens: Token[]): GlobMatcher | undefined {
+  const first = tokens[0]?.t === 'star';
+  const last = tokens.length > 1 && tokens.at(-1)?.t === 'star';
+  const middle = tokens.slice(first ? 1 : 0, last ? -1 : undefined);
+  if (middle.length === 0 || !middle.every((t) => t.t === 'lit')) return undefined;
+  const text = middle.map((t) => (t as { c: string }).c).join('');
+  if (first && last) return (name) => name.includes(text);
+  if (first) return (name) => name.endsWith(text);
+  if (last) return (name) => name.startsWith(text);
+  return undefined;
 }
 
 function expandBraces(pattern: string): string[] {

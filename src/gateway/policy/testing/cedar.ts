@@ -10,18 +10,31 @@ import type {
 import type { LabelSelector } from '../../../api/v1alpha1/common.ts';
 import type { PolicyRequest } from '../types.ts';
 
-export function toCedar(set: {
-  agentPolicies: AgentPolicy[];
-  clusterPolicies: ClusterAgentPolicy[];
-}): Record<string, string> {
+/**
+ * `scoped` writes one Cedar policy per subject with the principal constraint in the policy scope
+ * (`principal == Agent::"a"`, `principal in Group::"g"`, `principal is ServiceAccount`), the
+ * idiomatic Cedar form; otherwise one policy per rule with every constraint in `when`.
+ */
+export function toCedar(
+  set: { agentPolicies: AgentPolicy[]; clusterPolicies: ClusterAgentPolicy[] },
+  options: { scoped?: boolean } = {},
+): Record<string, string> {
   const out: Record<string, string> = {};
   let n = 0;
   const emit = (rule: PolicyRule, selection: string, namespace: string | undefined) => {
     const head = rule.effect === 'Allow' ? 'permit' : 'forbid';
-    const subjects = or(rule.subjects.map((subject) => cedarSubject(subject, namespace)));
     const tools = or(rule.tools.map(cedarTool));
-    out[`p${n++}`] =
-      `${head} (principal, action == Action::"call", resource) when { ${subjects} && ${tools} && ${selection} };`;
+    if (options.scoped !== true) {
+      const subjects = or(rule.subjects.map((subject) => cedarSubject(subject, namespace)));
+      out[`p${n++}`] =
+        `${head} (principal, action == Action::"call", resource) when { ${subjects} && ${tools} && ${selection} };`;
+      return;
+    }
+    for (const subject of rule.subjects) {
+      const { scope, when } = scopedSubject(subject, namespace);
+      out[`p${n++}`] =
+        `${head} (${scope}, action == Action::"call", resource) when { ${when} && ${tools} && ${selection} };`;
+    }
   };
   for (const policy of set.agentPolicies) {
     if (policy.spec.auditOnly) continue;
@@ -96,6 +109,32 @@ function cedarSubject(subject: PolicySubject, namespace: string | undefined): st
     }
     case 'Anonymous':
       return 'principal is Anonymous';
+  }
+}
+
+function scopedSubject(
+  subject: PolicySubject,
+  namespace: string | undefined,
+): { scope: string; when: string } {
+  const name = subject.name ?? '*';
+  switch (subject.kind) {
+    case 'Agent':
+      return {
+        scope: name === '*' ? 'principal is Agent' : `principal == Agent::${str(name)}`,
+        when: 'true',
+      };
+    case 'Group':
+      return name === '*'
+        ? { scope: 'principal', when: cedarSubject(subject, namespace) }
+        : { scope: `principal in Group::${str(name)}`, when: 'true' };
+    case 'ServiceAccount': {
+      const ns = subject.namespace ?? namespace;
+      if (ns !== undefined && name !== '*')
+        return { scope: `principal == ServiceAccount::${str(`${ns}:${name}`)}`, when: 'true' };
+      return { scope: 'principal is ServiceAccount', when: cedarSubject(subject, namespace) };
+    }
+    case 'Anonymous':
+      return { scope: 'principal is Anonymous', when: 'true' };
   }
 }
 
