@@ -71,6 +71,20 @@ test('the generator refuses a map whose keys only zod would check', () => {
   assert.throws(() => structuralSchema(schema, 'x'), /map keys cannot be constrained/);
 });
 
+test('the generator refuses a refinement only zod would enforce', () => {
+  const schema = z.object({
+    even: z
+      .number()
+      .int()
+      .max(10)
+      .refine((n) => n % 2 === 0),
+  });
+  assert.throws(
+    () => structuralSchema(schema, 'x'),
+    /x\.even: a zod refinement without a CRD counterpart/,
+  );
+});
+
 test('integer-or-string unions become x-kubernetes-int-or-string', () => {
   const schema = z.object({ q: z.union([z.number().int(), z.string().max(8)]) });
   const properties = structuralSchema(schema, 'x').properties as Record<

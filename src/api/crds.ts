@@ -14,6 +14,7 @@ import {
   DNS_LABEL_PATTERN,
   DNS_SUBDOMAIN_PATTERN,
   GROUP,
+  isAccountedCheck,
   MCPSERVER_NAME_MAX,
   McpServerSpecSchema,
   McpServerStatusSchema,
@@ -64,6 +65,7 @@ export class CrdSchemaError extends Error {
 
 /** zod → structural OpenAPI v3 for one object schema (spec or status). */
 export function structuralSchema(schema: z.ZodType, path: string): JsonSchema {
+  assertRefinementsAccounted(schema, path, new WeakSet());
   const json = z.toJSONSchema(schema, {
     io: 'input',
     unrepresentable: 'throw',
@@ -115,6 +117,55 @@ export function toStructural(node: JsonSchema, path: string): JsonSchema {
   }
   assertBounded(out, path, preserve);
   return out;
+}
+
+interface ZodDefNode {
+  _zod: {
+    def: Record<string, unknown> & {
+      type: string;
+      checks?: Array<{ _zod: { def: { check: string } } }>;
+    };
+  };
+}
+
+/**
+ * z.toJSONSchema silently drops refinements. Each one must be accounted for (`accountFor` in
+ * rules.ts: it has a CRD counterpart, or is the documented controller-only check), else the API
+ * server would accept what zod rejects.
+ */
+function assertRefinementsAccounted(schema: unknown, path: string, seen: WeakSet<object>): void {
+  if (typeof schema !== 'object' || schema === null || seen.has(schema)) return;
+  seen.add(schema);
+  const def = (schema as ZodDefNode)._zod.def;
+  for (const check of def.checks ?? []) {
+    if (check._zod.def.check === 'custom' && !isAccountedCheck(check)) {
+      throw new CrdSchemaError(path, 'a zod refinement without a CRD counterpart (see accountFor)');
+    }
+  }
+  const child = (value: unknown, suffix: string) =>
+    assertRefinementsAccounted(value, `${path}${suffix}`, seen);
+  switch (def.type) {
+    case 'object':
+      for (const [name, value] of Object.entries(def.shape as Record<string, unknown>))
+        child(value, `.${name}`);
+      break;
+    case 'array':
+      child(def.element, '[*]');
+      break;
+    case 'record':
+      child(def.keyType, '{key}');
+      child(def.valueType, '[*]');
+      break;
+    case 'union':
+      for (const option of def.options as unknown[]) child(option, '');
+      break;
+    case 'pipe':
+      child(def.in, '');
+      child(def.out, '');
+      break;
+    default:
+      if ('innerType' in def) child(def.innerType, '');
+  }
 }
 
 /** `z.union([z.number().int(), z.string()])` → Kubernetes' int-or-string (e.g. quantities). */

@@ -7,7 +7,7 @@ import {
   ObjectMetaSchema,
 } from './common.ts';
 import { checkConditionSyntax } from './conditions.ts';
-import { text, withRules } from './rules.ts';
+import { accountFor, text, withRules } from './rules.ts';
 import { SERVER_SELECTOR_RULES, SUBJECT_RULES } from './validations.ts';
 
 export const SUBJECT_KINDS = ['Agent', 'Group', 'ServiceAccount', 'Anonymous'] as const;
@@ -49,12 +49,14 @@ export const ToolPatternSchema = z.string().min(1).max(128).regex(new RegExp(TOO
 
 /**
  * A CEL expression over `args`, `tool` and `subject`. Only the controller can check that it
- * compiles (see CONTROLLER_ONLY_RULES): the API server checks its bounds.
+ * compiles (the one entry of CONTROLLER_ONLY_RULES): the API server checks its bounds.
  */
-export const ConditionExpressionSchema = text(2048, 1).superRefine((expression, ctx) => {
-  const problem = checkConditionSyntax(expression);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-});
+export const ConditionExpressionSchema = accountFor(
+  text(2048, 1).superRefine((expression, ctx) => {
+    const problem = checkConditionSyntax(expression);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+);
 
 export const PolicyRuleSchema = z.strictObject({
   effect: EffectSchema.describe(

@@ -1,6 +1,25 @@
 import { z } from 'zod';
 
 /**
+ * zod refinements that have a CRD counterpart (or are documented as controller-only). The CRD
+ * generator refuses any other refinement: a check only zod makes would let the API server accept
+ * what `mcpworks serve` and the controller reject.
+ */
+const accountedChecks = new WeakSet<object>();
+
+/** Records the refinement just added to `schema` as accounted for; returns the schema. */
+export function accountFor<S extends z.ZodType>(schema: S): S {
+  const checks = (schema as unknown as { _zod: { def: { checks?: object[] } } })._zod.def.checks;
+  const last = checks?.at(-1);
+  if (last !== undefined) accountedChecks.add(last);
+  return schema;
+}
+
+export function isAccountedCheck(check: object): boolean {
+  return accountedChecks.has(check);
+}
+
+/**
  * A cross-field rule, written once: `rule` is the CEL the API server evaluates (as an
  * `x-kubernetes-validations` entry on the node, `self` being that node) and `check` is the same
  * rule in TypeScript for zod. Both see the value after defaulting. `check` must not throw on
@@ -44,8 +63,8 @@ export function fieldPathSegments(fieldPath: string | undefined): string[] {
 
 /** Attaches rules to a schema: zod enforces `check`, the CRD generator emits `rule`. */
 export function withRules<S extends z.ZodType>(schema: S, rules: readonly CrossFieldRule[]): S {
-  return schema
-    .superRefine((value, ctx) => {
+  const checked = accountFor(
+    schema.superRefine((value, ctx) => {
       for (const rule of rules) {
         if (!rule.check(value)) {
           ctx.addIssue({
@@ -55,8 +74,9 @@ export function withRules<S extends z.ZodType>(schema: S, rules: readonly CrossF
           });
         }
       }
-    })
-    .meta({ 'x-kubernetes-validations': rules.map(toKubeValidation) });
+    }),
+  );
+  return checked.meta({ 'x-kubernetes-validations': rules.map(toKubeValidation) });
 }
 
 /**
@@ -70,8 +90,8 @@ export function keyedList<S extends z.ZodType>(
 ) {
   let list = z.array(item).max(bounds.max);
   if (bounds.min !== undefined) list = list.min(bounds.min);
-  return list
-    .superRefine((items, ctx) => {
+  const checked = accountFor(
+    list.superRefine((items, ctx) => {
       const seen = new Set<unknown>();
       items.forEach((entry, index) => {
         const value = isRecord(entry) ? entry[key] : undefined;
@@ -85,8 +105,9 @@ export function keyedList<S extends z.ZodType>(
         }
         seen.add(value);
       });
-    })
-    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': [key] });
+    }),
+  );
+  return checked.meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': [key] });
 }
 
 /**
@@ -94,13 +115,14 @@ export function keyedList<S extends z.ZodType>(
  * the same bound in zod.
  */
 export function boundedMap<S extends z.ZodType>(map: S, max: number): S {
-  return map
-    .superRefine((value, ctx) => {
+  const checked = accountFor(
+    map.superRefine((value, ctx) => {
       if (isRecord(value) && Object.keys(value).length > max) {
         ctx.addIssue({ code: 'custom', message: `Too many: must have at most ${max} entries` });
       }
-    })
-    .meta({ maxProperties: max });
+    }),
+  );
+  return checked.meta({ maxProperties: max });
 }
 
 /**
@@ -111,10 +133,9 @@ export function boundedMap<S extends z.ZodType>(map: S, max: number): S {
 export function text(max: number, min = 0) {
   let schema = z.string();
   if (min > 0) schema = schema.min(min);
-  return schema
-    .superRefine((value, ctx) => {
-      const length = [...value].length;
-      if (length > max) {
+  const checked = accountFor(
+    schema.superRefine((value, ctx) => {
+      if ([...value].length > max) {
         ctx.addIssue({
           code: 'too_big',
           origin: 'string',
@@ -124,8 +145,9 @@ export function text(max: number, min = 0) {
           message: `Too long: may not be longer than ${max} characters`,
         });
       }
-    })
-    .meta({ maxLength: max });
+    }),
+  );
+  return checked.meta({ maxLength: max });
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
