@@ -121,7 +121,7 @@ export async function spawnSandbox(
     seccompPolicyPath: env.seccompPolicyPath,
     cgroup: cgroup.placement,
     env: BASE_ENV,
-    passFds: runtime === 'bash' ? [] : [RESULT_FD],
+    passFds: [RESULT_FD],
     logFd: JAIL_LOG_FD,
     hostname: 'sandbox',
   });
@@ -129,7 +129,7 @@ export async function spawnSandbox(
   let child: ChildProcess;
   try {
     child = spawn(env.nsjailPath, args, {
-      stdio: ['pipe', 'pipe', 'pipe', runtime === 'bash' ? 'ignore' : 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
       env: {},
       detached: false,
     });
@@ -155,6 +155,19 @@ export async function spawnSandbox(
   // python/node end their one JSON frame with a newline (JSON text has none inside): the call is
   // complete then, and the sandbox is killed without waiting for the interpreter and the
   // namespaces to wind down (nsjail keeps its own copy of the channel open until it exits).
+  // bash reports its script's exit status on fd 3 ("<status>\n") after closing its own stdout.
+  let statusText = '';
+  let markStatus: (status: number) => void = () => undefined;
+  const statusReported = new Promise<number>((resolve) => {
+    markStatus = resolve;
+  });
+  if (runtime === 'bash') {
+    (child.stdio[RESULT_FD] as Readable | null)?.on('data', (chunk: Buffer) => {
+      statusText += chunk.toString('latin1');
+      const match = /^(\d{1,3})\n/.exec(statusText);
+      if (match) markStatus(Number(match[1]));
+    });
+  }
   let markFrameEnd: () => void = () => undefined;
   const frameEnded = new Promise<void>((resolve) => {
     markFrameEnd = resolve;
@@ -267,16 +280,22 @@ export async function spawnSandbox(
       } catch {
         // reported through the exit status
       }
+      let reportedStatus = 0;
       const early =
         runtime === 'bash'
-          ? undefined
+          ? statusReported.then(async (status) => {
+              reportedStatus = status;
+              // The script has exited, so all it wrote is already in the stdout pipe (written
+              // before the status): one more poll phase reads it. EOF never comes early, since
+              // nsjail itself holds a copy of the pipe until the sandbox is gone.
+              await new Promise((resolve) => setImmediate(resolve));
+              await new Promise((resolve) => setImmediate(resolve));
+              return 'frame' as const;
+            })
           : frameEnded.then(() =>
               completeFrame(resultChunks, outputExceeded) ? ('frame' as const) : undefined,
             );
-      const first = await Promise.race([
-        closed.then(() => 'exit' as const),
-        ...(early ? [early] : []),
-      ]);
+      const first = await Promise.race([closed.then(() => 'exit' as const), early]);
       let code: number | null;
       let usage: CgroupUsage = {
         memoryLimitHit: false,
@@ -288,7 +307,7 @@ export async function spawnSandbox(
         // Complete answer: destroy the sandbox (and anything it left running) in the background.
         clearTimeout(timer);
         kill();
-        code = 0;
+        code = runtime === 'bash' ? reportedStatus : 0;
         // The counters still tell whether a limit shaped the answer (a fork bomb's error frame).
         try {
           usage = await cgroup.usage();
