@@ -142,7 +142,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
     const principal = ctx.principal!;
     const toolName = request.params.name;
     const args = request.params.arguments ?? {};
-    ctx.tool = toolName;
+    ctx.tool = toolName.slice(0, 256); // the log never holds more of a caller-chosen name
     ctx.arguments = args;
     const declared = new Set(snapshot.tools.map((t) => t.name));
     const toolLabel = deps.metrics.toolLabel(toolName, declared);
