@@ -8,11 +8,12 @@ import type { Logger } from '../shared/logger.ts';
 import { createKubeClient, type KubeClient } from '../k8s/client.ts';
 import type { KubeConnection } from '../k8s/kubeconfig.ts';
 import { createEventRecorder } from '../k8s/events.ts';
-import { createInformer, type Informer } from '../k8s/informer.ts';
+import { createInformer, type Informer, type InformerOptions } from '../k8s/informer.ts';
 import { createLeaderElector, type LeaderElector } from '../k8s/leader-election.ts';
 import { Resources, type ResourceType } from '../k8s/resources.ts';
 import { objectKey, type KubeObject } from '../k8s/types.ts';
 import { DEFAULT_WORKLOAD_OPTIONS, type WorkloadOptions } from './desired-workloads.ts';
+import { childShapes, prune } from './cache-shape.ts';
 import { createControllerMetrics, type ControllerMetrics } from './metrics.ts';
 import { Labels, MANAGED_BY_SELECTOR } from './names.ts';
 import { createPolicyReconciler, policyQueueKey } from './policy-reconciler.ts';
@@ -84,25 +85,37 @@ export function createController(options: ControllerOptions): Controller {
   const events = createEventRecorder({ client, clock, logger, component: 'mcpworks-controller' });
   const concurrency = options.concurrency ?? 16;
   const informerOptions = { logger, maxBackoffMs: 10_000 };
-  const owned = { ...informerOptions, labelSelector: MANAGED_BY_SELECTOR };
-  const informer = (
-    type: ResourceType,
-    opts: typeof informerOptions & { labelSelector?: string },
-  ) => createInformer<KubeObject>(client, type, opts);
+  const informer = (type: ResourceType, opts: InformerOptions) =>
+    createInformer<KubeObject>(client, type, opts);
+  // Children: only ours (label), and only the fields we compare (cache-shape.ts).
+  const shapes = childShapes();
+  const owned = (type: ResourceType) => {
+    const shape = shapes.get(type.kind);
+    if (!shape) throw new Error(`no cache shape for ${type.kind}`);
+    return informer(type, {
+      ...informerOptions,
+      labelSelector: MANAGED_BY_SELECTOR,
+      transform: (obj) => ({
+        apiVersion: obj.apiVersion,
+        kind: obj.kind,
+        ...(prune(obj, shape) as KubeObject),
+      }),
+    });
+  };
 
   const caches: ServerCaches = {
     servers: informer(Resources.McpServer, informerOptions),
     namespaces: informer(Resources.Namespace, informerOptions),
     agentPolicies: informer(Resources.AgentPolicy, informerOptions),
     clusterPolicies: informer(Resources.ClusterAgentPolicy, informerOptions),
-    deployments: informer(Resources.Deployment, owned),
-    services: informer(Resources.Service, owned),
-    serviceAccounts: informer(Resources.ServiceAccount, owned),
-    secrets: informer(Resources.Secret, owned),
-    networkPolicies: informer(Resources.NetworkPolicy, owned),
-    roles: informer(Resources.Role, owned),
-    roleBindings: informer(Resources.RoleBinding, owned),
-    clusterRoleBindings: informer(Resources.ClusterRoleBinding, owned),
+    deployments: owned(Resources.Deployment),
+    services: owned(Resources.Service),
+    serviceAccounts: owned(Resources.ServiceAccount),
+    secrets: owned(Resources.Secret),
+    networkPolicies: owned(Resources.NetworkPolicy),
+    roles: owned(Resources.Role),
+    roleBindings: owned(Resources.RoleBinding),
+    clusterRoleBindings: owned(Resources.ClusterRoleBinding),
   };
   const allCaches: Informer<KubeObject>[] = Object.values(caches);
 

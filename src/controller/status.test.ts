@@ -25,7 +25,7 @@ function observation(overrides: Partial<ServerObservation> = {}): ServerObservat
 }
 
 const cond = (s: { conditions?: { type: string }[] | undefined }, type: string) =>
-  s.conditions?.find((c) => c.type === type) as {
+  s.conditions?.find((c) => c.type === type) as unknown as {
     status: string;
     reason: string;
     message: string;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { RequestOptions } from 'node:https';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { loadInCluster, loadKubeconfigFile } from './kubeconfig.ts';
@@ -34,10 +35,10 @@ function kubeconfig(user: Record<string, unknown>): string {
 test('a token kubeconfig gives the server, the CA and a bearer header', async () => {
   const conn = loadKubeconfigFile(kubeconfig({ token: 't0ken' }));
   assert.equal(conn.getCurrentCluster()?.server, 'https://127.0.0.1:6443');
-  const opts: { ca?: unknown; headers?: Record<string, string> } = {};
+  const opts: RequestOptions = {};
   await conn.applyToHTTPSOptions(opts);
   assert.equal(String(opts.ca), 'CA');
-  assert.equal(opts.headers?.['authorization'], 'Bearer t0ken');
+  assert.equal((opts.headers as Record<string, string>)['authorization'], 'Bearer t0ken');
 });
 
 test('exec plugins are refused, not ignored', () => {
