@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { McpServerSchema } from '../api/v1alpha1/mcpserver.ts';
+import { childShapes, prune } from './cache-shape.ts';
+import { DEFAULT_WORKLOAD_OPTIONS, desiredGatewayDeployment } from './desired-workloads.ts';
+import { upToDate } from './server-reconciler.ts';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- builds a server-defaulted object */
+
+const server = McpServerSchema.parse({
+  apiVersion: 'mcpworks.io/v1alpha1',
+  kind: 'McpServer',
+  metadata: { name: 'demo', namespace: 'a', uid: 'u1' },
+  spec: {
+    auth: { anonymous: { enabled: true } },
+    gateway: { resources: { limits: { 'example.com/gpu': 1 } } },
+    tools: [{ name: 't', description: 't', runtime: 'python', code: 'x' }],
+  },
+});
+
+/** The desired Deployment as the API server returns it: defaults and bookkeeping added. */
+function asStored(): any {
+  const d: any = structuredClone(
+    desiredGatewayDeployment(server, { hash: 'h' }, DEFAULT_WORKLOAD_OPTIONS),
+  );
+  d.metadata.uid = 'x';
+  d.metadata.resourceVersion = '42';
+  d.metadata.creationTimestamp = '2026-01-01T00:00:00Z';
+  d.spec.strategy = { type: 'RollingUpdate' };
+  d.spec.template.spec.dnsPolicy = 'ClusterFirst';
+  d.spec.template.spec.containers[0].imagePullPolicy = 'IfNotPresent';
+  d.status = { observedGeneration: 1 };
+  return d;
+}
+
+test('pruning keeps every field the controller compares, so an unchanged child stays up to date', () => {
+  const shape = childShapes().get('Deployment');
+  assert.ok(shape);
+  const pruned = prune(asStored(), shape) as any;
+  assert.ok(
+    upToDate(desiredGatewayDeployment(server, { hash: 'h' }, DEFAULT_WORKLOAD_OPTIONS), pruned),
+  );
+  assert.equal(pruned.metadata.resourceVersion, '42');
+  assert.deepEqual(pruned.status, { observedGeneration: 1 });
+});
+
+test('pruning drops what the server defaulted', () => {
+  const pruned = prune(asStored(), childShapes().get('Deployment') ?? true) as any;
+  assert.equal(pruned.spec.strategy, undefined);
+  assert.equal(pruned.spec.template.spec.dnsPolicy, undefined);
+  assert.equal(pruned.spec.template.spec.containers[0].imagePullPolicy, undefined);
+  assert.equal(pruned.metadata.uid, undefined);
+});
+
+test('user-defined resource names survive pruning (resources are kept whole)', () => {
+  const pruned = prune(asStored(), childShapes().get('Deployment') ?? true) as any;
+  assert.equal(pruned.spec.template.spec.containers[0].resources.limits['example.com/gpu'], 1);
+});
