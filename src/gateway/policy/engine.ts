@@ -438,6 +438,8 @@ export function principalKeys(principal: Principal): SubjectKey[] {
       }
       break;
     }
+    default:
+      return keys; // a principal of unknown kind is matched only by widened Deny rules
   }
   keys.push('g*');
   for (const group of principal.groups) keys.push(`g:${group}`);
