@@ -293,10 +293,17 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     return 1;
   }
 
-  const http = createServer(
-    { requestTimeout: 60_000, headersTimeout: 10_000 },
-    createRouter({ apps, registry, logger }),
-  );
+  // Requests being answered, except long-lived GET streams: a stop waits for these.
+  let inFlight = 0;
+  let stopping = false;
+  const router = createRouter({ apps, registry, logger, ready: () => !stopping });
+  const http = createServer({ requestTimeout: 60_000, headersTimeout: 10_000 }, (req, res) => {
+    if (req.method !== 'GET') {
+      inFlight += 1;
+      res.once('close', () => (inFlight -= 1));
+    }
+    router(req, res);
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       http.once('error', reject);
@@ -318,11 +325,15 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   if (options.watch) watchers = startWatching(options.files, sources, io, logger);
 
   return new Promise<number>((resolve) => {
-    const stop = (signal: string) => {
+    const stop = async (signal: string) => {
       logger.info({ signal }, 'stopping');
+      stopping = true;
       for (const w of watchers) w.close();
       http.close();
       http.closeIdleConnections();
+      // Let calls in progress finish (and be recorded) for up to 15 s; new connections are refused.
+      const deadline = Date.now() + 15_000;
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       void Promise.all(apps.map((a) => a.close()))
         .then(() => executor.close())
         .then(() => {
@@ -331,8 +342,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
           resolve(0);
         });
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+    process.once('SIGTERM', () => void stop('SIGTERM'));
   });
 }
 
