@@ -57,6 +57,25 @@ async function waitReady(url: string): Promise<void> {
   throw new Error('executor never became ready');
 }
 
+/** Polls the executor's own gauge instead of guessing how long a request takes to arrive. */
+async function waitInFlight(url: string, n: number): Promise<void> {
+  for (let i = 0; i < 400; i += 1) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    if (new RegExp(`^mcpworks_executor_calls_in_flight ${n}$`, 'm').test(text)) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`never saw ${n} call(s) in flight`);
+}
+
+async function waitNotReady(url: string): Promise<void> {
+  for (let i = 0; i < 400; i += 1) {
+    const r = await fetch(`${url}/readyz`).catch(() => undefined);
+    if (r === undefined || r.status === 503) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error('readiness never dropped');
+}
+
 function post(url: string, body: unknown, token?: string): Promise<Response> {
   return fetch(`${url}/v1/calls`, {
     method: 'POST',
@@ -184,7 +203,7 @@ describe('a running executor', () => {
 
   test('beyond the concurrency limit a call is refused with 429 at once', async () => {
     const first = post(running.url, slow(1), TOKEN);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitInFlight(running.url, 1);
     const refused = await post(running.url, quick(), TOKEN);
     assert.equal(refused.status, 429);
     assert.equal(refused.headers.get('retry-after'), '1');
@@ -194,7 +213,7 @@ describe('a running executor', () => {
   test('the gateway client maps 429 to an overloaded result and does not retry', async () => {
     const client = createExecutorClient({ url: running.url, token: TOKEN });
     const first = client.execute(slow(1));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitInFlight(running.url, 1);
     const refused = await client.execute(quick());
     assert.equal(refused.outcome, 'overloaded');
     assert.equal(refused.isError, true);
@@ -225,9 +244,9 @@ describe('shutdown', () => {
     });
     await waitReady(running.url);
     const inFlight = post(running.url, slow(1), TOKEN);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitInFlight(running.url, 1);
     running.child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitNotReady(running.url);
     const during = await post(running.url, quick(), TOKEN).catch(() => undefined);
     assert.ok(
       during === undefined || during.status === 503,

@@ -224,14 +224,25 @@ describe('isolation between calls', () => {
 
   test('a background process started by one call is gone for the next and on the host', async () => {
     const marker = `mcpworks-bg-${process.pid}-${Date.now()}`;
-    const first = await call('bash', `(exec -a ${marker} sleep 30) >/dev/null 2>&1 & echo started`);
-    assert.equal(first.outcome, 'ok');
-    const r = await call('bash', 'ls /proc | grep -c "^[0-9]"');
-    assert.equal(r.outcome, 'ok');
-    // Only the script's own processes (bash and the ls/grep pipeline).
-    assert.ok(Number(text(r).trim()) <= 4, text(r));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const first = call(
+      'bash',
+      `(exec -a ${marker} sleep 30) >/dev/null 2>&1 & sleep 1; echo started`,
+    );
+    // The background process really runs (seen from the host) while the call is alive …
+    for (let i = 0; i < 200 && hostProcessesWith(marker).length === 0; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    assert.notDeepEqual(hostProcessesWith(marker), [], 'the background process never started');
+    assert.equal((await first).outcome, 'ok');
+    // … and dies with the sandbox, which is torn down right after the answer.
+    for (let i = 0; i < 200 && hostProcessesWith(marker).length > 0; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
     assert.deepEqual(hostProcessesWith(marker), []);
+    const next = await call('bash', 'ls /proc | grep -c "^[0-9]"');
+    assert.equal(next.outcome, 'ok');
+    // Only the next call's own processes (bootstrap, script, ls, grep).
+    assert.ok(Number(text(next).trim()) <= 4, text(next));
   });
 
   test('concurrent calls do not see each other’s workspace', async () => {
