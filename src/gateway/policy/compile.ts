@@ -96,7 +96,9 @@ export function compilePolicy(
   // Whole-object schema check first, so that every constraint of the API (including ones this
   // compiler does not re-derive) makes the policy invalid with the API's own field path.
   const schema = kind === 'AgentPolicy' ? AgentPolicySchema : ClusterAgentPolicySchema;
-  const parsed = schema.safeParse(raw);
+  // `status` is the controller's, not the author's: it never makes a policy invalid.
+  const { status: _status, ...authored } = object ?? {};
+  const parsed = schema.safeParse(object === undefined ? raw : authored);
   if (!parsed.success)
     for (const issue of parsed.error.issues) fail(formatPath(issue.path), issue.message);
 

@@ -361,6 +361,13 @@ describe('decide: conditions', () => {
 });
 
 describe('compilePolicySet: invalid policies fail closed', () => {
+  test('a status the schema does not know does not make a policy invalid', () => {
+    const withStatus = { ...agentPolicy('p', [allowAlice(['t'])]), status: { somethingNew: true } };
+    const { set, errors } = compile([withStatus]);
+    assert.deepEqual(errors, []);
+    assert.equal(decide(set, call(alice, 't')).effect, 'Allow');
+  });
+
   test('a condition that does not compile is reported with policy, path and message', () => {
     const { errors } = compile([
       agentPolicy('p', [

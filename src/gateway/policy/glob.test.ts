@@ -73,7 +73,10 @@ describe('compileGlob', () => {
   });
 
   test('refuses brace patterns with too many alternatives', () => {
-    assert.throws(() => compileGlob('{a,b,c,d,e}{a,b,c,d,e}{a,b,c,d,e}x'), /more than 64 alternatives/);
+    assert.throws(
+      () => compileGlob('{a,b,c,d,e}{a,b,c,d,e}{a,b,c,d,e}x'),
+      /more than 64 alternatives/,
+    );
   });
 
   test('a pattern built to make backtracking matchers explode stays fast', () => {
