@@ -8,7 +8,11 @@ import {
   createEventAggregator,
   type EventObservation,
 } from '../../src/gateway/telemetry/events.ts';
-import { createKubeEventPublisher } from '../../src/gateway/telemetry/kube-events.ts';
+import {
+  createEventWith,
+  createKubeEventPublisher,
+} from '../../src/gateway/telemetry/kube-events.ts';
+import { createKubeClient } from '../../src/k8s/client.ts';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 
 let cp: ControlPlane;
@@ -42,7 +46,10 @@ test('a burst of denials is one Event on the McpServer with the count', async ()
   const ns = await cp.newNamespace('events');
   const clock = manualClock();
   const sink = createEventAggregator({
-    publisher: createKubeEventPublisher({ core, instance: 'gw-0' }),
+    publisher: createKubeEventPublisher({
+      createEvent: createEventWith(createKubeClient(cp.kubeConfig)),
+      instance: 'gw-0',
+    }),
     clock,
     windowMs: 30_000,
   });
@@ -70,7 +77,10 @@ test('a flood across many objects is capped by the token bucket', async () => {
   const ns = await cp.newNamespace('flood');
   const clock = manualClock();
   const sink = createEventAggregator({
-    publisher: createKubeEventPublisher({ core, instance: 'gw-0' }),
+    publisher: createKubeEventPublisher({
+      createEvent: createEventWith(createKubeClient(cp.kubeConfig)),
+      instance: 'gw-0',
+    }),
     clock,
     windowMs: 1_000,
     burst: 5,
@@ -92,10 +102,13 @@ test('a publisher without RBAC for events fails closed: the Event is dropped, th
     namespace: ns,
     body: { spec: { audiences: [] } },
   });
-  const weak = cp.kubeconfigFor({ token: token.status?.token ?? '' }).makeApiClient(CoreV1Api);
+  const weakConfig = cp.kubeconfigFor({ token: token.status?.token ?? '' });
   const clock = manualClock();
   const sink = createEventAggregator({
-    publisher: createKubeEventPublisher({ core: weak, instance: 'gw-0' }),
+    publisher: createKubeEventPublisher({
+      createEvent: createEventWith(createKubeClient(weakConfig)),
+      instance: 'gw-0',
+    }),
     clock,
     windowMs: 1,
   });

@@ -1,13 +1,20 @@
 /**
  * The Kubernetes EventPublisher: core/v1 Events (what `kubectl describe` and `kubectl get events`
- * show) on the McpServer or policy object, written by the gateway's ServiceAccount.
+ * show) on the McpServer or policy object, written with the gateway's own identity. The write
+ * goes through a one-function port so the gateway can use the project's thin client
+ * (src/k8s/client.ts) and tests can use any other.
  */
 import { randomBytes } from 'node:crypto';
-import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
+import type { CoreV1Event } from '@kubernetes/client-node';
+import type { KubeClient } from '../../k8s/client.ts';
+import { Resources } from '../../k8s/resources.ts';
 import type { AggregatedEvent, EventPublisher } from './events.ts';
 
+/** Creates one Event object in `namespace`. */
+export type CreateEvent = (namespace: string, body: CoreV1Event) => Promise<unknown>;
+
 export interface KubeEventPublisherOptions {
-  core: Pick<CoreV1Api, 'createNamespacedEvent'>;
+  createEvent: CreateEvent;
   /** `reportingInstance`: the pod name. */
   instance: string;
   component?: string;
@@ -22,6 +29,8 @@ export function kubeEventBody(
 ): CoreV1Event {
   const namespace = event.regarding.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE;
   return {
+    apiVersion: 'v1',
+    kind: 'Event',
     metadata: {
       name: `${event.regarding.name}.${randomBytes(8).toString('hex')}`.slice(0, 253),
       namespace,
@@ -51,10 +60,16 @@ export function createKubeEventPublisher(options: KubeEventPublisherOptions): Ev
   return {
     async publish(event) {
       const body = kubeEventBody(event, { instance: options.instance, component });
-      await options.core.createNamespacedEvent({
-        namespace: body.metadata?.namespace ?? 'default',
-        body,
-      });
+      await options.createEvent(body.metadata?.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE, body);
     },
   };
+}
+
+/** The port over the project's Kubernetes client (what `mcpworks gateway` uses). */
+export function createEventWith(client: Pick<KubeClient, 'create'>): CreateEvent {
+  return (_namespace, body) =>
+    client.create(
+      Resources.Event,
+      JSON.parse(JSON.stringify(body)) as Parameters<KubeClient['create']>[1],
+    );
 }
