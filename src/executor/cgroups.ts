@@ -231,6 +231,27 @@ export async function createSandboxCgroup(
   };
 }
 
+/** Removes every sandbox cgroup whose name starts with `prefix` (this executor's leftovers). */
+export async function removeCgroupsWithPrefix(roots: CgroupRoots, prefix: string): Promise<void> {
+  const parents =
+    roots.version === 'v1'
+      ? [roots.memoryMount, roots.pidsMount, roots.cpuMount].map((m) => join(m, EXECUTOR_CGROUP))
+      : [roots.base];
+  for (const parent of parents) {
+    let entries: string[] = [];
+    try {
+      entries = (await readdir(parent, { withFileTypes: true }))
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch {
+      continue;
+    }
+    for (const name of entries) {
+      if (name.startsWith(prefix)) await removeDir(join(parent, name)).catch(() => undefined);
+    }
+  }
+}
+
 /** Reads back the limits of a sandbox cgroup, to prove at start-up that they really apply. */
 export async function readAppliedLimits(
   sandbox: SandboxCgroup,

@@ -15,6 +15,7 @@ import {
   detectCgroups,
   prepareCgroupRoots,
   readAppliedLimits,
+  removeCgroupsWithPrefix,
 } from './cgroups.ts';
 import { writeEtcFiles } from './etc-files.ts';
 import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
@@ -147,6 +148,7 @@ export async function createSandboxExecutor(
   };
   const instance = randomBytes(4).toString('hex');
   let counter = 0;
+  const cleanups = new Set<Promise<void>>();
   const env: SandboxEnvironment = {
     nsjailPath: options.nsjailPath,
     seccompPolicyPath,
@@ -156,6 +158,11 @@ export async function createSandboxExecutor(
     common,
     clock,
     nextName: () => `${instance}-${(counter += 1)}`,
+    track: (cleanup) => {
+      cleanups.add(cleanup);
+      void cleanup.finally(() => cleanups.delete(cleanup));
+      return cleanup;
+    },
   };
 
   const pool = new WarmPool({
@@ -330,6 +337,11 @@ export async function createSandboxExecutor(
     async close() {
       closed = true;
       await pool.close();
+      // Wait for running calls' sandboxes to go, then sweep anything of ours left behind.
+      for (let i = 0; i < 200 && inFlight > 0; i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      await Promise.all([...cleanups]);
+      await removeCgroupsWithPrefix(cgroups, `${instance}-`);
       rmSync(etc.dir, { recursive: true, force: true });
     },
   };

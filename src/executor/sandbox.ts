@@ -34,6 +34,8 @@ export interface SandboxEnvironment {
   clock: Clock;
   /** Unique lower-case name for the next sandbox's cgroup. */
   nextName(): string;
+  /** Registers background clean-up so that closing the executor can wait for it. */
+  track(cleanup: Promise<void>): Promise<void>;
 }
 
 export interface RunOptions {
@@ -235,7 +237,7 @@ export async function spawnSandbox(
   };
 
   let removal: Promise<void> | undefined;
-  const removeCgroup = () => (removal ??= cgroup.remove().catch(() => undefined));
+  const removeCgroup = () => (removal ??= env.track(cgroup.remove().catch(() => undefined)));
 
   void closed.then(() => markReady());
 

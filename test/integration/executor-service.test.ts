@@ -146,7 +146,7 @@ describe('a running executor', () => {
     await waitReady(running.url);
   });
   after(async () => {
-    running?.child.kill('SIGKILL');
+    running?.child.kill('SIGTERM'); // a drained stop also removes its cgroups
     await running?.exited;
   });
 
