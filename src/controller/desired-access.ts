@@ -60,7 +60,7 @@ export function desiredGatewayNetworkPolicy(server: McpServer): KubeObject {
 }
 
 /**
- * Read-only access to what the gateway watches in its namespace. The API-key Secret is named
+ * Read-only access to what the gateway watches in its namespace, plus creating Events. The API-key Secret is named
  * (resourceNames): a gateway can never read another Secret.
  */
 export function desiredGatewayRole(server: McpServer): KubeObject {
@@ -72,6 +72,9 @@ export function desiredGatewayRole(server: McpServer): KubeObject {
       verbs: ['get', 'list', 'watch'],
     },
     { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] },
+    // Denials and sandbox failures as Events on the McpServer / AgentPolicy (aggregated and
+    // rate-limited in src/gateway/telemetry/events.ts).
+    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
   ];
   if (secretRef) {
     rules.push({

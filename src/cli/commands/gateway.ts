@@ -17,6 +17,8 @@ import { createDecisionRecorder, pinoDecisionSink } from '../../gateway/decision
 import { createRouter, mcpPathFor } from '../../gateway/http.ts';
 import { createGatewayApp } from '../../gateway/server.ts';
 import { createKubernetesSource } from '../../gateway/source/kubernetes.ts';
+import { createEventAggregator, startEventFlusher } from '../../gateway/telemetry/events.ts';
+import { createEventWith, createKubeEventPublisher } from '../../gateway/telemetry/kube-events.ts';
 import { createGatewayMetrics } from '../../gateway/telemetry/metrics.ts';
 import { policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
 import { createKubeClient } from '../../k8s/client.ts';
@@ -121,6 +123,16 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),
   });
   const serverKey = `${namespace}/${name}`;
+  // Denials and failures as Kubernetes Events, aggregated per (object, reason) and rate-limited.
+  const events = createEventAggregator({
+    publisher: createKubeEventPublisher({
+      createEvent: createEventWith(client),
+      instance: io.env['HOSTNAME'] ?? hostname(),
+    }),
+    clock: systemClock,
+    logger,
+  });
+  const stopEvents = startEventFlusher(events);
   const publicUrl = values['public-url'];
   const app = createGatewayApp({
     source,
@@ -140,6 +152,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     policy: policyEngine,
     recorder,
     metrics,
+    events,
     clock: systemClock,
     logger,
     ...(publicUrl ? { publicBaseUrl: publicUrl } : {}),
@@ -169,6 +182,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       http.closeIdleConnections();
       void app
         .close()
+        .then(() => stopEvents())
         .then(() => source.stop())
         .then(() => {
           decisionLogger.flush();
