@@ -205,5 +205,41 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
       },
     );
   }
+  figures.push(conditionFigure(ctx));
   return figures;
+}
+
+/** The cost of one CEL condition on the decision path (ours only: Cedar has no equivalent here). */
+function conditionFigure(ctx: BenchContext): BenchFigure {
+  const set = policySet(1000);
+  set.agentPolicies.push(
+    agentPolicy(
+      'no-etc',
+      [
+        rule('Deny', [{ kind: 'Group', name: '*' }], ['write_file'], {
+          conditions: ['has(args.path) && args.path.startsWith("/etc")'],
+        }),
+      ],
+      { servers: { names: ['files'] } },
+    ),
+  );
+  const { set: compiled } = compilePolicySet(set);
+  const request: PolicyRequest = {
+    server: { namespace: 'team', name: 'files', labels: {}, namespaceLabels: {} },
+    principal: { kind: 'Agent', name: 'agent-1', groups: [], authMethod: 'api-key' },
+    method: 'tools/call',
+    tool: 'write_file',
+    arguments: { path: '/tmp/report.txt', content: 'x'.repeat(200) },
+  };
+  const samples = latencies(() => decide(compiled, request), 20_000, 2000);
+  const p50 = percentile(samples, 50);
+  ctx.log(
+    `policy: decision with one CEL condition at 1000 policies p50 ${round(p50, 2)} µs p99 ${round(percentile(samples, 99), 2)} µs`,
+  );
+  return {
+    suite: 'policy',
+    name: 'decision with a CEL condition p50 at 1000 policies',
+    value: round(p50, 2),
+    unit: 'µs',
+  };
 }
