@@ -238,7 +238,7 @@ export async function removeCgroupsWithPrefix(roots: CgroupRoots, prefix: string
       ? [roots.memoryMount, roots.pidsMount, roots.cpuMount].map((m) => join(m, EXECUTOR_CGROUP))
       : [roots.base];
   for (const parent of parents) {
-    let entries: string[] = [];
+    let entries: string[];
     try {
       entries = (await readdir(parent, { withFileTypes: true }))
         .filter((e) => e.isDirectory())
