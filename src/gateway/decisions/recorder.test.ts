@@ -49,6 +49,13 @@ describe('createDecisionRecorder', () => {
     assert.ok(DecisionRecordSchema.safeParse(record).success);
   });
 
+  test('fields outside the schema are dropped, so the record still verifies', () => {
+    const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
+    const record = recorder.record({ ...entry(), internalNote: 'x' } as ReturnType<typeof entry>);
+    assert.equal('internalNote' in record, false);
+    assert.equal(verifyChain([JSON.stringify({ msg: 'decision', ...record })]).ok, true);
+  });
+
   test('keeps a decisionId the gateway chose', () => {
     const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
     const id = '3f1c1c8e-6f1e-4a43-9d5c-2b2f7e8a9b10';

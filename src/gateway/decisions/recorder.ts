@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../shared/clock.ts';
-import { GENESIS_HASH, computeRecordHash, type DecisionRecord } from './record.ts';
+import {
+  DecisionRecordSchema,
+  GENESIS_HASH,
+  computeRecordHash,
+  type DecisionRecord,
+} from './record.ts';
 
 /** Where records go: a JSON-lines log now; Prometheus and Kubernetes Events in src/gateway/telemetry/. */
 export interface DecisionSink {
@@ -34,6 +39,11 @@ export interface DecisionRecorderOptions {
   newId?: () => string;
 }
 
+/** The fields a record may carry; anything else a caller passes is dropped, or verification would fail. */
+const ENTRY_KEYS = Object.keys(DecisionRecordSchema.shape).filter(
+  (key) => !['decisionId', 'writerId', 'seq', 'prevHash', 'timestamp', 'hash'].includes(key),
+);
+
 export function createDecisionRecorder(options: DecisionRecorderOptions): DecisionRecorder {
   if (options.writerId.length === 0)
     throw new TypeError('createDecisionRecorder: writerId must not be empty');
@@ -45,16 +55,21 @@ export function createDecisionRecorder(options: DecisionRecorderOptions): Decisi
   return {
     writerId: options.writerId,
     record(entry) {
-      const { decisionId, ...rest } = entry;
-      const unhashed = {
-        decisionId: decisionId ?? newId(),
+      const unhashed: Record<string, unknown> = {
+        decisionId: entry.decisionId ?? newId(),
         writerId: options.writerId,
         seq,
         prevHash,
         timestamp: options.clock.now().toISOString(),
-        ...rest,
       };
-      const record: DecisionRecord = { ...unhashed, hash: computeRecordHash(unhashed) };
+      for (const key of ENTRY_KEYS) {
+        const value = (entry as Record<string, unknown>)[key];
+        if (value !== undefined) unhashed[key] = value;
+      }
+      const record = {
+        ...unhashed,
+        hash: computeRecordHash(unhashed as Omit<DecisionRecord, 'hash'>),
+      } as DecisionRecord;
       seq += 1;
       prevHash = record.hash;
       for (const sink of sinks) {

@@ -106,6 +106,21 @@ describe('verifyChain', () => {
     assert.match(report.break?.message ?? '', /arguments do not match/);
   });
 
+  test('nested members the schema does not know are still covered by the hash', () => {
+    const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
+    const principal = {
+      kind: 'Agent' as const,
+      name: 'a',
+      groups: [],
+      authMethod: 'api-key' as const,
+      tenant: 't1',
+    };
+    const record = recorder.record(entry({ principal }));
+    assert.equal(verifyChain([line(record)]).ok, true);
+    const altered = { ...record, principal: { ...principal, tenant: 't2' } };
+    assert.equal(verifyChain([line(altered)]).break?.problem, 'altered');
+  });
+
   test('a damaged decision line is malformed', () => {
     const input = lines(records(3));
     input[1] = (input[1] as string).slice(0, 40);

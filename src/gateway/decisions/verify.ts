@@ -60,6 +60,8 @@ export interface VerifyOptions {
 interface Parsed {
   line: number;
   record?: DecisionRecord;
+  /** The record's fields as written (nested members the schema does not know included): what was hashed. */
+  written?: Record<string, unknown>;
   malformed?: string;
   seqHint?: number;
 }
@@ -90,8 +92,8 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
     notes,
   });
 
-  for (const { line, record, malformed, seqHint } of parsed) {
-    if (record === undefined) {
+  for (const { line, record, written, malformed, seqHint } of parsed) {
+    if (record === undefined || written === undefined) {
       return report({
         problem: 'malformed',
         line,
@@ -101,7 +103,7 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
     }
     const { writerId, seq } = record;
     const at = `line ${line} (writer ${writerId}, seq ${seq})`;
-    if (computeRecordHash(record) !== record.hash) {
+    if (computeRecordHash(written as DecisionRecord) !== record.hash) {
       return report({
         problem: 'altered',
         line,
@@ -227,6 +229,8 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
   return { ok: true, records, writers: summaries(writers), notes };
 }
 
+const RECORD_KEYS = Object.keys(DecisionRecordSchema.shape);
+
 function parseLine(text: string, line: number): Parsed | undefined {
   const trimmed = text.trim();
   if (trimmed === '') return undefined;
@@ -250,7 +254,11 @@ function parseLine(text: string, line: number): Parsed | undefined {
   if (typeof candidate['arguments'] !== 'object' || candidate['arguments'] === null)
     delete candidate['arguments'];
   const result = DecisionRecordSchema.safeParse(candidate);
-  if (result.success) return { line, record: result.data };
+  if (result.success) {
+    const written: Record<string, unknown> = {};
+    for (const key of RECORD_KEYS) if (candidate[key] !== undefined) written[key] = candidate[key];
+    return { line, record: result.data, written };
+  }
   const issue = result.error.issues[0];
   const seq = candidate['seq'];
   return {
