@@ -32,6 +32,12 @@ export interface CgroupUsage {
 }
 
 const V1_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
+/** CFS period of a sandbox cgroup: 100 ms, so a quota bites within one short call. */
+export const CPU_PERIOD_US = 100_000;
+/** Millicores → quota per period (1000 millicores = one full CPU). */
+export function cpuQuotaUs(millicores: number): number {
+  return Math.max(1000, Math.round((millicores * CPU_PERIOD_US) / 1000));
+}
 /** Usage this close to the limit counts as having hit it (the kernel reclaims in page batches). */
 const MEMORY_LIMIT_MARGIN = 256 * 1024;
 
@@ -172,6 +178,9 @@ export async function createSandboxCgroup(
       // no swap accounting on this kernel: nothing to limit
     }
     writeFileSync(join(pids, 'pids.max'), String(limits.pids));
+    // CPU quota on our own cgroup too, with a short period so the limit holds over short calls.
+    writeFileSync(join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+    writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(cpuQuotaUs(limits.cpuMsPerSec)));
     return {
       placement: {
         version: 'v1',
@@ -208,6 +217,7 @@ export async function createSandboxCgroup(
   await writeFile(join(dir, 'memory.max'), String(limits.memoryBytes));
   await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
   await writeFile(join(dir, 'pids.max'), String(limits.pids));
+  await writeFile(join(dir, 'cpu.max'), `${cpuQuotaUs(limits.cpuMsPerSec)} ${CPU_PERIOD_US}`);
   await writeFile(join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
   return {
     placement: { version: 'v2', sandboxCgroup: dir },

@@ -307,6 +307,19 @@ describe('limits', () => {
     assert.equal(r.outcome, 'memory-limit');
   });
 
+  test('the cpu limit throttles: 50 millicores get at most a twentieth of a CPU', async () => {
+    const r = await call(
+      'python',
+      `import time\n${py('start = time.monotonic()\ncpu = time.process_time()\nwhile time.monotonic() - start < 1.5:\n    pass\nreturn {"cpu": time.process_time() - cpu, "wall": time.monotonic() - start}')}`,
+      { limits: { cpuMillicores: 50 } },
+    );
+    assert.equal(r.outcome, 'ok');
+    const { cpu, wall } = r.structuredContent as { cpu: number; wall: number };
+    // 5 ms per 100 ms period: ~0.075 s of CPU in 1.5 s of wall time (an unthrottled spin gets
+    // several times that even on a loaded 2-core machine).
+    assert.ok(cpu / wall < 0.1, `cpu ${cpu.toFixed(3)} s in ${wall.toFixed(3)} s`);
+  });
+
   test('a CPU spin is killed at the timeout', async () => {
     const r = await call('python', py('while True:\n    pass'), { timeoutSeconds: 1 });
     assert.equal(r.outcome, 'timeout');
