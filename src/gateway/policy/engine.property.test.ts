@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { AgentPolicy, ClusterAgentPolicy } from '../../api/v1alpha1/agentpolicy.ts';
-import { compilePolicySet, decide } from './engine.ts';
+import { compilePolicySet, decide, visibleTools } from './engine.ts';
 import {
   agentPolicyArb,
   clusterPolicyArb,
@@ -175,6 +175,30 @@ test('audit-only policies never change the effect', () => {
         withAudit,
         effects(enforcedOnly, requests).map((d) => d.effect),
       );
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+test('tools/list: without conditions, the visible tools are exactly the tools a call would be allowed', () => {
+  fc.assert(
+    fc.property(policySetArb, requestArb, (set, request) => {
+      const { set: compiled } = compilePolicySet(set);
+      const tools = [
+        'read_file',
+        'read_dir',
+        'write_file',
+        'rm',
+        'shell',
+        'admin_reset',
+        'list',
+        'other',
+      ];
+      const visible = visibleTools(compiled, { ...request, method: 'tools/list' }, tools);
+      const callable = tools.filter(
+        (tool) => decide(compiled, { ...request, tool }).effect === 'Allow',
+      );
+      assert.deepEqual(visible, callable);
     }),
     { numRuns: RUNS },
   );
