@@ -53,6 +53,23 @@ describe('compileCondition', () => {
     assert.match((result as { error: string }).error, /estimated cost/);
   });
 
+  test('a string that split() could turn into a long list counts in full for comprehensions', () => {
+    const condition = compiled(
+      'args.s.split("").all(a, args.s.split("").all(b, a == b || a != b))',
+    );
+    assert.equal(run(condition, { s: 'ab' }).ok, true);
+    const result = run(condition, { s: 'x'.repeat(20_000) });
+    assert.equal(result.ok, false);
+    assert.match((result as { error: string }).error, /estimated cost/);
+  });
+
+  test('a condition without comprehensions runs on large arguments', () => {
+    assert.deepEqual(run(compiled('size(args.text) > 10'), { text: 'x'.repeat(100_000) }), {
+      ok: true,
+      value: true,
+    });
+  });
+
   test('a slow evaluation is discarded as an overrun', () => {
     let clock = 0;
     const condition = compiled('args.n > 0', () => (clock += 60));

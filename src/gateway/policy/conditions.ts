@@ -6,9 +6,12 @@ import { conditionEnvironment, checkConditionSyntax } from '../../api/v1alpha1/c
  * @marcbachmann/cel-js bounds parsing (AST size, depth, literal sizes; see CONDITION_LIMITS) but has
  * no evaluation cost limit, so the engine adds its own, decided before anything runs:
  * - expression length ≤ 2,048 characters and the parse-time limits above;
- * - an estimated cost `astNodes × (argumentWeight + 1) ^ comprehensionDepth`, where
- *   argumentWeight counts the JSON values in the arguments plus one per 256 string characters,
- *   must stay ≤ MAX_CONDITION_COST; arguments heavier than MAX_ARGUMENT_WEIGHT are never evaluated;
+ * - arguments heavier than MAX_ARGUMENT_WEIGHT (JSON values plus one per 256 string characters)
+ *   or nested deeper than 64 levels are never evaluated;
+ * - a condition with comprehensions (`all`, `exists`, `exists_one`, `map`, `filter`) has an
+ *   estimated cost `astNodes × (values + characters + 1) ^ comprehensionDepth` that must stay
+ *   ≤ MAX_CONDITION_COST: every character counts, because `split()` turns a string into a list
+ *   that a comprehension can iterate (nested comprehensions over it would be quadratic);
  * - `matches()` only with a literal pattern that has no backreference, no quantified group that
  *   itself holds a quantifier or an alternation, and at most two unbounded quantifiers (the
  *   evaluator uses backtracking JavaScript regular expressions), and only on arguments whose
@@ -35,7 +38,8 @@ export interface ConditionInput {
 /** Arguments converted once per request for CEL, with what the cost estimate needs. */
 export interface PreparedArguments {
   input: ConditionInput;
-  weight: number;
+  /** JSON values plus every string character: the longest list a comprehension could iterate. */
+  expansion: number;
   longestString: number;
   /** Set when the arguments are too large to evaluate any condition on. */
   tooHeavy?: string;
@@ -77,7 +81,7 @@ export function compileCondition(
     source,
     evaluate(prepared) {
       if (prepared.tooHeavy !== undefined) return { ok: false, error: prepared.tooHeavy };
-      const cost = nodes * (prepared.weight + 1) ** depth;
+      const cost = depth === 0 ? nodes : nodes * (prepared.expansion + 1) ** depth;
       if (cost > MAX_CONDITION_COST) {
         return {
           ok: false,
@@ -218,14 +222,14 @@ export function prepareArguments(
   } catch (error) {
     return {
       input: { args: Object.create(null), tool, subject },
-      weight: Infinity,
+      expansion: Infinity,
       longestString: Infinity,
       tooHeavy: firstLine(error),
     };
   }
   return {
     input: { args: converted, tool, subject },
-    weight: stats.values + Math.ceil(stats.chars / 256),
+    expansion: stats.values + stats.chars,
     longestString: stats.longest,
   };
 }
