@@ -158,6 +158,9 @@ export function buildNsjailArgs(spec: JailSpec): string[] {
   for (const device of spec.layout.devices) args.push(`--bindmount=${device}`);
   for (const { link, target } of spec.layout.symlinks) args.push(`--symlink=${target}:${link}`);
   args.push(`--mount=none:${WORKSPACE}:tmpfs:size=${spec.limits.tmpfsMiB * MIB},mode=0700`);
+  // POSIX shared memory and semaphores (python multiprocessing); memory-backed, so charged to the
+  // memory cgroup like everything else.
+  args.push(`--mount=none:/dev/shm:tmpfs:size=${spec.limits.tmpfsMiB * MIB},mode=0700`);
   for (const [name, value] of Object.entries(spec.env)) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
       throw new Error(`invalid environment variable name: ${name}`);

@@ -284,3 +284,67 @@ describe('bash framing', () => {
     assert.equal(text(r), 'x');
   });
 });
+
+describe('ordinary programs work inside the allowlist', () => {
+  test('python subprocess of its own interpreter', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'python',
+        'import subprocess, sys\ndef main(args):\n    return subprocess.run([sys.executable, "-c", "print(6*7)"], capture_output=True, text=True).stdout.strip()',
+      ),
+    );
+    assert.equal(text(r), '42');
+  });
+
+  test('python multiprocessing pool (fork, /dev/shm semaphores, pickled tool functions)', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'python',
+        'import multiprocessing as mp\ndef square(x):\n    return x * x\ndef main(args):\n    with mp.get_context("fork").Pool(2) as pool:\n        return pool.map(square, [1, 2, 3])',
+        { timeoutSeconds: 10 },
+      ),
+    );
+    assert.equal(text(r), '[1,4,9]');
+  });
+
+  test('python extension modules (sqlite3, ssl, lzma, ctypes) load', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'python',
+        'import sqlite3, ssl, lzma, bz2, ctypes\ndef main(args):\n    db = sqlite3.connect(":memory:")\n    return db.execute("select 40 + 2").fetchone()[0]',
+      ),
+    );
+    assert.equal(text(r), '42');
+  });
+
+  test('node child process and worker thread', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'node',
+        `const { execFileSync } = require('node:child_process');
+         const { Worker } = require('node:worker_threads');
+         async function main() {
+           const child = String(execFileSync(process.execPath, ['-e', 'console.log(6 * 7)'])).trim();
+           const worker = await new Promise((resolve, reject) => {
+             const w = new Worker("require('node:worker_threads').parentPort.postMessage(7)", { eval: true });
+             w.on('message', resolve);
+             w.on('error', reject);
+           });
+           return { child, worker };
+         }`,
+        { timeoutSeconds: 10 },
+      ),
+    );
+    assert.deepEqual(r.structuredContent, { child: '42', worker: 7 });
+  });
+
+  test('bash pipelines through xargs, jq and awk', async () => {
+    const r = await executor.execute(
+      toolCall(
+        'bash',
+        'seq 1 3 | xargs -n1 echo | sort -r | head -1; jq -n "1+1"; awk "BEGIN{print 3}"',
+      ),
+    );
+    assert.equal(text(r), '3\n2\n3\n');
+  });
+});

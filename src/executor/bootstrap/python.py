@@ -3,6 +3,7 @@
 import json as _json
 import os as _os
 import sys as _sys
+import types as _types
 
 
 def _frame_error(exc):
@@ -27,9 +28,11 @@ def _serve():
         request = _json.loads(raw)
         for name, value in request.get("env", {}).items():
             _os.environ[name] = value
-        scope = {"__name__": "__tool__", "__builtins__": __builtins__}
-        exec(compile(request["code"], "<tool>", "exec"), scope)
-        main = scope.get("main")
+        # A real module, so functions defined by the tool can be pickled (multiprocessing).
+        module = _types.ModuleType("__tool__")
+        _sys.modules["__tool__"] = module
+        exec(compile(request["code"], "<tool>", "exec"), module.__dict__)
+        main = module.__dict__.get("main")
         if not callable(main):
             raise NameError("the tool code defines no function main(args)")
         value = main(request.get("args", {}))
