@@ -473,6 +473,24 @@ describe('as real processes', () => {
     assert.equal(await exitCode(['audit', 'verify', log]), 1);
   });
 
+  test('audit verify reads a log from standard input with "-"', async () => {
+    const recorder = createDecisionRecorder({
+      sinks: [],
+      clock: manualClock(),
+      writerId: 'gw-stdin',
+    });
+    const text = [0, 1, 2]
+      .map(() => JSON.stringify({ msg: 'decision', ...recorder.record(entry()) }))
+      .join('\n');
+    const child = execFile(process.execPath, [cli, 'audit', 'verify', '-'], { cwd: dir });
+    let stdout = '';
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stdin?.end(text);
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    assert.equal(code, 0);
+    assert.match(stdout, /intact: 3 records/);
+  });
+
   function writeBroken(): string {
     const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-9' });
     const records = [0, 1, 2].map(() => recorder.record(entry()));

@@ -4,10 +4,12 @@
  * was deleted, reordered or altered. Exit 0 intact, 1 broken, 2 bad input (unreadable, or no
  * decision records at all).
  */
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { verifyChain } from '../../gateway/decisions/verify.ts';
+import { ChainVerifier, type ChainReport } from '../../gateway/decisions/verify.ts';
 import type { CommandIo } from '../io.ts';
 
 const USAGE = `usage: mcpworks audit verify <log> [--require-start] [--expect-last <writerId>=<seq>]... [--json]
@@ -23,7 +25,7 @@ exit codes: 0 intact, 1 a record was deleted, reordered, altered or truncated, 2
 export async function run(
   argv: string[],
   io: CommandIo,
-  stdin: () => Promise<string> = readStdin,
+  stdin: () => Readable = () => process.stdin,
 ): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === '--help' || sub === '-h') {
@@ -67,19 +69,18 @@ export async function run(
     expectLastSeq.set(match[1] as string, Number(match[2]));
   }
   const path = parsed.positionals[0] as string;
-  let text: string;
+  let report: ChainReport;
   try {
-    text = path === '-' ? await stdin() : await readFile(resolve(io.cwd, path), 'utf8');
+    report = await verifyStream(path === '-' ? stdin() : createReadStream(resolve(io.cwd, path)), {
+      requireStart: parsed.values['require-start'] === true,
+      expectLastSeq,
+    });
   } catch (error) {
     io.stderr(
       `mcpworks audit: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}\n`,
     );
     return 2;
   }
-  const report = verifyChain(text.split('\n'), {
-    requireStart: parsed.values['require-start'] === true,
-    expectLastSeq,
-  });
   if (report.ok && report.records === 0) {
     io.stderr(`mcpworks audit: ${path} holds no decision records (lines with "msg":"decision")\n`);
     return 2;
@@ -102,8 +103,13 @@ export async function run(
   return report.ok ? 0 : 1;
 }
 
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+/** Streams the log line by line: memory stays proportional to the number of writers. */
+async function verifyStream(
+  input: Readable,
+  options: ConstructorParameters<typeof ChainVerifier>[0],
+): Promise<ChainReport> {
+  const verifier = new ChainVerifier(options);
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  for await (const line of lines) verifier.push(line);
+  return verifier.finish();
 }

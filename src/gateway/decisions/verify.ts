@@ -67,34 +67,96 @@ interface Parsed {
 }
 
 export function verifyChain(lines: readonly string[], options: VerifyOptions = {}): ChainReport {
-  const parsed: Parsed[] = [];
-  lines.forEach((text, i) => {
-    const entry = parseLine(text, i + 1);
-    if (entry !== undefined) parsed.push(entry);
-  });
+  const verifier = new ChainVerifier(options);
+  lines.forEach((text) => verifier.push(text));
+  return verifier.finish();
+}
 
-  const seqsByWriter = new Map<string, Set<number>>();
-  for (const entry of parsed) {
-    if (entry.record === undefined) continue;
-    let seqs = seqsByWriter.get(entry.record.writerId);
-    if (seqs === undefined) seqsByWriter.set(entry.record.writerId, (seqs = new Set()));
-    seqs.add(entry.record.seq);
+/**
+ * The same check, one line at a time, in memory proportional to the number of writers, so that
+ * `mcpworks audit verify` can read logs larger than memory from a file or a pipe.
+ */
+export class ChainVerifier {
+  readonly #options: VerifyOptions;
+  readonly #writers = new Map<string, WriterSummary & { lastLine: number }>();
+  readonly #notes: string[] = [];
+  #records = 0;
+  #line = 0;
+  #break: ChainBreak | undefined;
+  /** A gap seen at `line`: a deletion, unless a missing seq turns up later (then out of order). */
+  #gap: { writerId: string; from: number; to: number; line: number; seq: number } | undefined;
+
+  constructor(options: VerifyOptions = {}) {
+    this.#options = options;
   }
 
-  const writers = new Map<string, WriterSummary & { lastLine: number }>();
-  const notes: string[] = [];
-  let records = 0;
-  const report = (found: ChainBreak): ChainReport => ({
-    ok: false,
-    records,
-    writers: summaries(writers),
-    break: found,
-    notes,
-  });
+  /** Feeds the next line of the log. */
+  push(text: string): void {
+    const line = ++this.#line;
+    if (this.#break !== undefined) return;
+    const entry = parseLine(text, line);
+    if (entry === undefined) return;
+    if (this.#gap !== undefined) {
+      const gap = this.#gap;
+      const seq = entry.record?.seq;
+      if (
+        entry.record?.writerId === gap.writerId &&
+        seq !== undefined &&
+        seq >= gap.from &&
+        seq < gap.to
+      ) {
+        this.#break = {
+          problem: 'reordered',
+          line: gap.line,
+          writerId: gap.writerId,
+          seq: gap.seq,
+          message: `record at line ${gap.line} (writer ${gap.writerId}, seq ${gap.seq}) is out of order: seq ${seq} comes later in the input (line ${line})`,
+        };
+      }
+      return;
+    }
+    this.#check(entry);
+  }
 
-  for (const { line, record, written, malformed, seqHint } of parsed) {
+  finish(): ChainReport {
+    if (this.#break === undefined && this.#gap !== undefined) {
+      const { writerId, from, to, line, seq } = this.#gap;
+      const range = from === to - 1 ? `seq ${from}` : `seq ${from}..${to - 1}`;
+      this.#break = {
+        problem: 'deleted',
+        line,
+        writerId,
+        seq,
+        message: `records ${range} of writer ${writerId} are missing before line ${line}`,
+      };
+    }
+    if (this.#break === undefined) {
+      for (const [writerId, lastSeq] of this.#options.expectLastSeq ?? []) {
+        const state = this.#writers.get(writerId);
+        if (state !== undefined && state.lastSeq >= lastSeq) continue;
+        const have = state === undefined ? 'no records' : `records up to seq ${state.lastSeq}`;
+        this.#break = {
+          problem: 'truncated',
+          line: state?.lastLine ?? 0,
+          writerId,
+          ...(state === undefined ? {} : { seq: state.lastSeq }),
+          message: `writer ${writerId} wrote up to seq ${lastSeq} but the input has ${have}: the log was truncated`,
+        };
+        break;
+      }
+    }
+    const writers = summaries(this.#writers);
+    return this.#break === undefined
+      ? { ok: true, records: this.#records, writers, notes: this.#notes }
+      : { ok: false, records: this.#records, writers, break: this.#break, notes: this.#notes };
+  }
+
+  #check({ line, record, written, malformed, seqHint }: Parsed): void {
+    const fail = (found: ChainBreak) => {
+      this.#break = found;
+    };
     if (record === undefined || written === undefined) {
-      return report({
+      return fail({
         problem: 'malformed',
         line,
         ...(seqHint === undefined ? {} : { seq: seqHint }),
@@ -104,7 +166,7 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
     const { writerId, seq } = record;
     const at = `line ${line} (writer ${writerId}, seq ${seq})`;
     if (computeRecordHash(written as DecisionRecord) !== record.hash) {
-      return report({
+      return fail({
         problem: 'altered',
         line,
         writerId,
@@ -117,7 +179,7 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
       record.argumentsSha256 !== undefined &&
       argumentsDigest(record.arguments) !== record.argumentsSha256
     ) {
-      return report({
+      return fail({
         problem: 'altered',
         line,
         writerId,
@@ -125,10 +187,10 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
         message: `record at ${at} was altered: its arguments do not match argumentsSha256`,
       });
     }
-    const state = writers.get(writerId);
+    const state = this.#writers.get(writerId);
     if (state === undefined) {
       if (seq === 0 && record.prevHash !== GENESIS_HASH) {
-        return report({
+        return fail({
           problem: 'altered',
           line,
           writerId,
@@ -137,8 +199,8 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
         });
       }
       if (seq > 0) {
-        if (options.requireStart === true) {
-          return report({
+        if (this.#options.requireStart === true) {
+          return fail({
             problem: 'deleted',
             line,
             writerId,
@@ -146,11 +208,11 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
             message: `records seq 0..${seq - 1} of writer ${writerId} are missing before line ${line}`,
           });
         }
-        notes.push(
+        this.#notes.push(
           `writer ${writerId}: chain starts at seq ${seq} (earlier records are not in this input, e.g. a rotated log)`,
         );
       }
-      writers.set(writerId, {
+      this.#writers.set(writerId, {
         writerId,
         records: 1,
         firstSeq: seq,
@@ -158,47 +220,20 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
         lastHash: record.hash,
         lastLine: line,
       });
-      records++;
-      continue;
+      this.#records++;
+      return;
     }
     const expected = state.lastSeq + 1;
-    if (seq === expected) {
-      if (record.prevHash !== state.lastHash) {
-        return report({
-          problem: 'altered',
-          line: state.lastLine,
-          writerId,
-          seq: state.lastSeq,
-          message: `record at line ${state.lastLine} (writer ${writerId}, seq ${state.lastSeq}) was altered or replaced: the next record (line ${line}) chains from a different hash`,
-        });
-      }
-    } else if (seq > expected) {
-      const seqs = seqsByWriter.get(writerId) as Set<number>;
-      let missing = expected;
-      while (missing < seq && !seqs.has(missing)) missing++;
-      if (missing < seq) {
-        return report({
-          problem: 'reordered',
-          line,
-          writerId,
-          seq,
-          message: `record at ${at} is out of order: seq ${missing} comes later in the input`,
-        });
-      }
-      const range = expected === seq - 1 ? `seq ${expected}` : `seq ${expected}..${seq - 1}`;
-      return report({
-        problem: 'deleted',
-        line,
-        writerId,
-        seq,
-        message: `records ${range} of writer ${writerId} are missing before line ${line}`,
-      });
-    } else {
+    if (seq > expected) {
+      this.#gap = { writerId, from: expected, to: seq, line, seq };
+      return;
+    }
+    if (seq < expected) {
       const what =
         seq === state.lastSeq && record.hash === state.lastHash
           ? 'duplicates the record before it'
           : `comes after seq ${state.lastSeq}`;
-      return report({
+      return fail({
         problem: 'reordered',
         line,
         writerId,
@@ -206,27 +241,21 @@ export function verifyChain(lines: readonly string[], options: VerifyOptions = {
         message: `record at ${at} is out of order: it ${what}`,
       });
     }
+    if (record.prevHash !== state.lastHash) {
+      return fail({
+        problem: 'altered',
+        line: state.lastLine,
+        writerId,
+        seq: state.lastSeq,
+        message: `record at line ${state.lastLine} (writer ${writerId}, seq ${state.lastSeq}) was altered or replaced: the next record (line ${line}) chains from a different hash`,
+      });
+    }
     state.records++;
     state.lastSeq = seq;
     state.lastHash = record.hash;
     state.lastLine = line;
-    records++;
+    this.#records++;
   }
-
-  for (const [writerId, lastSeq] of options.expectLastSeq ?? []) {
-    const state = writers.get(writerId);
-    if (state === undefined || state.lastSeq < lastSeq) {
-      const have = state === undefined ? 'no records' : `records up to seq ${state.lastSeq}`;
-      return report({
-        problem: 'truncated',
-        line: state?.lastLine ?? 0,
-        writerId,
-        ...(state === undefined ? {} : { seq: state.lastSeq }),
-        message: `writer ${writerId} wrote up to seq ${lastSeq} but the input has ${have}: the log was truncated`,
-      });
-    }
-  }
-  return { ok: true, records, writers: summaries(writers), notes };
 }
 
 const RECORD_KEYS = Object.keys(DecisionRecordSchema.shape);
