@@ -406,6 +406,24 @@ describe('forbidden system calls', () => {
     assert.match(text(r), /PermissionError|Invalid argument/);
   });
 
+  test('the code holds no capabilities, no_new_privs is set and a seccomp filter is active', async () => {
+    const r = await call(
+      'bash',
+      'grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):" /proc/self/status',
+    );
+    assert.equal(r.outcome, 'ok');
+    const status = Object.fromEntries(
+      text(r)
+        .trim()
+        .split('\n')
+        .map((line) => line.split(/:\s+/) as [string, string]),
+    );
+    for (const cap of ['CapEff', 'CapPrm', 'CapBnd', 'CapAmb'])
+      assert.equal(status[cap], '0000000000000000', cap);
+    assert.equal(status['NoNewPrivs'], '1');
+    assert.equal(status['Seccomp'], '2');
+  });
+
   test('the code runs as 65534 inside and outside the jail', async () => {
     const r = await call('bash', 'echo "$EUID $(tr -s " " < /proc/self/uid_map)"');
     assert.equal(text(r).trim(), '65534  65534 65534 1');
