@@ -43,6 +43,8 @@ after(async () => {
 interface RunningController {
   child: ChildProcess;
   identity: () => string | undefined;
+  /** Port of /healthz and /readyz once listening. */
+  probePort: () => number | undefined;
   exited: Promise<number | null>;
 }
 
@@ -70,18 +72,21 @@ function startController(
   );
   children.add(child);
   let identity: string | undefined;
+  let probePort: number | undefined;
   let out = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     out += chunk;
     const m = /"identity":"([^"]+)"/.exec(out);
     if (m) identity = m[1];
+    const p = /"port":(\d+),"msg":"probes listening"/.exec(out);
+    if (p) probePort = Number(p[1]);
   });
   child.stderr?.resume();
   const exited = once(child, 'exit').then(([code]) => {
     children.delete(child);
     return code as number | null;
   });
-  return { child, identity: () => identity, exited };
+  return { child, identity: () => identity, probePort: () => probePort, exited };
 }
 
 const holder = async (ns: string) =>
@@ -103,6 +108,16 @@ test('two controllers elect one leader; when it stops, the other takes over and 
   const first = await waitFor('a lease holder', () => holder(leaseNs));
   assert.ok(first.startsWith('controller-a_') || first.startsWith('controller-b_'));
   const [leader, standby] = first.startsWith('controller-a_') ? [a, b] : [b, a];
+
+  // Both are live; the standby is ready too (readiness does not wait for the lease).
+  for (const c of [leader, standby]) {
+    const port = await waitFor('probe port', () => c.probePort());
+    assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+    await waitFor(
+      'ready',
+      async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200,
+    );
+  }
 
   const ns = await cp.newNamespace('failover');
   await admin.create(Resources.McpServer, mcpServer(ns, 'before'));

@@ -132,6 +132,47 @@ test('drift on a child is reverted', async () => {
       : undefined;
   });
   assert.equal(reverted.spec.replicas, 2);
+  const events = await admin.list<KubeObject>(Resources.Event, { namespace: ns });
+  assert.ok(
+    events.items.some(
+      (e) => e['reason'] === 'Updated' && String(e['message']).includes('Deployment demo-gateway'),
+    ),
+    'an Event says the controller changed the Deployment back',
+  );
+});
+
+test('the rotation annotation replaces the executor token and rolls both workloads', async () => {
+  const ns = await cp.newNamespace('rotate');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  await readyServer(ns, 'demo');
+  const tokenOf = async () =>
+    ((await get(Resources.Secret, ns, 'demo-executor-token')) as any)?.data?.token;
+  const hashOf = async (name: string) =>
+    ((await get(Resources.Deployment, ns, name)) as any)?.spec.template.metadata.annotations[
+      'mcpworks.io/spec-hash'
+    ];
+  const before = {
+    token: await waitFor('token', tokenOf),
+    gateway: await hashOf('demo-gateway'),
+    executor: await hashOf('demo-executor'),
+  };
+  const rotated = mcpServer(ns, 'demo');
+  rotated.metadata = {
+    ...rotated.metadata,
+    annotations: { 'mcpworks.io/rotate-executor-token': '2026-01-01' },
+  };
+  await admin.apply(Resources.McpServer, rotated);
+  const token = await waitFor('new token', async () => {
+    const t = await tokenOf();
+    return t !== before.token ? t : undefined;
+  });
+  assert.equal(Buffer.from(token, 'base64').length, 32);
+  await waitFor(
+    'both workloads roll',
+    async () =>
+      (await hashOf('demo-gateway')) !== before.gateway &&
+      (await hashOf('demo-executor')) !== before.executor,
+  );
 });
 
 test('a missing API-key Secret makes the server Degraded with a clear message, and it recovers', async () => {
