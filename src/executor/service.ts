@@ -17,6 +17,7 @@ import { SandboxOutcome, type ToolCallRequest, type ToolExecutor } from './types
 export const CALLS_PATH = '/v1/calls';
 /** Tool code is at most 64 KiB; arguments get the rest. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+const BODY_TIMEOUT_MS = 10_000;
 
 export interface ExecutorServiceOptions {
   executor: ToolExecutor;
@@ -152,7 +153,14 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
       if (!res.writableFinished) abort.abort();
     });
     try {
-      const body = await readBody(req, maxBody);
+      // A slow body must not hold a concurrency slot for long: the gateway sends it in one go.
+      const bodyTimer = setTimeout(() => req.destroy(new Error('body timeout')), BODY_TIMEOUT_MS);
+      let body: Buffer | 'too-large';
+      try {
+        body = await readBody(req, maxBody);
+      } finally {
+        clearTimeout(bodyTimer);
+      }
       if (body === 'too-large') {
         return reject(res, 'invalid', 413, 'InvalidInput', `the body exceeds ${maxBody} bytes`);
       }
