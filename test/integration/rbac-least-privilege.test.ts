@@ -3,7 +3,7 @@
 // 1. The controller runs under the chart's own ServiceAccount (a TokenRequest token, not an
 //    admin identity) with the chart's ClusterRole and leader-election Role, through a full
 //    create / update / delete cycle of an McpServer and an AgentPolicy: children applied,
-//    status written, an Event recorded, the finalizer's cleanup done.
+//    status written, an Event recorded, the cluster-scoped binding removed after the delete.
 // 2. For every rule of those roles, a copy without that one rule makes the API server refuse a
 //    request the controller makes for that rule's resources (no rule is unused).
 //
@@ -299,9 +299,10 @@ const accepted = (o: Conditioned) =>
   o.status?.conditions?.some((x) => x.type === 'Accepted' && x.status === 'True') ?? false;
 
 /**
- * Create → children, status, Event, policy Accepted; update → new generation observed and the
- * gateway rolled; delete → finalizer cleanup done and the McpServer gone. `check` runs between
- * polls and throws to end the cycle early.
+ * Create → children, status, policies Accepted; update → new generation observed, the gateway
+ * rolled and an `Updated` Event recorded; delete → the McpServer
+ * gone and the gateway's ClusterRoleBinding removed. `check` runs between polls and throws to
+ * end the cycle early.
  */
 async function runCycle(namespace: string, check?: () => Promise<void>): Promise<void> {
   const c = adminClients();
@@ -363,14 +364,6 @@ async function runCycle(namespace: string, check?: () => Promise<void>): Promise
     check,
   );
   await until(
-    'an Event on the McpServer',
-    async () => {
-      const events = await c.core.listNamespacedEvent({ namespace });
-      return events.items.some((e) => e.involvedObject.kind === 'McpServer') ? true : undefined;
-    },
-    check,
-  );
-  await until(
     'the AgentPolicy Accepted condition',
     async () => {
       const p = (await c.custom.getNamespacedCustomObject({
@@ -422,8 +415,20 @@ async function runCycle(namespace: string, check?: () => Promise<void>): Promise
     },
     check,
   );
+  await until(
+    'the Updated Event of the rollout',
+    async () => {
+      const events = await c.core.listNamespacedEvent({ namespace });
+      return events.items.some(
+        (e) => e.involvedObject.kind === 'McpServer' && e.reason === 'Updated',
+      )
+        ? true
+        : undefined;
+    },
+    check,
+  );
 
-  // Delete: the finalizer removes the cluster-scoped binding, then lets the McpServer go.
+  // Delete: the McpServer goes, and the operator removes the cluster-scoped binding it owned.
   await c.custom.deleteNamespacedCustomObject({ ...plural, plural: 'mcpservers', name: 'tools' });
   await until(
     'the McpServer to be deleted',
@@ -513,7 +518,10 @@ async function replaceRules(role: K8sObject, rules: PolicyRule[]): Promise<void>
   assert.equal(applied.code, 0, applied.stderr);
 }
 
-/** Drops what a stopped controller left behind (and the cluster-scoped policy) (a finalizer it never removed) so the next one has less to do. */
+/**
+ * Drops what a variant left behind (its McpServer, with any finalizer, and its cluster-scoped
+ * policy) so the next controller has less to reconcile.
+ */
 async function forceDeleteServers(namespace: string): Promise<void> {
   const custom = cp.kubeConfig.makeApiClient(CustomObjectsApi);
   const target = { group: GROUP, version: VERSION, namespace, plural: 'mcpservers', name: 'tools' };
