@@ -43,16 +43,36 @@ export const subjectArb: fc.Arbitrary<PolicySubject> = fc.oneof(
   fc.constant({ kind: 'Anonymous' as const }),
 );
 
-export function ruleArb(effect?: 'Allow' | 'Deny'): fc.Arbitrary<PolicyRule> {
-  return fc.record({
-    effect:
-      effect === undefined
-        ? fc.constantFrom('Allow' as const, 'Deny' as const)
-        : fc.constant(effect),
-    subjects: fc.array(subjectArb, { minLength: 1, maxLength: 3 }),
-    tools: fc.uniqueArray(fc.constantFrom(...TOOL_PATTERNS), { minLength: 1, maxLength: 3 }),
-    reason: fc.constantFrom('r1', 'r2', 'because'),
-  });
+/**
+ * Conditions for the property tests: some hold, some do not, some error on the generated
+ * arguments (a missing key), which must count as a match for Deny and no match for Allow.
+ */
+export const CONDITIONS = [
+  'has(args.path) && args.path.startsWith("/etc")',
+  'args.path == "/tmp/x"',
+  'args.n > 3',
+  'tool.startsWith("read")',
+  '"dev" in subject.groups',
+] as const;
+
+export function ruleArb(
+  effect?: 'Allow' | 'Deny',
+  withConditions = false,
+): fc.Arbitrary<PolicyRule> {
+  return fc
+    .record({
+      effect:
+        effect === undefined
+          ? fc.constantFrom('Allow' as const, 'Deny' as const)
+          : fc.constant(effect),
+      subjects: fc.array(subjectArb, { minLength: 1, maxLength: 3 }),
+      tools: fc.uniqueArray(fc.constantFrom(...TOOL_PATTERNS), { minLength: 1, maxLength: 3 }),
+      reason: fc.constantFrom('r1', 'r2', 'because'),
+      conditions: withConditions
+        ? fc.uniqueArray(fc.constantFrom(...CONDITIONS), { maxLength: 2 })
+        : fc.constant([] as string[]),
+    })
+    .map(({ conditions, ...rule }) => (conditions.length === 0 ? rule : { ...rule, conditions }));
 }
 
 const labelsArb = fc.record(
@@ -100,6 +120,7 @@ const auditOnlyArb = fc.integer({ min: 0, max: 9 }).map((n) => n === 0);
 export function agentPolicyArb(
   name: fc.Arbitrary<string>,
   effect?: 'Allow' | 'Deny',
+  withConditions = false,
 ): fc.Arbitrary<AgentPolicy> {
   return fc
     .record({
@@ -107,7 +128,7 @@ export function agentPolicyArb(
       namespace: fc.constantFrom(...NAMESPACES),
       servers: serversArb,
       auditOnly: auditOnlyArb,
-      rules: fc.array(ruleArb(effect), { minLength: 1, maxLength: 3 }),
+      rules: fc.array(ruleArb(effect, withConditions), { minLength: 1, maxLength: 3 }),
     })
     .map(({ name, namespace, servers, auditOnly, rules }) => ({
       apiVersion: 'mcpworks.io/v1alpha1',
@@ -120,6 +141,7 @@ export function agentPolicyArb(
 export function clusterPolicyArb(
   name: fc.Arbitrary<string>,
   effect?: 'Allow' | 'Deny',
+  withConditions = false,
 ): fc.Arbitrary<ClusterAgentPolicy> {
   return fc
     .record({
@@ -127,7 +149,7 @@ export function clusterPolicyArb(
       servers: serversArb,
       namespaceSelector: selectorArb,
       auditOnly: auditOnlyArb,
-      rules: fc.array(ruleArb(effect), { minLength: 1, maxLength: 3 }),
+      rules: fc.array(ruleArb(effect, withConditions), { minLength: 1, maxLength: 3 }),
     })
     .map(({ name, servers, namespaceSelector, auditOnly, rules }) => ({
       apiVersion: 'mcpworks.io/v1alpha1',
@@ -142,19 +164,30 @@ export interface GeneratedSet {
   clusterPolicies: ClusterAgentPolicy[];
 }
 
-export const policySetArb: fc.Arbitrary<GeneratedSet> = fc.record({
-  agentPolicies: fc.uniqueArray(
-    agentPolicyArb(fc.constantFrom('p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7')),
-    {
-      maxLength: 6,
-      selector: (p) => `${p.metadata.namespace}/${p.metadata.name}`,
-    },
-  ),
-  clusterPolicies: fc.uniqueArray(clusterPolicyArb(fc.constantFrom('c0', 'c1', 'c2', 'c3')), {
-    maxLength: 3,
-    selector: (p) => p.metadata.name,
-  }),
-});
+export function policySetArbWith(withConditions: boolean): fc.Arbitrary<GeneratedSet> {
+  return fc.record({
+    agentPolicies: fc.uniqueArray(
+      agentPolicyArb(
+        fc.constantFrom('p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7'),
+        undefined,
+        withConditions,
+      ),
+      { maxLength: 6, selector: (p) => `${p.metadata.namespace}/${p.metadata.name}` },
+    ),
+    clusterPolicies: fc.uniqueArray(
+      clusterPolicyArb(fc.constantFrom('c0', 'c1', 'c2', 'c3'), undefined, withConditions),
+      {
+        maxLength: 3,
+        selector: (p) => p.metadata.name,
+      },
+    ),
+  });
+}
+
+/** Condition-free sets: what Cedar can decide too. */
+export const policySetArb = policySetArbWith(false);
+/** Sets whose rules may carry CEL conditions (some of which error on some requests). */
+export const conditionalPolicySetArb = policySetArbWith(true);
 
 export const principalArb: fc.Arbitrary<Principal> = fc.oneof(
   fc.record({
@@ -198,7 +231,13 @@ export const requestArb: fc.Arbitrary<PolicyRequest> = fc.record({
   principal: principalArb,
   method: fc.constant('tools/call'),
   tool: fc.constantFrom(...TOOLS, 'xylophone', 'read_'),
-  arguments: fc.constant({}),
+  arguments: fc.constantFrom<Record<string, unknown>>(
+    {},
+    { path: '/etc/passwd' },
+    { path: '/tmp/x' },
+    { n: 5 },
+    { n: 1, path: '/etc/x' },
+  ),
 });
 
 /** A Deny that matches exactly this request, in a ClusterAgentPolicy of its own. */
