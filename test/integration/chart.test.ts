@@ -259,7 +259,7 @@ describe('GitOps examples', () => {
     for (const dir of ['argocd', 'flux']) {
       for (const file of yamlFiles(join(repoRoot, 'examples/gitops', dir))) {
         for (const o of parseObjects(file.text)) {
-          const spec = o.spec as { source?: { path?: string }; path?: string };
+          const spec = (o.spec ?? {}) as { source?: { path?: string }; path?: string };
           const path = spec.source?.path ?? spec.path;
           if (path) referenced.push(path.replace(/^\.\//, ''));
         }
