@@ -57,10 +57,25 @@ type Evaluable = ((context: ConditionInput) => unknown) & { ast: AstNode };
 
 let environment: ReturnType<typeof conditionEnvironment> | undefined;
 
+const compiledCache = new Map<string, CompiledCondition | { error: string }>();
+const MAX_CACHED_CONDITIONS = 4096;
+
+/** Compiles a condition; results are shared between policies that repeat an expression (bounded cache). */
 export function compileCondition(
   source: string,
-  now: () => number = () => performance.now(),
+  now?: () => number,
 ): CompiledCondition | { error: string } {
+  if (now !== undefined) return compileUncached(source, now);
+  let result = compiledCache.get(source);
+  if (result === undefined) {
+    result = compileUncached(source, () => performance.now());
+    if (compiledCache.size >= MAX_CACHED_CONDITIONS) compiledCache.clear();
+    compiledCache.set(source, result);
+  }
+  return result;
+}
+
+function compileUncached(source: string, now: () => number): CompiledCondition | { error: string } {
   if (source.length > MAX_CONDITION_LENGTH)
     return { error: `longer than ${MAX_CONDITION_LENGTH} characters` };
   const syntax = checkConditionSyntax(source);

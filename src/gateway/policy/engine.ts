@@ -139,6 +139,10 @@ export function policiesForServer(set: CompiledPolicySet, server: ServerRef): st
   return [...viewFor(set, server).policies];
 }
 
+/**
+ * Decides one request. The per-server view is cached by ServerRef identity and by value: treat a
+ * ServerRef as immutable once passed in (build a new one when labels change).
+ */
 export function decide(set: CompiledPolicySet, request: PolicyRequest): Decision {
   const { server, principal, method } = request;
   if (!isPolicyGoverned(method)) {
