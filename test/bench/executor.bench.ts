@@ -13,6 +13,8 @@ import type { BenchContext, BenchFigure } from './types.ts';
 
 const SUITE = 'executor';
 const SAMPLES = 25;
+/** Idle time between measurements for asynchronous teardown to finish. */
+const SETTLE_MS = 40;
 
 const TRIVIAL: Record<Runtime, string> = {
   python: 'def main(args):\n    return "ok"',
@@ -38,6 +40,11 @@ function bareSpawn(runtime: Runtime): Promise<number> {
     child.on('error', reject);
     child.on('exit', () => resolve(performance.now() - started));
   });
+}
+
+async function settle(pool: { whenFilled(): Promise<void> }): Promise<void> {
+  await pool.whenFilled();
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 }
 
 function call(runtime: Runtime) {
@@ -102,10 +109,13 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
       const warmTimes: number[] = [];
       for (let i = 0; i < 3; i += 1) await bareSpawn(runtime); // page cache
       for (let i = 0; i < SAMPLES; i += 1) {
+        // Measure each kind alone: the previous sandbox's teardown and the pool's refill (both
+        // asynchronous by design) finish before the next measurement starts.
+        await settle(pool);
         bare.push(await bareSpawn(runtime));
+        await settle(pool);
         coldTimes.push(await timed(cold, runtime, 'cold'));
-        // Each warm call finds a ready sandbox: the refill happens between calls, as when idle.
-        await pool.whenFilled();
+        await settle(pool);
         warmTimes.push(await timed(warm, runtime, 'warm'));
       }
       for (const p of [50, 95] as const) {
