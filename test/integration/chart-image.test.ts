@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { builtinModules } from 'node:module';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
@@ -77,16 +77,21 @@ test('run-time code imports only production dependencies (the image omits dev on
   assert.deepEqual(offenders, []);
 });
 
-test('every COPY source exists and is in the build context (.dockerignore)', () => {
-  const ignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8');
-  const included = new Set([...ignore.matchAll(/^!(\S+?)\/?$/gm)].map((m) => m[1]!));
-  for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
-    for (const source of m[1]!.split(/\s+/)) {
-      assert.ok(included.has(source), `${source} is excluded from the build context`);
-      assert.ok(readdirSync(repoRoot).includes(source), `${source} does not exist`);
+for (const file of ['Dockerfile', 'sandbox-image/Dockerfile']) {
+  test(`every COPY source of ${file} exists and is in the build context (.dockerignore)`, () => {
+    const text = readFileSync(join(repoRoot, file), 'utf8');
+    const ignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8');
+    const included = new Set([...ignore.matchAll(/^!(\S+?)\/?$/gm)].map((m) => m[1]!));
+    const sources = [...text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) =>
+      m[1]!.split(/\s+/),
+    );
+    assert.ok(sources.length > 0, `${file} copies nothing from the context`);
+    for (const source of sources) {
+      assert.ok(included.has(source), `${file}: ${source} is excluded from the build context`);
+      assert.ok(existsSync(join(repoRoot, source)), `${file}: ${source} does not exist`);
     }
-  }
-});
+  });
+}
 
 test('the compiled program starts as `mcpworks` the way the image runs it', () => {
   const dist = join(work, 'app', 'dist');
