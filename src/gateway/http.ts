@@ -7,8 +7,9 @@
  *   /metrics                                         Prometheus (public; only bounded labels,
  *                                                    no identities; see docs/adr/0011)
  *
- * Decision records cover the MCP paths; health, metrics, metadata and unknown paths are not
- * requests to an MCP server and are not recorded.
+ * Decision records cover the MCP paths (CORS preflights excepted: no credentials, no message);
+ * health, metrics, metadata and unknown paths are not requests to an MCP server and are not
+ * recorded.
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
@@ -46,7 +47,11 @@ export function createRouter(options: RouterOptions): RequestListener {
   const route = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0]!;
     const app = routes.get(path);
-    if (app !== undefined) return app.handleMcp(req, res, path);
+    if (app !== undefined) {
+      return req.method === 'OPTIONS'
+        ? app.handlePreflight(req, res)
+        : app.handleMcp(req, res, path);
+    }
     if (path === '/healthz') return text(res, 200, 'ok\n');
     if (path === '/readyz') return ready() ? text(res, 200, 'ok\n') : text(res, 503, 'not ready\n');
     if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {

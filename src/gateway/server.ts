@@ -72,10 +72,37 @@ export interface GatewayApp {
   handleMcp(req: IncomingMessage, res: ServerResponse, mcpPath: string): Promise<void>;
   /** RFC 9728 protected-resource metadata for `mcpPath` (public, as the RFC intends). */
   handleResourceMetadata(req: IncomingMessage, res: ServerResponse, mcpPath: string): void;
+  /**
+   * CORS preflight (OPTIONS) for the MCP path: 204 for an allowed Origin and Host, else 403. It
+   * carries no credentials and no MCP message, so it is not a decision record.
+   */
+  handlePreflight(req: IncomingMessage, res: ServerResponse): void;
   close(): Promise<void>;
 }
 
 export const RESOURCE_METADATA_PREFIX = '/.well-known/oauth-protected-resource';
+
+/**
+ * CORS for browser clients on an allowed origin (the Origin guard ran first). Bearer tokens, no
+ * cookies: CORS only lets the page read answers to requests it could already send.
+ */
+function setCorsHeaders(req: IncomingMessage, res: ServerResponse): void {
+  const origin = header(req, 'origin');
+  if (origin === undefined) return;
+  res.setHeader('access-control-allow-origin', origin);
+  res.setHeader('vary', 'Origin');
+  res.setHeader(
+    'access-control-expose-headers',
+    'Mcp-Session-Id, WWW-Authenticate, Mcp-Protocol-Version',
+  );
+}
+
+const PREFLIGHT_HEADERS = {
+  'access-control-allow-methods': 'GET, POST, DELETE',
+  'access-control-allow-headers':
+    'Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID',
+  'access-control-max-age': '600',
+};
 
 function sendJson(
   res: ServerResponse,
@@ -222,6 +249,7 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
         return rpcError(res, 403, -32000, guard.message);
       }
     }
+    setCorsHeaders(req, res);
     const url = new URL(req.url ?? '/', 'http://gateway.invalid');
     const query = checkQuery(url.searchParams);
     if (!query.ok) {
@@ -376,6 +404,19 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
         if (ctx.pending !== undefined) await ctx.pending;
         finish(ctx, res);
       }
+    },
+    handlePreflight(req, res) {
+      req.resume();
+      const host = checkHost(header(req, 'host'), originPolicy);
+      const origin = checkOrigin(header(req, 'origin'), originPolicy);
+      if (!host.ok || !origin.ok) {
+        res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('forbidden\n');
+        return;
+      }
+      setCorsHeaders(req, res);
+      res.writeHead(204, PREFLIGHT_HEADERS);
+      res.end();
     },
     handleResourceMetadata(req, res, mcpPath) {
       const snapshot = source.current();

@@ -303,3 +303,33 @@ test('per-request memory stays flat over many sessions that are closed', async (
   assert.ok(grown < 1.5 * 1024 * 1024, `heap grew by ${grown} bytes over 400 sessions`);
   assert.equal(gw.app.sessionCount, 0);
 });
+
+test('a CORS preflight from an allowed origin gets 204 with the MCP headers allowed, and no record', async () => {
+  gw = await startGateway({ allowedOrigins: ['https://inspector.example'] });
+  const res = await fetch(gw.url, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://inspector.example', 'access-control-request-method': 'POST' },
+  });
+  assert.equal(res.status, 204);
+  assert.equal(res.headers.get('access-control-allow-origin'), 'https://inspector.example');
+  assert.match(res.headers.get('access-control-allow-headers') ?? '', /Mcp-Session-Id/);
+  assert.equal(gw.records.length, 0);
+});
+
+test('a CORS preflight from a foreign origin gets 403', async () => {
+  gw = await startGateway();
+  const res = await fetch(gw.url, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://evil.example' },
+  });
+  assert.equal(res.status, 403);
+  assert.equal(res.headers.get('access-control-allow-origin'), null);
+});
+
+test('answers to an allowed browser origin expose the session id and the challenge', async () => {
+  gw = await startGateway({ allowedOrigins: ['https://inspector.example'] });
+  const res = await post(gw.url, INITIALIZE, { origin: 'https://inspector.example' });
+  assert.equal(res.status, 401);
+  assert.equal(res.headers.get('access-control-allow-origin'), 'https://inspector.example');
+  assert.match(res.headers.get('access-control-expose-headers') ?? '', /WWW-Authenticate/);
+});
