@@ -80,7 +80,7 @@ for (const [label, setArb, withConditions] of VARIANTS) {
     );
   });
 
-  test(`${label}: order independence: shuffling the policies changes nothing in the decision`, () => {
+  test(`${label}: order independence: shuffling policies and conditions changes nothing in the decision`, () => {
     fc.assert(
       fc.property(setArb, requestsArb, fc.infiniteStream(fc.nat()), (set, requests, randomness) => {
         const shuffle = <T>(list: T[]): T[] => {
@@ -92,9 +92,19 @@ for (const [label, setArb, withConditions] of VARIANTS) {
           }
           return out;
         };
+        // Policies in any order, and each rule's conditions in any order too.
+        const reorder = <P extends AgentPolicy | ClusterAgentPolicy>(p: P): P => ({
+          ...p,
+          spec: {
+            ...p.spec,
+            rules: p.spec.rules.map((r) =>
+              r.conditions === undefined ? r : { ...r, conditions: shuffle(r.conditions) },
+            ),
+          },
+        });
         const shuffled = {
-          agentPolicies: shuffle(set.agentPolicies),
-          clusterPolicies: shuffle(set.clusterPolicies),
+          agentPolicies: shuffle(set.agentPolicies).map(reorder),
+          clusterPolicies: shuffle(set.clusterPolicies).map(reorder),
         };
         assert.deepEqual(effects(shuffled, requests), effects(set, requests));
       }),

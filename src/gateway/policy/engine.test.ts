@@ -285,6 +285,17 @@ describe('decide: conditions', () => {
     assert.equal(decide(set, call(alice, 'write_file', { path: '/etc/x' })).effect, 'Deny');
   });
 
+  test('a false condition decides the rule whatever order an erroring one is listed in', () => {
+    for (const conditions of [
+      ['args.missing == 1', 'tool == "other"'],
+      ['tool == "other"', 'args.missing == 1'],
+    ]) {
+      const deny = rule('Deny', [{ kind: 'Agent', name: 'alice' }], ['write_file'], { conditions });
+      const { set } = compile([agentPolicy('p', [allowAlice(['*']), deny])]);
+      assert.equal(decide(set, call(alice, 'write_file')).effect, 'Allow', conditions.join(' && '));
+    }
+  });
+
   test('JSON integers are CEL ints', () => {
     const { set } = compile([agentPolicy('p', [withCondition('Allow', 'args.n + 1 == 4')])]);
     assert.equal(decide(set, call(alice, 'write_file', { n: 3 })).effect, 'Allow');

@@ -288,15 +288,22 @@ function ruleMatches(rule: CompiledRule, lazy: Lazy): { matched: boolean; failur
       failure: `could not be compiled (${rule.brokenConditions})`,
     };
   }
+  // A false condition decides the conjunction whatever the others do (as CEL's `&&` does), so
+  // the outcome never depends on the order conditions are listed in.
+  // Of several failing conditions the reason names the first by source text, for the same reason.
+  let failed: { source: string; error: string } | undefined;
   for (const condition of rule.conditions) {
     const result = condition.evaluate(lazy());
     if (!result.ok) {
-      return {
-        matched: rule.effect === 'Deny',
-        failure: `${JSON.stringify(condition.source)} failed: ${result.error}`,
-      };
-    }
-    if (!result.value) return { matched: false };
+      if (failed === undefined || condition.source < failed.source)
+        failed = { source: condition.source, error: result.error };
+    } else if (!result.value) return { matched: false };
+  }
+  if (failed !== undefined) {
+    return {
+      matched: rule.effect === 'Deny',
+      failure: `${JSON.stringify(failed.source)} failed: ${failed.error}`,
+    };
   }
   return { matched: true };
 }
