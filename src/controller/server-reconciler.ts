@@ -78,7 +78,10 @@ interface Child {
 export function createServerReconciler(
   deps: ServerReconcilerDeps,
 ): (key: string) => Promise<ProcessResult> {
-  const newToken = deps.newToken ?? (() => randomBytes(32).toString('base64'));
+  // Secret `data` is base64 of the value the pods get in MCPWORKS_EXECUTOR_TOKEN, which goes into an
+  // HTTP header: the value must be printable (base64url of 32 random bytes), not raw bytes.
+  const newToken =
+    deps.newToken ?? (() => Buffer.from(randomBytes(32).toString('base64url')).toString('base64'));
   const { client, caches } = deps;
 
   return async function reconcileServer(key: string): Promise<ProcessResult> {
