@@ -3,7 +3,7 @@
  * creates with the exact limits of the tool; nsjail nests the jail inside it. After the sandbox
  * ends, its counters say whether the memory or pids limit was hit, then it is removed.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, McpworksError } from '../shared/errors.ts';
@@ -239,6 +239,54 @@ export async function createSandboxCgroup(
       await removeDir(dir);
     },
   };
+}
+
+/** A sandbox cgroup this old with no process anywhere below it belongs to a crashed executor. */
+export const STALE_CGROUP_MS = 15 * 60 * 1000;
+
+function hasProcesses(dir: string): boolean {
+  try {
+    if (readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim().length > 0) return true;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory() && hasProcesses(join(dir, entry.name))) return true;
+    }
+    return false;
+  } catch {
+    return true; // unreadable: leave it alone
+  }
+}
+
+/**
+ * Removes sandbox cgroups left by executors that died (SIGKILL, OOM): older than STALE_CGROUP_MS
+ * and without any process. Live sandboxes always hold processes; a fresh empty one is young.
+ */
+export async function removeStaleCgroups(roots: CgroupRoots, nowMs: number): Promise<number> {
+  const parents =
+    roots.version === 'v1'
+      ? [roots.memoryMount, roots.pidsMount, roots.cpuMount].map((m) => join(m, EXECUTOR_CGROUP))
+      : [roots.base];
+  let removed = 0;
+  for (const parent of parents) {
+    let names: string[];
+    try {
+      names = readdirSync(parent, { withFileTypes: true })
+        .filter((e) => e.isDirectory() && e.name !== 'supervisor')
+        .map((e) => e.name);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const dir = join(parent, name);
+      try {
+        if (nowMs - statSync(dir).mtimeMs < STALE_CGROUP_MS || hasProcesses(dir)) continue;
+        await removeDir(dir);
+        removed += 1;
+      } catch {
+        // still busy or already gone: try again next start
+      }
+    }
+  }
+  return removed;
 }
 
 /** Removes every sandbox cgroup whose name starts with `prefix` (this executor's leftovers). */

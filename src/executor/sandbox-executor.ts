@@ -16,6 +16,7 @@ import {
   prepareCgroupRoots,
   readAppliedLimits,
   removeCgroupsWithPrefix,
+  removeStaleCgroups,
 } from './cgroups.ts';
 import { writeEtcFiles } from './etc-files.ts';
 import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
@@ -127,6 +128,9 @@ export async function createSandboxExecutor(
 
   const cgroups = detectCgroups();
   await prepareCgroupRoots(cgroups);
+  const stale = await removeStaleCgroups(cgroups, clock.now().getTime());
+  if (stale > 0)
+    logger.info({ removed: stale }, 'removed sandbox cgroups left by a previous executor');
   const paths = { ...DEFAULT_RUNTIME_PATHS, ...options.runtimes };
   const layouts = {} as Record<Runtime, RuntimeLayout>;
   for (const runtime of RUNTIMES) layouts[runtime] = await resolveRuntimeLayout(runtime, paths);

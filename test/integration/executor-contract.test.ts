@@ -4,7 +4,10 @@
  * sandboxes.
  */
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, rmdirSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { EXECUTOR_CGROUP, detectCgroups } from '../../src/executor/cgroups.ts';
 import { createSandboxExecutor, warmPoolOf } from '../../src/executor/sandbox-executor.ts';
 import { nsjailForTests, toolCall, TEST_LIMITS } from '../../src/executor/testing.ts';
 import type { SandboxExecutor, ToolCallResult } from '../../src/executor/types.ts';
@@ -346,5 +349,27 @@ describe('ordinary programs work inside the allowlist', () => {
       ),
     );
     assert.equal(text(r), '3\n2\n3\n');
+  });
+});
+
+describe('crash recovery', () => {
+  test('sandbox cgroups left by a dead executor are removed at start; fresh ones are kept', async () => {
+    const roots = detectCgroups();
+    const base = roots.version === 'v1' ? join(roots.memoryMount, EXECUTOR_CGROUP) : roots.base;
+    const stale = join(base, `stale-test-${process.pid}`);
+    const fresh = join(base, `fresh-test-${process.pid}`);
+    mkdirSync(join(stale, 'NSJAIL.1'), { recursive: true });
+    mkdirSync(fresh);
+    const hourAgo = new Date(Date.now() - 3600_000);
+    utimesSync(stale, hourAgo, hourAgo);
+    try {
+      const second = await createSandboxExecutor({ nsjailPath: nsjailForTests(), warmPoolSize: 0 });
+      await second.close();
+      assert.equal(existsSync(stale), false);
+      assert.equal(existsSync(fresh), true);
+    } finally {
+      for (const dir of [join(stale, 'NSJAIL.1'), stale, fresh])
+        if (existsSync(dir)) rmdirSync(dir);
+    }
   });
 });
