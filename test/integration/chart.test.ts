@@ -190,7 +190,11 @@ describe('helm chart', () => {
   test('the chart grants exactly what config/rbac grants (controller, gateway, leader election)', async () => {
     const rendered = parseObjects(await helmTemplate({ namespace: 'mcpworks-system' }));
     const source = parseObjects(await kustomize('config/rbac'));
-    assert.deepEqual(grantsByRole(rendered), grantsByRole(source));
+    assert.deepEqual(
+      grantsByRole(rendered),
+      grantsByRole(source),
+      'the chart RBAC drifted from config/rbac: run `node scripts/sync-chart-rbac.ts`',
+    );
   });
 
   test('helm install and uninstall against the API server; NOTES.txt says what to do next', async () => {
