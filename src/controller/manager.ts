@@ -36,7 +36,7 @@ export interface ControllerOptions {
   clock?: Clock;
   metrics?: ControllerMetrics;
   workloads?: Partial<WorkloadOptions>;
-  /** Reconciles running at once per kind (default 16). */
+  /** Reconciles running at once per kind (default 32). */
   concurrency?: number;
   /** Every key is reconciled again this often, changed or not (default 10 minutes). */
   resyncMs?: number;
@@ -44,7 +44,7 @@ export interface ControllerOptions {
   recheckMissingInputsMs?: number;
   /** Backoff cap for failing reconciles (default 60 s). */
   maxBackoffMs?: number;
-  /** Connections to the API server (default 32). */
+  /** Connections to the API server (default: the concurrency, at least 16). */
   maxSockets?: number;
   /** Undefined: no leader election (a single replica, tests). */
   leaderElection?: LeaderElectionConfig;
@@ -77,13 +77,14 @@ export function createController(options: ControllerOptions): Controller {
   const clock = options.clock ?? systemClock;
   const logger = options.logger.child({ component: 'controller' });
   const metrics = options.metrics ?? createControllerMetrics();
+  const concurrency = options.concurrency ?? 32;
   const client = createKubeClient(options.kubeConfig, {
-    maxSockets: options.maxSockets ?? 32,
+    // One connection per concurrent reconcile: the API server, not the socket pool, sets the pace.
+    maxSockets: options.maxSockets ?? Math.max(16, concurrency),
     onWrite: (verb, resource) => metrics.apiWrites.inc({ verb, resource }),
   });
   const workloads: WorkloadOptions = { ...DEFAULT_WORKLOAD_OPTIONS, ...options.workloads };
   const events = createEventRecorder({ client, clock, logger, component: 'mcpworks-controller' });
-  const concurrency = options.concurrency ?? 16;
   const informerOptions = { logger, maxBackoffMs: 10_000 };
   const informer = (type: ResourceType, opts: InformerOptions) =>
     createInformer<KubeObject>(client, type, opts);

@@ -23,7 +23,7 @@ const USAGE = `usage: mcpworks controller [options]
   --retry-period <seconds>            (default 2)
   --metrics-bind-address <addr>       /metrics, [host]:port or 0 to disable (default :8080)
   --health-probe-bind-address <addr>  /healthz and /readyz (default :8081)
-  --concurrency <n>                   reconciles at once per kind (default 16)
+  --concurrency <n>                   reconciles at once per kind (default 32)
   --resync-period <seconds>           reconcile everything this often (default 600)
   --gateway-image <image>             (default $MCPWORKS_GATEWAY_IMAGE)
   --executor-image <image>            (default $MCPWORKS_EXECUTOR_IMAGE)
@@ -45,7 +45,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         'retry-period': { type: 'string', default: '2' },
         'metrics-bind-address': { type: 'string', default: ':8080' },
         'health-probe-bind-address': { type: 'string', default: ':8081' },
-        concurrency: { type: 'string', default: '16' },
+        concurrency: { type: 'string', default: '32' },
         'resync-period': { type: 'string', default: '600' },
         'gateway-image': { type: 'string' },
         'executor-image': { type: 'string' },
