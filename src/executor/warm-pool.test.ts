@@ -136,6 +136,29 @@ describe('WarmPool', () => {
     await warm.close();
   });
 
+  test('a sandbox that dies while starting is not respawned in a loop', async () => {
+    const clock = manualClock();
+    let spawns = 0;
+    const warm = new WarmPool({
+      size: 2,
+      maxKeys: 8,
+      maxIdleMs: 60_000,
+      clock,
+      logger: silentLogger(),
+      spawn: async (runtime, limits) => {
+        spawns += 1;
+        const dead = fakeSandbox(runtime, limits, clock.monotonicMs());
+        dead.discarded = true;
+        return dead;
+      },
+    });
+    warm.register('node', LIMITS);
+    await warm.whenFilled();
+    assert.ok(spawns <= 3, `spawned ${spawns} times`);
+    assert.equal(warm.idleCount, 0);
+    await warm.close();
+  });
+
   test('close discards every idle sandbox', async () => {
     const { warm, spawned } = pool(2);
     warm.register('python', LIMITS);

@@ -159,6 +159,11 @@ export class WarmPool {
           const sandbox = await this.options.spawn(entry.key.runtime, entry.key.limits);
           // Pace refills by real readiness, so a burst of refills never starves running calls.
           await sandbox.ready;
+          if (!sandbox.usable) {
+            // Died while starting (e.g. a memory limit too small for the interpreter): never
+            // respawn in a tight loop; the calls themselves will report the outcome.
+            throw new Error('the sandbox died while starting');
+          }
           if (this.closed || !this.entries.has(poolKey(entry.key.runtime, entry.key.limits))) {
             await sandbox.discard();
           } else {
