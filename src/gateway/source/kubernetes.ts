@@ -81,6 +81,8 @@ export function createKubernetesSource(options: KubernetesSourceOptions): Kubern
     });
     informer.on(schedule);
     informer.start();
+    // An absent Secret lists empty and emits nothing: rebuild once the list is in.
+    void informer.synced().then(schedule);
     secret = { name: secretName, informer };
   }
 
@@ -100,6 +102,9 @@ export function createKubernetesSource(options: KubernetesSourceOptions): Kubern
       return;
     }
     followSecret(parsed.data.spec.auth.apiKeys?.secretRef.name);
+    // Publish nothing until the Secret's first list is in: a snapshot without its keys would
+    // reject every API key until the next change.
+    if (secret && !secret.informer.hasSynced()) return;
     const secretObj = secret ? secret.informer.get(`${namespace}/${secret.name}`) : undefined;
     const manifests: Manifests = {
       servers: [parsed.data],
