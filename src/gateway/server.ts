@@ -60,6 +60,13 @@ export interface GatewayAppOptions {
   /** Host header values accepted; undefined accepts any (behind a Service). */
   allowedHosts?: readonly string[];
   limits?: Partial<GatewayLimits>;
+  /**
+   * `stateful` (default): MCP sessions bound to the principal, held in this process. `stateless`:
+   * no session ids, a fresh protocol server per request, nothing kept between requests; use it
+   * when several replicas serve one McpServer without session affinity. GET streams and DELETE
+   * are then 405, as the spec allows.
+   */
+  sessionMode?: 'stateful' | 'stateless';
   /** `scheme://host[:port]` clients use, for the resource metadata; default: from the Host header. */
   publicBaseUrl?: string;
   version?: string;
@@ -154,6 +161,7 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
   const initial = source.current();
   const serverKey = `${initial.server.metadata.namespace ?? 'default'}/${initial.server.metadata.name}`;
   const sessions = new SessionTable(limits.sessions);
+  const stateless = options.sessionMode === 'stateless';
   const deps: ProtocolDeps = {
     executor: options.executor,
     policy: options.policy,
@@ -327,6 +335,32 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
 
     (req as IncomingMessage & { auth?: unknown }).auth = authInfoFor(ctx);
     const sessionHeader = header(req, 'mcp-session-id');
+
+    if (stateless) {
+      if (method !== 'POST') {
+        deny(
+          ctx,
+          ReasonCode.MethodNotAllowed,
+          'method not allowed without sessions',
+          'invalid-request',
+        );
+        return rpcError(res, 405, -32000, 'Method not allowed: this server is stateless', {
+          allow: 'POST',
+        });
+      }
+      const protocol = createProtocolServer(deps, `mcpworks:${serverKey}`);
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: true,
+      });
+      try {
+        await protocol.connect(transport);
+        await transport.handleRequest(req, res, body);
+      } finally {
+        await protocol.close();
+      }
+      return;
+    }
 
     if (method === 'POST' && ctx.method === 'initialize' && sessionHeader === undefined) {
       if (!sessions.makeRoom(principal)) {

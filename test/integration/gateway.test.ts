@@ -337,3 +337,59 @@ test('answers to an allowed browser origin expose the session id and the challen
   assert.equal(res.headers.get('access-control-allow-origin'), 'https://inspector.example');
   assert.match(res.headers.get('access-control-expose-headers') ?? '', /WWW-Authenticate/);
 });
+
+test('stateless mode serves the SDK client without session ids and keeps nothing between requests', async () => {
+  gw = await startGateway({ sessionMode: 'stateless' });
+  const init = await post(gw.url, INITIALIZE, { authorization: 'Bearer token-alice' });
+  assert.equal(init.status, 200);
+  assert.equal(init.headers.get('mcp-session-id'), null);
+  const client = await connect(gw.url, 'token-alice');
+  const before = gw.records.length;
+  assert.equal((await client.callTool({ name: 'echo', arguments: { x: 3 } })).isError, false);
+  assert.equal((await client.callTool({ name: 'secret', arguments: {} })).isError, true);
+  const calls = gw.records.slice(before).filter((r) => r.method === 'tools/call');
+  assert.deepEqual(
+    calls.map((r) => r.effect),
+    ['Allow', 'Deny'],
+  );
+  assert.equal(gw.app.sessionCount, 0);
+  await client.close();
+});
+
+test('stateless mode refuses GET streams with 405', async () => {
+  gw = await startGateway({ sessionMode: 'stateless' });
+  const res = await fetch(gw.url, {
+    headers: { authorization: 'Bearer token-alice', accept: 'text/event-stream' },
+  });
+  assert.equal(res.status, 405);
+});
+
+test('stateless mode keeps memory flat over many requests', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gw = await startGateway({ sessionMode: 'stateless' });
+  // Raw requests: the SDK client itself retains an abort listener per request on its transport.
+  const headers = { authorization: 'Bearer token-alice', 'mcp-protocol-version': '2025-06-18' };
+  const burst = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const call = {
+        jsonrpc: '2.0',
+        id: i,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: { x: i } },
+      };
+      const res = await post(gw!.url, call, headers);
+      assert.equal(res.status, 200);
+      gw!.records.length = 0;
+      gw!.executor.requests.length = 0;
+    }
+  };
+  await burst(1000); // warm-up
+  gc();
+  const start = process.memoryUsage().heapUsed;
+  await burst(1000);
+  gc();
+  const grown = process.memoryUsage().heapUsed - start;
+  t.diagnostic(`heap grew by ${grown} bytes over 1000 stateless calls`);
+  assert.ok(grown < 1024 * 1024, `heap grew by ${grown} bytes over 1000 stateless calls`);
+});
