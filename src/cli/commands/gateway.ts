@@ -153,6 +153,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     recorder,
     metrics,
     events,
+    // Several replicas behind a Service without affinity: no per-process sessions.
+    sessionMode: 'stateless',
     clock: systemClock,
     logger,
     ...(publicUrl ? { publicBaseUrl: publicUrl } : {}),
