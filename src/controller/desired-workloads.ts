@@ -20,7 +20,7 @@ export interface WorkloadOptions {
   executorImage: string;
   /**
    * AppArmor for executor containers: the runtime's default profile denies mount(2), which
-   * nsjail needs; `Unconfined` or a `Localhost` profile that allows it (docs/adr/0002).
+   * nsjail needs; `Unconfined` or a `Localhost` profile that allows it (docs/adr/0004).
    */
   executorAppArmor: { type: 'Unconfined' } | { type: 'Localhost'; localhostProfile: string };
 }
@@ -141,7 +141,7 @@ export function desiredGatewayDeployment(
 }
 
 /**
- * Executor pods hold exactly what nsjail needs to build a fresh sandbox per call (ADR 0002):
+ * Executor pods hold exactly what nsjail needs to build a fresh sandbox per call (ADR 0004):
  * CAP_SYS_ADMIN (new mount/pid/net/ipc/uts/cgroup namespaces, mounts, cgroup limits), CAP_SETUID
  * and CAP_SETGID (uid/gid maps and dropping to the sandbox user), everything else dropped; the
  * runtime's seccomp profile stays on (it admits those syscalls to a SYS_ADMIN holder) and nsjail
