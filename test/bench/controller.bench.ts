@@ -1,10 +1,11 @@
 // 1,000 McpServers created at once against a real kube-apiserver, reconciled by `mcpworks
 // controller` running as a child process: time until every child is applied and every status
 // written, the controller's peak RSS (VmHWM), and API writes per minute once idle.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { startControlPlane } from '../harness/controlplane.ts';
 import { repoRoot } from '../harness/paths.ts';
 import { round } from '../harness/stats.ts';
@@ -43,6 +44,28 @@ function vmHwmMiB(pid: number): number {
     .split('\n')
     .find((l) => l.startsWith('VmHWM:'));
   return Number(/(\d+)/.exec(line ?? '')?.[1] ?? NaN) / 1024;
+}
+
+/** Mean API-server latency of server-side applies per resource, from its own /metrics. */
+async function applyLatencyMs(kubectl: string, kubeconfig: string): Promise<Map<string, number>> {
+  const { stdout } = await promisify(execFile)(
+    kubectl,
+    [`--kubeconfig=${kubeconfig}`, 'get', '--raw', '/metrics'],
+    {
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
+  const sums = new Map<string, { sum: number; count: number }>();
+  for (const line of stdout.split('\n')) {
+    const m = /^apiserver_request_duration_seconds_(sum|count)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || !m[2]?.includes('verb="APPLY"') || m[2].includes('subresource="status"')) continue;
+    const resource = /resource="([^"]+)"/.exec(m[2])?.[1] ?? '';
+    const entry = sums.get(resource) ?? { sum: 0, count: 0 };
+    if (m[1] === 'sum') entry.sum += Number(m[3]);
+    else entry.count += Number(m[3]);
+    sums.set(resource, entry);
+  }
+  return new Map([...sums].map(([r, e]) => [r, e.count > 0 ? (e.sum / e.count) * 1000 : NaN]));
 }
 
 async function writesExcludingLeases(metricsUrl: string): Promise<number> {
@@ -171,6 +194,12 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
       `converged in ${round(convergedMs / 1000, 2)} s, peak RSS ${round(rssMiB)} MiB, heap used now ${round(Number(heapUsed?.[1] ?? NaN) / 2 ** 20)} MiB`,
     );
 
+    // Where the API server spends the time: Services allocate a ClusterIP each.
+    const latency = await applyLatencyMs(join(ctx.controlPlaneBin, 'kubectl'), cp.kubeconfigPath);
+    ctx.log(
+      `API server mean apply latency (ms): ${[...latency].map(([r, v]) => `${r} ${round(v)}`).join(', ')}`,
+    );
+
     // Idle: let trailing watch events settle, then count writes over several resyncs.
     await new Promise((r) => setTimeout(r, 3_000));
     const w0 = await writesExcludingLeases(metricsUrl);
@@ -208,6 +237,17 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
           value: round(rawApplyRate),
         },
         ratio: round(controllerWriteRate / rawApplyRate, 2),
+      },
+      {
+        suite: 'controller',
+        name: 'API server mean latency of a Service apply (ClusterIP allocation) during convergence',
+        value: round(latency.get('services') ?? NaN),
+        unit: 'ms',
+        baseline: {
+          name: 'same for a Deployment apply',
+          value: round(latency.get('deployments') ?? NaN),
+        },
+        ratio: round((latency.get('services') ?? NaN) / (latency.get('deployments') ?? NaN), 1),
       },
       {
         suite: 'controller',
