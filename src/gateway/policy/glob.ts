@@ -2,11 +2,18 @@
  * Tool-name globs: `*` (any run of characters), `?` (one character), `[a-z]` / `[!a-z]` / `[^a-z]`
  * (one character in / not in the set) and `{a,b}` (alternatives, nestable).
  *
- * Tool names are not paths, so unlike picomatch or minimatch nothing is special about `/` or a
- * leading `.`; a library with path semantics would let `admin*` miss `admin/reset`, and a Deny that
- * silently misses is an open door. Matching never uses backtracking regular expressions: braces
- * are expanded when the pattern is compiled (bounded) and each alternative is matched with the
- * classic two-pointer wildcard algorithm, O(name × pattern) in the worst case.
+ * Hand-written rather than picomatch (the project otherwise prefers the library) because:
+ * - picomatch compiles `*` to a backtracking `[^/]*?`: measured with picomatch 4.0.7, `*a*a*a*x`
+ *   (a valid 8-character pattern) against a 256-character caller-chosen name blocks the event loop
+ *   for about 2 s, so a policy author and any caller could stall the gateway (minimatch's
+ *   CVE-2026-26996 is the same class of flaw). Called names may be 256 characters long (declared
+ *   ones 64) and results are cached per name, so each new name pays again. Here braces expand at compile time (bounded)
+ *   and each alternative is matched by the two-pointer wildcard algorithm, O(name × pattern).
+ * - its path semantics do not all switch off: `*` never matches `.` or `..` even with `dot`,
+ *   `{a..c}` becomes a range, `[!a]` is a literal set without `posix`, a leading `!` negates the
+ *   whole pattern (an Allow of `!admin` would allow everything else), a reversed range silently
+ *   never matches (a Deny that misses is an open door), and a name in a tools/call is the caller's
+ *   string, checked only for length before the policy decides, so it may contain `/`.
  */
 
 type Token =
