@@ -21,6 +21,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { ResolvedTool, ToolCallResult, ToolExecutor } from '../executor/types.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { ArgumentValidators } from './arguments.ts';
 import type { RequestContext } from './context.ts';
 import type { Decision, PolicyRequest } from './policy/types.ts';
 import type { EventSink } from './telemetry/events.ts';
@@ -44,6 +45,8 @@ export interface PolicyEngine {
 export interface ProtocolDeps {
   executor: ToolExecutor;
   policy: PolicyEngine;
+  /** The tools' inputSchemas, compiled once per snapshot revision (./arguments.ts). */
+  arguments: ArgumentValidators;
   metrics: GatewayMetrics;
   events?: EventSink;
   logger: Logger;
@@ -201,6 +204,31 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
       ctx.reasonCode = ReasonCode.UnknownTool;
       ctx.outcome = 'invalid-request';
       throw new McpError(RpcErrorCode.InvalidParams, `Unknown tool: ${toolName}`);
+    }
+    // After authorization and the lookup, before the sandbox: a call its schema refuses is
+    // answered here and never started.
+    const checked = deps.arguments.check(snapshot, toolName, args);
+    if (!checked.ok) {
+      if (checked.reason === 'invalid-arguments') {
+        ctx.reasonCode = ReasonCode.InvalidArguments;
+        ctx.outcome = 'invalid-arguments';
+        return {
+          content: [{ type: 'text', text: `invalid arguments: ${checked.message}` }],
+          isError: true,
+        };
+      }
+      // The schema itself is broken (logged once per configuration): fail closed.
+      ctx.reasonCode = ReasonCode.ToolMisconfigured;
+      ctx.outcome = 'internal-error';
+      return {
+        content: [
+          {
+            type: 'text',
+            text: 'tool unavailable: its inputSchema is invalid (the server operator must fix it)',
+          },
+        ],
+        isError: true,
+      };
     }
     const meta = snapshot.server.metadata;
     const call = deps.executor.execute(

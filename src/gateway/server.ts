@@ -10,6 +10,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { ToolExecutor } from '../executor/types.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';
+import { createArgumentValidators } from './arguments.ts';
 import { protectedResourceMetadata, wwwAuthenticate } from './auth/challenge.ts';
 import type { Authenticator } from './auth/types.ts';
 import { readJsonBody } from './body.ts';
@@ -162,9 +163,14 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
   const serverKey = `${initial.server.metadata.namespace ?? 'default'}/${initial.server.metadata.name}`;
   const sessions = new SessionTable(limits.sessions);
   const stateless = options.sessionMode === 'stateless';
+  // Schemas compile when a configuration arrives, so a broken one is logged then, not on a call.
+  const argumentValidators = createArgumentValidators(logger);
+  argumentValidators.for(initial);
+  const unsubscribe = source.onChange((snapshot) => argumentValidators.for(snapshot));
   const deps: ProtocolDeps = {
     executor: options.executor,
     policy: options.policy,
+    arguments: argumentValidators,
     metrics,
     logger,
     version: options.version ?? '0.1.0',
@@ -467,6 +473,7 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
     },
     async close() {
       clearInterval(sweeper);
+      unsubscribe();
       sessions.closeAll();
       reportSessions();
     },

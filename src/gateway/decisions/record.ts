@@ -27,6 +27,7 @@ export const DECISION_OUTCOMES = [
   'denied',
   'unauthenticated',
   'invalid-request',
+  'invalid-arguments',
   'executor-unavailable',
   'overloaded',
   'internal-error',

@@ -31,6 +31,10 @@ export const ReasonCode = {
   ParseError: 'parse_error',
   InvalidRequest: 'invalid_request',
   UnknownTool: 'unknown_tool',
+  /** Allowed, but the arguments do not match the tool's inputSchema; not run. */
+  InvalidArguments: 'invalid_arguments',
+  /** Allowed, but the tool's inputSchema does not compile; refused (fail closed). */
+  ToolMisconfigured: 'tool_misconfigured',
   SessionNotFound: 'session_not_found',
   SessionLimit: 'session_limit',
   NotFound: 'not_found',
