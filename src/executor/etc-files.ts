@@ -1,10 +1,7 @@
 /**
- * The only /etc the code sees: minimal generated files, bound read-only. The host's (or the
+ * The only /etc the code sees: minimal generated files, placed in each runtime's read-only root. The host's (or the
  * kubelet's) passwd, hosts and resolv.conf never enter the sandbox.
  */
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SANDBOX_ID } from './nsjail-config.ts';
 
 export const ETC_FILES: Readonly<Record<string, string>> = {
@@ -16,16 +13,3 @@ export const ETC_FILES: Readonly<Record<string, string>> = {
   'nsswitch.conf': 'passwd: files\ngroup: files\nhosts: files\n',
   hostname: 'sandbox\n',
 };
-
-/** Writes the files into a fresh private directory; returns inside path → host path. */
-export function writeEtcFiles(parent = tmpdir()): { dir: string; files: Record<string, string> } {
-  const dir = mkdtempSync(join(parent, 'mcpworks-etc-'));
-  chmodSync(dir, 0o755);
-  const files: Record<string, string> = {};
-  for (const [name, content] of Object.entries(ETC_FILES)) {
-    const path = join(dir, name);
-    writeFileSync(path, content, { mode: 0o644 });
-    files[`/etc/${name}`] = path;
-  }
-  return { dir, files };
-}

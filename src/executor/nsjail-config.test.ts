@@ -98,6 +98,26 @@ describe('buildNsjailArgs', () => {
     );
   });
 
+  test('mounts a prepared root as / read-only when the layout has one', () => {
+    const args = buildNsjailArgs(
+      spec({ layout: { ...spec().layout, root: '/var/lib/mcpworks/root-python' } }),
+    );
+    assert.ok(has(args, '--chroot=/var/lib/mcpworks/root-python'));
+    assert.ok(!has(args, '--rw'));
+  });
+
+  test('has no chroot without a prepared root (an empty read-only tmpfs root)', () => {
+    const args = buildNsjailArgs(spec());
+    assert.ok(!args.some((a) => a.startsWith('--chroot') || a === '--rw'));
+  });
+
+  test('rejects a relative root', () => {
+    assert.throws(
+      () => buildNsjailArgs(spec({ layout: { ...spec().layout, root: 'root-python' } })),
+      /absolute path/,
+    );
+  });
+
   test('passes only the declared environment and the result fd', () => {
     const args = buildNsjailArgs(spec());
     assert.deepEqual(

@@ -37,6 +37,11 @@ export type CgroupPlacement =
     };
 
 export interface JailLayout {
+  /**
+   * A prepared host directory mounted read-only as the jail's `/` (nsjail `--chroot`); without it
+   * the root is an empty read-only tmpfs. Everything else here is mounted on top.
+   */
+  root?: string;
   /** Host files or directories bound read-only: `source` on the host at `target` inside. */
   readOnlyBinds: ReadonlyArray<{ source: string; target: string }>;
   /** Symlinks created inside: `link` → `target` (e.g. /lib → usr/lib on merged-usr systems). */
@@ -147,6 +152,11 @@ export function buildNsjailArgs(spec: JailSpec): string[] {
     ...rlimitArgs(spec),
     ...cgroupArgs(spec),
   ];
+  // nsjail mounts the chroot directory read-only (no --rw is ever passed).
+  if (spec.layout.root !== undefined) {
+    if (!spec.layout.root.startsWith('/')) throw new Error('jail root must be an absolute path');
+    args.push(`--chroot=${spec.layout.root}`);
+  }
   for (const { source, target } of spec.layout.readOnlyBinds) {
     args.push(
       source === target ? `--bindmount_ro=${source}` : `--bindmount_ro=${source}:${target}`,

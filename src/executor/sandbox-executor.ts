@@ -4,7 +4,7 @@
  * refuses rather than queues. Used by `mcpworks serve` and by the executor service.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { RUNTIMES, type Runtime, type ToolLimits } from '../api/v1alpha1/mcpserver.ts';
 import { systemClock } from '../shared/clock.ts';
@@ -18,7 +18,7 @@ import {
   removeCgroupsWithPrefix,
   removeStaleCgroups,
 } from './cgroups.ts';
-import { writeEtcFiles } from './etc-files.ts';
+import { ETC_FILES } from './etc-files.ts';
 import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
 import { classifyRun, encodeCall } from './protocol.ts';
 import {
@@ -27,6 +27,7 @@ import {
   rootSymlinks,
   type RuntimeLayout,
 } from './runtime-files.ts';
+import { buildRuntimeRoot, removeRuntimeRoot } from './runtime-root.ts';
 import { spawnSandbox, type Sandbox, type SandboxEnvironment } from './sandbox.ts';
 import { parseToolCallRequest } from './request-schema.ts';
 import {
@@ -134,22 +135,45 @@ export async function createSandboxExecutor(
   const paths = { ...DEFAULT_RUNTIME_PATHS, ...options.runtimes };
   const layouts = {} as Record<Runtime, RuntimeLayout>;
   for (const runtime of RUNTIMES) layouts[runtime] = await resolveRuntimeLayout(runtime, paths);
-  const etc = writeEtcFiles();
-
-  const common: JailLayout = {
-    readOnlyBinds: ['/dev/zero', '/dev/urandom', '/dev/random']
-      .filter((d) => existsSync(d))
-      .map((d) => ({ source: d, target: d })),
-    symlinks: [
-      ...rootSymlinks(),
-      { link: '/dev/fd', target: '/proc/self/fd' },
-      { link: '/dev/stdin', target: '/proc/self/fd/0' },
-      { link: '/dev/stdout', target: '/proc/self/fd/1' },
-      { link: '/dev/stderr', target: '/proc/self/fd/2' },
-    ],
-    etcFiles: etc.files,
-    devices: ['/dev/null'],
-  };
+  // Read-only device nodes, and /dev/null (writable), bound over each prepared root.
+  const readOnlyDevices = ['/dev/zero', '/dev/urandom', '/dev/random'].filter((d) => existsSync(d));
+  const devices = ['/dev/null'];
+  const symlinks = [
+    ...rootSymlinks(),
+    { link: '/dev/fd', target: '/proc/self/fd' },
+    { link: '/dev/stdin', target: '/proc/self/fd/0' },
+    { link: '/dev/stdout', target: '/proc/self/fd/1' },
+    { link: '/dev/stderr', target: '/proc/self/fd/2' },
+  ];
+  const generated = Object.fromEntries(
+    Object.entries(ETC_FILES).map(([name, content]) => [`/etc/${name}`, content]),
+  );
+  const roots: string[] = [];
+  const jailLayouts = {} as Record<Runtime, JailLayout>;
+  try {
+    for (const runtime of RUNTIMES) {
+      const root = buildRuntimeRoot(
+        {
+          files: layouts[runtime].readOnlyBinds,
+          symlinks,
+          generated,
+          devices: [...readOnlyDevices, ...devices],
+        },
+        options.runtimeRootParent,
+      );
+      roots.push(root);
+      jailLayouts[runtime] = {
+        root,
+        readOnlyBinds: readOnlyDevices.map((d) => ({ source: d, target: d })),
+        symlinks: [],
+        etcFiles: {},
+        devices,
+      };
+    }
+  } catch (error) {
+    for (const root of roots) removeRuntimeRoot(root);
+    throw unavailable(`cannot prepare the sandbox root: ${(error as Error).message}`, error);
+  }
   const instance = randomBytes(4).toString('hex');
   let counter = 0;
   const cleanups = new Set<Promise<void>>();
@@ -159,7 +183,7 @@ export async function createSandboxExecutor(
     cgroups,
     runtimes: layouts,
     bootstraps: loadBootstraps(),
-    common,
+    layouts: jailLayouts,
     clock,
     nextName: () => `${instance}-${(counter += 1)}`,
     track: (cleanup) => {
@@ -346,7 +370,7 @@ export async function createSandboxExecutor(
         await new Promise((resolve) => setTimeout(resolve, 25));
       await Promise.all([...cleanups]);
       await removeCgroupsWithPrefix(cgroups, `${instance}-`);
-      rmSync(etc.dir, { recursive: true, force: true });
+      for (const root of roots) removeRuntimeRoot(root);
     },
   };
   Object.defineProperty(executor, 'pool', { value: pool, enumerable: false });

@@ -29,8 +29,11 @@ export interface SandboxEnvironment {
   cgroups: CgroupRoots;
   runtimes: Readonly<Record<Runtime, RuntimeLayout>>;
   bootstraps: Readonly<Record<Runtime, string>>;
-  /** Shared parts of the jail: /etc files, symlinks, devices. */
-  common: Omit<JailLayout, 'readOnlyBinds'> & { readOnlyBinds: JailLayout['readOnlyBinds'] };
+  /**
+   * Each runtime's jail layout: its prepared read-only root (runtime files, /etc, symlinks) and
+   * the device nodes bound on top. Fixed at start-up: nothing is assembled per call.
+   */
+  layouts: Readonly<Record<Runtime, JailLayout>>;
   clock: Clock;
   /** Unique lower-case name for the next sandbox's cgroup. */
   nextName(): string;
@@ -111,12 +114,7 @@ export async function spawnSandbox(
   const args = buildNsjailArgs({
     nsjailPath: env.nsjailPath,
     command: command(runtime, layout.interpreter, env.bootstraps[runtime]),
-    layout: {
-      readOnlyBinds: [...layout.readOnlyBinds, ...env.common.readOnlyBinds],
-      symlinks: env.common.symlinks,
-      etcFiles: env.common.etcFiles,
-      devices: env.common.devices,
-    },
+    layout: env.layouts[runtime],
     limits,
     wallTimeLimitSeconds: backstop.wallTimeLimitSeconds,
     cpuTimeLimitSeconds: backstop.cpuTimeLimitSeconds,

@@ -93,6 +93,11 @@ export interface SandboxExecutorOptions {
   seccompPolicyPath?: string;
   /** Name reported in ToolCallResult.executor. */
   executorName?: string;
+  /**
+   * Where each runtime's read-only jail root is assembled at start (default: the OS temp
+   * directory). On the runtimes' filesystem the files are hard links; elsewhere, copies.
+   */
+  runtimeRootParent?: string;
   logger?: Logger;
   clock?: Clock;
 }
