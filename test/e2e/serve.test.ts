@@ -72,6 +72,26 @@ test('the python tool runs in the sandbox and its call is recorded as allowed', 
   await client.close();
 });
 
+test('arguments that do not match the inputSchema are refused before the sandbox and recorded', async () => {
+  const client = await connectClient(url, DEMO_KEY);
+  const count = (await serve.decisions()).length;
+  // Missing `text`: the sample policy's condition (`!has(args.text) || ...`) allows the call,
+  // so it is the schema that refuses it. (A non-string `text` is already denied by that
+  // condition, failing closed: authorization runs first.)
+  const result = await client.callTool({ name: 'word_count', arguments: {} });
+  assert.equal(result.isError, true);
+  assert.deepEqual(result.content, [
+    { type: 'text', text: 'invalid arguments: arguments.text: is required' },
+  ]);
+  const [record, extra] = await recordsAfter(count, (r) => r.method === 'tools/call');
+  assert.equal(extra, undefined);
+  assert.equal(record!.effect, 'Allow');
+  assert.equal(record!.outcome, 'invalid-arguments');
+  assert.equal(record!.executor, undefined);
+  assert.equal(record!.outputBytes, undefined);
+  await client.close();
+});
+
 test('the node tool runs in the sandbox', async () => {
   const client = await connectClient(url, DEMO_KEY);
   const result = await client.callTool({
