@@ -1,11 +1,14 @@
 // Gateway overhead per tools/call. Three setups in one run, same SDK client over loopback HTTP:
 //   bare     — a plain SDK Server + StreamableHTTPServerTransport, no auth, the same stub tool
 //   gateway  — createGatewayApp with the real API-key authenticator, the real policy engine on
-//              the sample policies and the real decision recorder (pino JSON lines to /dev/null);
+//              the sample policies and the real decision recorder (JSON lines to /dev/null, wired
+//              as `mcpworks gateway` wires it);
 //              the executor is an in-process stub (only in this benchmark)
 //   sandbox  — the gateway with the real nsjail executor, against the executor called directly
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -17,7 +20,13 @@ import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprot
 import { loadManifests } from '../../src/api/manifests.ts';
 import { createSandboxExecutor } from '../../src/executor/sandbox-executor.ts';
 import type { ToolCallResult, ToolExecutor } from '../../src/executor/types.ts';
-import { createDecisionRecorder, pinoDecisionSink } from '../../src/gateway/decisions/recorder.ts';
+import {
+  createDecisionRecorder,
+  jsonLineDecisionSink,
+  pinoDecisionSink,
+  type DecisionRecorder,
+} from '../../src/gateway/decisions/recorder.ts';
+import { entry } from '../../src/gateway/decisions/testing/builders.ts';
 import { createRouter } from '../../src/gateway/http.ts';
 import { createGatewayApp, type GatewayApp } from '../../src/gateway/server.ts';
 import { LOOPBACK_HOSTS } from '../../src/gateway/origin.ts';
@@ -107,7 +116,7 @@ async function gatewayHandler(
     }),
     policy: policyEngine,
     recorder: createDecisionRecorder({
-      sinks: [pinoDecisionSink(pino(pino.destination({ dest: '/dev/null', sync: false })))],
+      sinks: [jsonLineDecisionSink(pino.destination({ dest: '/dev/null', sync: false }))],
       clock: systemClock,
       writerId: 'bench',
     }),
@@ -167,9 +176,71 @@ async function pairedCalls(a: Client, b: Client, warmup: number, runs: number) {
 
 const ms = (v: number) => round(v, 3);
 
+/**
+ * Microseconds per record() of each recorder, writing to a real file. Batches alternate between
+ * the recorders (shared machine) and yield to the event loop between batches, as requests do, so
+ * the destination drains instead of buffering the whole run.
+ */
+async function recordCost(recorders: readonly DecisionRecorder[]): Promise<number[]> {
+  const sample = entry({ sessionId: 'b3c1f9f0-8d1e-4c2a-9a3e-2f7c0d1b9e11' });
+  const batch = 50;
+  const perBatch: number[][] = recorders.map(() => []);
+  for (let b = 0; b < 300; b++) {
+    recorders.forEach((recorder, i) => {
+      const start = performance.now();
+      for (let n = 0; n < batch; n++) recorder.record(sample);
+      if (b >= 20) perBatch[i]!.push(((performance.now() - start) * 1000) / batch);
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return perBatch.map((samples) => percentile(samples, 50));
+}
+
+async function recordFigures(suite: string): Promise<BenchFigure[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpworks-bench-'));
+  try {
+    const viaPino = pino.destination({ dest: join(dir, 'pino.log'), sync: false });
+    const direct = pino.destination({ dest: join(dir, 'lines.log'), sync: false });
+    const logger = pino(
+      { base: undefined, timestamp: false, formatters: { level: (label) => ({ level: label }) } },
+      viaPino,
+    );
+    const recorder = (sink: Parameters<typeof createDecisionRecorder>[0]['sinks'][number]) =>
+      createDecisionRecorder({ sinks: [sink], clock: systemClock, writerId: 'bench' });
+    const [pinoCost, lineCost] = await recordCost([
+      recorder(pinoDecisionSink(logger)),
+      recorder(jsonLineDecisionSink(direct)),
+    ]);
+    await Promise.all(
+      [viaPino, direct].map((d) => new Promise((resolve) => void d.once('close', resolve).end())),
+    );
+    return [
+      {
+        suite,
+        name: 'decision record() per call, pinoDecisionSink (pino re-serializes) to a file',
+        value: round(pinoCost!, 2),
+        unit: 'µs',
+      },
+      {
+        suite,
+        name: 'decision record() per call, jsonLineDecisionSink to a file (as the gateway runs)',
+        value: round(lineCost!, 2),
+        unit: 'µs',
+        baseline: { name: 'pinoDecisionSink', value: round(pinoCost!, 2) },
+        ratio: round(lineCost! / pinoCost!, 3),
+      },
+    ];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
   const figures: BenchFigure[] = [];
   const suite = 'gateway';
+
+  // 0. The decision recorder alone: what recording costs per call.
+  figures.push(...(await recordFigures(suite)));
 
   // 1. Overhead: stub executor, gateway vs bare SDK server, calls alternated pair by pair.
   const bare = await listen(bareHandler());

@@ -13,7 +13,7 @@ import { Registry } from 'prom-client';
 import { KubeConfig } from '@kubernetes/client-node';
 import { createExecutorClient } from '../../executor/client.ts';
 import { kubeTokenReviewer } from '../../gateway/auth/kube-tokenreviewer.ts';
-import { createDecisionRecorder, pinoDecisionSink } from '../../gateway/decisions/recorder.ts';
+import { createDecisionRecorder, jsonLineDecisionSink } from '../../gateway/decisions/recorder.ts';
 import { createRouter, mcpPathFor } from '../../gateway/http.ts';
 import { createGatewayApp } from '../../gateway/server.ts';
 import { createKubernetesSource } from '../../gateway/source/kubernetes.ts';
@@ -112,12 +112,10 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
 
   const registry = new Registry();
   const metrics = createGatewayMetrics(registry);
-  const decisionLogger = pino(
-    { base: undefined, timestamp: false, formatters: { level: (label) => ({ level: label }) } },
-    pino.destination({ dest: 1, sync: false }),
-  );
+  // The decision log: the recorder serializes each record once and this writes the line as is.
+  const decisionLog = pino.destination({ dest: 1, sync: false });
   const recorder = createDecisionRecorder({
-    sinks: [pinoDecisionSink(decisionLogger)],
+    sinks: [jsonLineDecisionSink(decisionLog)],
     clock: systemClock,
     writerId: `${io.env['HOSTNAME'] ?? hostname()}-${randomBytes(4).toString('hex')}`,
     onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),
@@ -187,7 +185,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         .then(() => stopEvents())
         .then(() => source.stop())
         .then(() => {
-          decisionLogger.flush();
+          decisionLog.flush(() => {});
           http.closeAllConnections();
           resolve(0);
         });

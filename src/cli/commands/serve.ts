@@ -19,7 +19,7 @@ import { loadManifests, type Manifests } from '../../api/manifests.ts';
 import type { McpServer } from '../../api/v1alpha1/mcpserver.ts';
 import { createSandboxExecutor } from '../../executor/sandbox-executor.ts';
 import type { SandboxExecutor } from '../../executor/types.ts';
-import { createDecisionRecorder, pinoDecisionSink } from '../../gateway/decisions/recorder.ts';
+import { createDecisionRecorder, jsonLineDecisionSink } from '../../gateway/decisions/recorder.ts';
 import { createRouter, mcpPathFor } from '../../gateway/http.ts';
 import { createGatewayApp, type GatewayApp } from '../../gateway/server.ts';
 import { LOOPBACK_HOSTS } from '../../gateway/origin.ts';
@@ -193,10 +193,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     return options === '' ? 0 : 2;
   }
   const logger = createLogger({ name: 'mcpworks-serve', destination: pino.destination(2) });
-  const decisionLogger = pino(
-    { base: undefined, timestamp: false, formatters: { level: (label) => ({ level: label }) } },
-    pino.destination({ dest: options.decisionLog ?? 1, sync: true, mkdir: true, append: true }),
-  );
+  // The decision log: the recorder serializes each record once and this writes the line as is.
+  const decisionLog = pino.destination({ dest: options.decisionLog ?? 1, sync: true, mkdir: true, append: true });
 
   let manifests: Manifests;
   let built: ReturnType<typeof buildSnapshots>;
@@ -248,7 +246,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   const registry = new Registry();
   const metrics = createGatewayMetrics(registry);
   const recorder = createDecisionRecorder({
-    sinks: [pinoDecisionSink(decisionLogger)],
+    sinks: [jsonLineDecisionSink(decisionLog)],
     clock: systemClock,
     writerId: `serve-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),
@@ -337,7 +335,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       void Promise.all(apps.map((a) => a.close()))
         .then(() => executor.close())
         .then(() => {
-          decisionLogger.flush();
+          decisionLog.flush(() => {});
           http.closeAllConnections();
           resolve(0);
         });

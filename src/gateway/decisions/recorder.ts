@@ -1,17 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../shared/clock.ts';
+import { canonicalJson, canonicalJsonOfShape, sha256Hex } from './canonical.ts';
 import {
+  AuthenticationSchema,
+  DecidingRuleSchema,
   DecisionRecordSchema,
   GENESIS_HASH,
-  computeRecordHash,
+  RecordedPrincipalSchema,
   type DecisionRecord,
 } from './record.ts';
 
 /** Where records go: a JSON-lines log now; Prometheus and Kubernetes Events in src/gateway/telemetry/. */
 export interface DecisionSink {
-  /** Must not throw for ordinary failures; a throwing sink is reported and the others still run. */
-  write(record: DecisionRecord): void;
+  /**
+   * `json` is the record serialized once by the recorder (canonical member order, then
+   * `arguments` when present, then `hash`), for sinks that write text.
+   * Must not throw for ordinary failures; a throwing sink is reported and the others still run.
+   */
+  write(record: DecisionRecord, json: string): void;
 }
 
 /** What the gateway fills in; the recorder adds identity, time and the chain. */
@@ -39,52 +46,170 @@ export interface DecisionRecorderOptions {
   newId?: () => string;
 }
 
-/** The fields a record may carry; anything else a caller passes is dropped, or verification would fail. */
-const ENTRY_KEYS = Object.keys(DecisionRecordSchema.shape).filter(
-  (key) => !['decisionId', 'writerId', 'seq', 'prevHash', 'timestamp', 'hash'].includes(key),
-);
-
 export function createDecisionRecorder(options: DecisionRecorderOptions): DecisionRecorder {
   if (options.writerId.length === 0)
     throw new TypeError('createDecisionRecorder: writerId must not be empty');
   const sinks = [...options.sinks];
+  const { clock, writerId, onSinkError } = options;
   const newId = options.newId ?? randomUUID;
   let seq = 0;
   let prevHash = GENESIS_HASH;
 
   return {
-    writerId: options.writerId,
+    writerId,
     record(entry) {
-      const unhashed: Record<string, unknown> = {
-        decisionId: entry.decisionId ?? newId(),
-        writerId: options.writerId,
+      const record = hashedMembers(
+        entry,
+        entry.decisionId ?? newId(),
+        writerId,
         seq,
         prevHash,
-        timestamp: options.clock.now().toISOString(),
-      };
-      for (const key of ENTRY_KEYS) {
-        const value = (entry as Record<string, unknown>)[key];
-        if (value !== undefined) unhashed[key] = value;
+        clock.now().toISOString(),
+      );
+      // Serialized once: the same canonical text is hashed and, completed, handed to the sinks.
+      const covered = hashedJson(record);
+      const hash = sha256Hex(covered);
+      let json = covered.slice(0, -1);
+      if (entry.arguments !== undefined) {
+        record['arguments'] = entry.arguments;
+        json += `,"arguments":${canonicalJson(entry.arguments)}`;
       }
-      const record = {
-        ...unhashed,
-        hash: computeRecordHash(unhashed as Omit<DecisionRecord, 'hash'>),
-      } as DecisionRecord;
+      record['hash'] = hash;
+      json += `,"hash":"${hash}"}`;
       seq += 1;
-      prevHash = record.hash;
+      prevHash = hash;
+      const complete = record as DecisionRecord;
       for (const sink of sinks) {
         try {
-          sink.write(record);
+          sink.write(complete, json);
         } catch (error) {
-          options.onSinkError?.(error, sink);
+          onSinkError?.(error, sink);
         }
       }
-      return record;
+      return complete;
     },
   };
 }
 
-/** One JSON line per record, `msg: "decision"`, the record's fields at the top level. */
+/** canonicalJson of hashedMembers' result: the text `hash` is computed over. */
+const hashedJson = canonicalJsonOfShape(
+  Object.keys(DecisionRecordSchema.shape).filter((key) => key !== 'hash' && key !== 'arguments'),
+  {
+    principal: canonicalJsonOfShape(Object.keys(RecordedPrincipalSchema.shape)),
+    authentication: canonicalJsonOfShape(Object.keys(AuthenticationSchema.shape)),
+    rule: canonicalJsonOfShape(Object.keys(DecidingRuleSchema.shape)),
+  },
+);
+
+/**
+ * The members `hash` covers, as a fresh object whose keys (at every level) are inserted in
+ * canonical order, so canonicalJson never has to sort them. Only fields of the schema are copied,
+ * nested ones included: whatever else a caller's objects carry (a token, say) never reaches a
+ * sink, and the record still verifies.
+ */
+function hashedMembers(
+  entry: DecisionEntry,
+  decisionId: string,
+  writerId: string,
+  seq: number,
+  prevHash: string,
+  timestamp: string,
+): Record<string, unknown> {
+  const members: Record<string, unknown> = {};
+  if (entry.argumentsSha256 !== undefined) members['argumentsSha256'] = entry.argumentsSha256;
+  if (entry.audit !== undefined) members['audit'] = entry.audit.map(auditFinding);
+  if (entry.authentication !== undefined)
+    members['authentication'] = authentication(entry.authentication);
+  members['decisionId'] = decisionId;
+  if (entry.durationMs !== undefined) members['durationMs'] = entry.durationMs;
+  if (entry.effect !== undefined) members['effect'] = entry.effect;
+  if (entry.executor !== undefined) members['executor'] = entry.executor;
+  if (entry.method !== undefined) members['method'] = entry.method;
+  if (entry.outcome !== undefined) members['outcome'] = entry.outcome;
+  if (entry.outputBytes !== undefined) members['outputBytes'] = entry.outputBytes;
+  if (entry.policies !== undefined) members['policies'] = entry.policies;
+  members['prevHash'] = prevHash;
+  if (entry.principal !== undefined) members['principal'] = principal(entry.principal);
+  if (entry.reason !== undefined) members['reason'] = entry.reason;
+  if (entry.rule !== undefined) members['rule'] = decidingRule(entry.rule);
+  members['seq'] = seq;
+  if (entry.server !== undefined) members['server'] = entry.server;
+  if (entry.sessionId !== undefined) members['sessionId'] = entry.sessionId;
+  members['timestamp'] = timestamp;
+  if (entry.tool !== undefined) members['tool'] = entry.tool;
+  members['writerId'] = writerId;
+  return members;
+}
+
+type Principal = NonNullable<DecisionRecord['principal']>;
+type Rule = NonNullable<DecisionRecord['rule']>;
+type Finding = NonNullable<DecisionRecord['audit']>[number];
+
+// Each copies the schema's fields in canonical key order; a value that is not an object (a null
+// principal) is kept as it is.
+function principal(value: Principal | null): Principal | null {
+  if (!isObject(value)) return value;
+  const copy = {} as Principal;
+  if (value.authMethod !== undefined) copy.authMethod = value.authMethod;
+  if (value.groups !== undefined) copy.groups = value.groups;
+  if (value.kind !== undefined) copy.kind = value.kind;
+  if (value.name !== undefined) copy.name = value.name;
+  return copy;
+}
+
+function authentication(value: DecisionRecord['authentication']): DecisionRecord['authentication'] {
+  if (!isObject(value)) return value;
+  const copy = {} as DecisionRecord['authentication'];
+  if (value.method !== undefined) copy.method = value.method;
+  if (value.outcome !== undefined) copy.outcome = value.outcome;
+  if (value.reason !== undefined) copy.reason = value.reason;
+  return copy;
+}
+
+function decidingRule(value: Rule): Rule {
+  if (!isObject(value)) return value;
+  const copy = {} as Rule;
+  if (value.index !== undefined) copy.index = value.index;
+  if (value.kind !== undefined) copy.kind = value.kind;
+  if (value.name !== undefined) copy.name = value.name;
+  if (value.namespace !== undefined) copy.namespace = value.namespace;
+  return copy;
+}
+
+function auditFinding(value: Finding): Finding {
+  if (!isObject(value)) return value;
+  const copy = {} as Finding;
+  if (value.changesDecision !== undefined) copy.changesDecision = value.changesDecision;
+  if (value.effect !== undefined) copy.effect = value.effect;
+  if (value.policy !== undefined) copy.policy = value.policy;
+  if (value.reason !== undefined) copy.reason = value.reason;
+  if (value.rule !== undefined) copy.rule = decidingRule(value.rule);
+  return copy;
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The decision log: one JSON line per record, `{"level":"info", ...record, "msg":"decision"}`,
+ * the line pino would write, built from the text the recorder already serialized and written
+ * straight to the destination (e.g. `pino.destination(...)`), without serializing the record a
+ * second time.
+ */
+export function jsonLineDecisionSink(destination: { write(line: string): unknown }): DecisionSink {
+  return {
+    write(_record, json) {
+      destination.write(`{"level":"info",${json.slice(1, -1)},"msg":"decision"}\n`);
+    },
+  };
+}
+
+/**
+ * One JSON line per record through a pino logger, `msg: "decision"`, the record's fields at the
+ * top level. Pino serializes the record again (and applies the logger's redaction);
+ * jsonLineDecisionSink is the cheaper choice for a dedicated decision log.
+ */
 export function pinoDecisionSink(logger: Logger): DecisionSink {
   return {
     write(record) {
