@@ -103,6 +103,17 @@ for (const [name, schema] of [
   });
 }
 
+test('x- vendor keywords are annotations, anywhere in the schema', () => {
+  const schema = {
+    type: 'object',
+    'x-owner': 'team-a',
+    properties: { n: { type: 'integer', minimum: 0, 'x-vendor': { nested: [1, 2] } } },
+    required: ['n'],
+  };
+  assert.deepEqual(check(schema, { n: 1 }), { ok: true });
+  assert.equal(check(schema, { n: -1 }).ok, false);
+});
+
 test('$data references are plain values, not evaluated', () => {
   const schema = { type: 'object', properties: { a: { const: { $data: '1/b' } }, b: {} } };
   assert.equal(check(schema, { a: 1, b: 1 }).ok, false);

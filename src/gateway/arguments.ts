@@ -9,7 +9,7 @@
  *
  * Compilation is deliberately narrow: JSON Schema 2020-12 (MCP's default dialect) or draft-07 when
  * the schema says so; no other `$schema`; strict about unknown keywords (a misspelt `requried`
- * would otherwise constrain nothing); no `$data`; no remote `$ref` (compilation is synchronous
+ * would otherwise constrain nothing; `x-` vendor keywords are annotations); no `$data`; no remote `$ref` (compilation is synchronous
  * and nothing is ever loaded, so an unresolved reference fails); the first error stops
  * validation. `format` is an annotation, as 2020-12 specifies by default: not enforced. A schema
  * that does not compile refuses every call to its tool (fail closed) and is logged once per
@@ -73,6 +73,28 @@ function schemaKeyOf(tool: ResolvedTool): string {
   return JSON.stringify(tool.inputSchema);
 }
 
+const VENDOR_KEYWORD = /^x-[A-Za-z0-9_$-]{1,62}$/;
+const MAX_SCHEMA_NODES = 100_000;
+
+/**
+ * `x-` keywords (vendor extensions, as in OpenAPI) anywhere in `schema`: annotations the strict
+ * compiler must accept; every other unknown keyword is refused.
+ */
+function vendorKeywords(schema: unknown): Set<string> {
+  const found = new Set<string>();
+  const stack: unknown[] = [schema];
+  for (let visited = 0; stack.length > 0; visited += 1) {
+    if (visited > MAX_SCHEMA_NODES) throw new Error('schema has too many nodes');
+    const node = stack.pop();
+    if (typeof node !== 'object' || node === null) continue;
+    for (const [key, child] of Object.entries(node)) {
+      if (VENDOR_KEYWORD.test(key)) found.add(key);
+      stack.push(child);
+    }
+  }
+  return found;
+}
+
 function compileOne(compilers: Compilers, tool: ResolvedTool, schemaKey: string): ToolValidator {
   const schema = tool.inputSchema as Record<string, unknown>;
   const dialect = schema['$schema'];
@@ -83,6 +105,9 @@ function compileOne(compilers: Compilers, tool: ResolvedTool, schemaKey: string)
     if (dialect === undefined || DRAFT_2020_12.has(dialect)) compiler = compilers.draft2020;
     else if (DRAFT_07.has(dialect)) compiler = compilers.draft07;
     else throw new Error(`unsupported $schema ${JSON.stringify(dialect).slice(0, 128)}`);
+    for (const keyword of vendorKeywords(schema)) {
+      if (compiler.getKeyword(keyword) === false) compiler.addKeyword(keyword);
+    }
     return { ok: true, schemaKey, validate: compiler.compile(schema) };
   } catch (error) {
     return { ok: false, schemaKey, error: (error as Error).message.slice(0, 512) };

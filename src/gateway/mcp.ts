@@ -217,9 +217,24 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
           isError: true,
         };
       }
-      // The schema itself is broken (logged once per configuration): fail closed.
+      // The schema itself is broken (logged once per configuration): fail closed, and tell
+      // the McpServer's owners where they look (aggregated like every gateway Event).
       ctx.reasonCode = ReasonCode.ToolMisconfigured;
       ctx.outcome = 'internal-error';
+      deps.events?.observe({
+        regarding: {
+          apiVersion: snapshot.server.apiVersion,
+          kind: 'McpServer',
+          name: snapshot.server.metadata.name,
+          namespace: snapshot.server.metadata.namespace ?? 'default',
+          ...(snapshot.server.metadata.uid === undefined
+            ? {}
+            : { uid: snapshot.server.metadata.uid }),
+        },
+        type: 'Warning',
+        reason: 'ToolSchemaInvalid',
+        message: `tool ${toolLabel} is refused: its inputSchema does not compile (${checked.message})`,
+      });
       return {
         content: [
           {

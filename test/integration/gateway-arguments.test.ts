@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 import type { ResolvedTool } from '../../src/executor/types.ts';
 import type { GatewaySnapshot } from '../../src/gateway/source/types.ts';
+import type { EventObservation, EventSink } from '../../src/gateway/telemetry/events.ts';
 import {
   connect,
   mutableSource,
@@ -109,13 +110,27 @@ test('the refusal is counted under reason_code invalid_arguments', async () => {
 });
 
 test('a tool whose schema does not compile is refused (fail closed) without the sandbox', async () => {
-  await startWith([schemaTool('count', { type: 'object', requried: ['text'] })]);
+  const observed: EventObservation[] = [];
+  const events: EventSink = {
+    observe: (o) => observed.push(o),
+    flush: async () => {},
+    stats: () => ({ published: 0, dropped: 0, pending: 0 }),
+  };
+  const source = mutableSource(
+    withTools(1, [schemaTool('count', { type: 'object', requried: ['text'] })]),
+  );
+  gw = await startGateway({ source, events });
   const { result, records } = await callOnce({ text: 'a' });
   assert.equal(result.isError, true);
   assert.match(text(result), /^tool unavailable: its inputSchema is invalid/);
   assert.equal(gw!.executor.requests.length, 0);
   assert.equal(records.length, 1);
   assert.equal(records[0]!.outcome, 'internal-error');
+  assert.deepEqual(
+    observed.map((o) => [o.regarding.kind, o.reason]),
+    [['McpServer', 'ToolSchemaInvalid']],
+  );
+  assert.match(observed[0]!.message, /^tool count is refused: .*unknown keyword: "requried"/);
 });
 
 test('a schema change applies to the next call', async () => {
