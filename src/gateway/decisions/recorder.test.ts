@@ -5,7 +5,13 @@ import { createLogger } from '../../shared/logger.ts';
 import { manualClock } from '../../shared/clock.ts';
 import { argumentsDigest, canonicalJson } from './canonical.ts';
 import { DecisionRecordSchema, GENESIS_HASH, computeRecordHash } from './record.ts';
-import { createDecisionRecorder, memoryDecisionSink, pinoDecisionSink } from './recorder.ts';
+import {
+  createDecisionRecorder,
+  jsonLineDecisionSink,
+  memoryDecisionSink,
+  pinoDecisionSink,
+  type DecisionEntry,
+} from './recorder.ts';
 import { entry } from './testing/builders.ts';
 import { verifyChain } from './verify.ts';
 
@@ -87,11 +93,123 @@ describe('createDecisionRecorder', () => {
     );
   });
 
+  test('a record with every field carries each schema field, keys in canonical order', () => {
+    const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
+    const record = recorder.record(fullEntry());
+    const { arguments: _arguments, hash: _hash, ...covered } = record;
+    assert.deepEqual(Object.keys(record).sort(), Object.keys(DecisionRecordSchema.shape).sort());
+    assert.deepEqual(Object.keys(covered), Object.keys(covered).sort());
+    assert.equal(DecisionRecordSchema.safeParse(record).success, true);
+    assert.equal(record.hash, computeRecordHash(record));
+  });
+
+  test('members of nested objects outside the schema are dropped, and the record verifies', () => {
+    const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
+    const leaky = {
+      principal: {
+        kind: 'Agent',
+        name: 'alice',
+        groups: [],
+        authMethod: 'api-key',
+        token: 's3cret',
+      },
+      authentication: { outcome: 'authenticated', method: 'api-key', credential: 's3cret' },
+      rule: { kind: 'AgentPolicy', namespace: 'team', name: 'readers', index: 0, secret: 's3cret' },
+    } as unknown as Partial<DecisionEntry>;
+    const record = recorder.record(entry(leaky));
+    assert.doesNotMatch(JSON.stringify(record), /s3cret/);
+    assert.equal(verifyChain([JSON.stringify({ msg: 'decision', ...record })]).ok, true);
+  });
+
+  test('sinks get the record serialized once: its JSON, hash included', () => {
+    const texts: string[] = [];
+    const recorder = createDecisionRecorder({
+      sinks: [{ write: (_record, json) => void texts.push(json) }],
+      clock: manualClock(),
+      writerId: 'gw-1',
+    });
+    const record = recorder.record(fullEntry());
+    assert.deepEqual(JSON.parse(texts[0] as string), record);
+  });
+
   test('rejects an empty writerId when created', () => {
     assert.throws(
       () => createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: '' }),
       /writerId/,
     );
+  });
+});
+
+function fullEntry(): DecisionEntry {
+  return entry({
+    sessionId: 'b3c1f9f0-8d1e-4c2a-9a3e-2f7c0d1b9e11',
+    arguments: { path: '/tmp/x' },
+    audit: [
+      {
+        policy: 'ClusterAgentPolicy/strict',
+        effect: 'Deny',
+        rule: { kind: 'ClusterAgentPolicy', name: 'strict', index: 2 },
+        reason: 'would deny',
+        changesDecision: true,
+      },
+    ],
+  });
+}
+
+describe('jsonLineDecisionSink', () => {
+  function capture() {
+    const lines: string[] = [];
+    return { lines, destination: { write: (text: string) => void lines.push(text) } };
+  }
+
+  test('writes one line per record: level, the record at the top level, msg "decision"', () => {
+    const { lines, destination } = capture();
+    const recorder = createDecisionRecorder({
+      sinks: [jsonLineDecisionSink(destination)],
+      clock: manualClock(),
+      writerId: 'gw-1',
+    });
+    const record = recorder.record(fullEntry());
+    assert.equal(lines.length, 1);
+    assert.match(lines[0] as string, /^\{"level":"info",.*,"msg":"decision"\}\n$/);
+    assert.deepEqual(JSON.parse(lines[0] as string), { level: 'info', ...record, msg: 'decision' });
+  });
+
+  test('its output verifies, raw arguments (when the server opts in) included', () => {
+    const { lines, destination } = capture();
+    const recorder = createDecisionRecorder({
+      sinks: [jsonLineDecisionSink(destination)],
+      clock: manualClock(),
+      writerId: 'gw-1',
+    });
+    recorder.record(fullEntry());
+    recorder.record(entry({ effect: 'Deny', outcome: 'denied', reason: 'quote " and \\ and \n' }));
+    const report = verifyChain(lines.join('').split('\n'));
+    assert.equal(report.ok, true, report.break?.message);
+    assert.equal(report.records, 2);
+  });
+
+  test('the same records through pino verify alike (old logs and new logs)', () => {
+    const { lines, destination } = capture();
+    const pinoLines: string[] = [];
+    const logger = createLogger({
+      level: 'info',
+      destination: new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          pinoLines.push(chunk.toString('utf8'));
+          done();
+        },
+      }),
+    });
+    const recorder = createDecisionRecorder({
+      sinks: [jsonLineDecisionSink(destination), pinoDecisionSink(logger)],
+      clock: manualClock(),
+      writerId: 'gw-1',
+    });
+    recorder.record(fullEntry());
+    recorder.record(entry());
+    assert.equal(verifyChain(pinoLines.join('').split('\n')).ok, true);
+    assert.equal(verifyChain(lines.join('').split('\n')).ok, true);
   });
 });
 
