@@ -87,6 +87,7 @@ for (const [name, schema] of [
     { type: 'object', properties: { x: { $ref: 'http://127.0.0.1:9/s.json' } } },
   ],
   ['an unknown keyword (a typo would constrain nothing)', { type: 'object', requried: ['x'] }],
+  ['$async (its validator would answer with a Promise)', { $async: true, type: 'object' }],
   [
     'an unsupported $schema',
     { $schema: 'https://json-schema.org/draft/2019-09/schema', type: 'object' },
@@ -112,6 +113,21 @@ test('x- vendor keywords are annotations, anywhere in the schema', () => {
   };
   assert.deepEqual(check(schema, { n: 1 }), { ok: true });
   assert.equal(check(schema, { n: -1 }).ok, false);
+});
+
+test('arguments nested deeper than the stack under a recursive schema are refused, not thrown', () => {
+  const schema = {
+    type: 'object',
+    properties: { tree: { $ref: '#/$defs/node' } },
+    $defs: { node: { type: 'array', items: { $ref: '#/$defs/node' } } },
+  };
+  let tree: unknown = [];
+  for (let i = 0; i < 200_000; i += 1) tree = [tree];
+  assert.deepEqual(check(schema, { tree }), {
+    ok: false,
+    reason: 'invalid-arguments',
+    message: 'arguments: nested too deeply',
+  });
 });
 
 test('$data references are plain values, not evaluated', () => {

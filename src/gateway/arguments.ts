@@ -108,7 +108,11 @@ function compileOne(compilers: Compilers, tool: ResolvedTool, schemaKey: string)
     for (const keyword of vendorKeywords(schema)) {
       if (compiler.getKeyword(keyword) === false) compiler.addKeyword(keyword);
     }
-    return { ok: true, schemaKey, validate: compiler.compile(schema) };
+    const validate = compiler.compile(schema);
+    // An async validator answers with a Promise, which would pass as truthy.
+    if ((validate as { $async?: unknown }).$async === true)
+      throw new Error('asynchronous schemas ($async) are not supported');
+    return { ok: true, schemaKey, validate };
   } catch (error) {
     return { ok: false, schemaKey, error: (error as Error).message.slice(0, 512) };
   }
@@ -177,7 +181,14 @@ export function checkArguments(
   if (validator === undefined)
     return { ok: false, reason: 'schema-invalid', message: 'tool has no compiled schema' };
   if (!validator.ok) return { ok: false, reason: 'schema-invalid', message: validator.error };
-  if (validator.validate(args)) return { ok: true };
+  let valid: unknown;
+  try {
+    valid = validator.validate(args);
+  } catch {
+    // A recursive schema walks as deep as the arguments nest: a stack overflow is a refusal.
+    return { ok: false, reason: 'invalid-arguments', message: 'arguments: nested too deeply' };
+  }
+  if (valid === true) return { ok: true };
   const first = validator.validate.errors?.[0];
   return {
     ok: false,
