@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { buildNsjailArgs, CGROUP_CHILD_SLACK, MIB, type JailSpec } from './nsjail-config.ts';
+import {
+  buildLaunchCommand,
+  buildNsjailArgs,
+  CGROUP_CHILD_SLACK,
+  cgroupV1Launcher,
+  MIB,
+  sandboxCgroupLimits,
+  SUPERVISOR_SLACK,
+  type JailSpec,
+} from './nsjail-config.ts';
 
 function spec(overrides: Partial<JailSpec> = {}): JailSpec {
   return {
@@ -62,13 +71,51 @@ describe('buildNsjailArgs', () => {
     assert.ok(has(buildNsjailArgs(spec()), '--seccomp_policy=/policy.kafel'));
   });
 
-  test('puts the jail under the executor cgroup with a slightly looser child limit (v1)', () => {
+  test('on v1, starts nsjail inside all three sandbox cgroups and gives it no cgroup options', () => {
     const args = buildNsjailArgs(spec());
+    assert.ok(!args.some((a) => a.startsWith('--cgroup') || a === '--use_cgroupv2'));
+    const launch = buildLaunchCommand(spec(), args, '/bin/sh');
+    assert.equal(launch.command, '/bin/sh');
+    assert.deepEqual(launch.args.slice(0, 2), ['-c', cgroupV1Launcher(4)]);
+    assert.deepEqual(launch.args.slice(3), [
+      '/sys/fs/cgroup/memory/mcpworks-executor/abc-1/tasks',
+      '/sys/fs/cgroup/pids/mcpworks-executor/abc-1/tasks',
+      '/sys/fs/cgroup/cpu/mcpworks-executor/abc-1/tasks',
+      '/usr/bin/nsjail',
+      ...args,
+    ]);
+  });
+
+  test('the v1 launcher joins each cgroup by moving itself, and never runs nsjail on failure', () => {
+    const script = cgroupV1Launcher(4);
+    assert.match(script, /echo 0 > "\$tasks" \|\| \{ echo "\[F\] [^"]*" >&4; exit 255; \}/);
+    assert.ok(script.indexOf('exit 255') < script.indexOf('exec "$@"'));
+  });
+
+  test('on v1 the sandbox cgroup also holds nsjail: one pid and a little memory more', () => {
+    const limits = spec().limits;
+    assert.deepEqual(sandboxCgroupLimits(limits, 'v1'), {
+      memoryBytes: 128 * MIB + SUPERVISOR_SLACK.memoryBytes,
+      pids: 16 + SUPERVISOR_SLACK.pids,
+      cpuMsPerSec: 500,
+    });
+    assert.deepEqual(sandboxCgroupLimits(limits, 'v2'), {
+      memoryBytes: 128 * MIB,
+      pids: 16,
+      cpuMsPerSec: 500,
+    });
+  });
+
+  test('on v2, nsjail starts directly and nests the jail with a slightly looser child limit', () => {
+    const v2 = spec({ cgroup: { version: 'v2', sandboxCgroup: '/sys/fs/cgroup/x/abc-1' } });
+    const args = buildNsjailArgs(v2);
     assert.ok(has(args, `--cgroup_mem_max=${128 * MIB + CGROUP_CHILD_SLACK.memoryBytes}`));
-    assert.ok(has(args, '--cgroup_mem_parent=mcpworks-executor/abc-1'));
     assert.ok(has(args, `--cgroup_pids_max=${16 + CGROUP_CHILD_SLACK.pids}`));
-    assert.ok(has(args, '--cgroup_pids_parent=mcpworks-executor/abc-1'));
     assert.ok(has(args, '--cgroup_cpu_ms_per_sec=500'));
+    assert.deepEqual(buildLaunchCommand(v2, args, '/bin/sh'), {
+      command: '/usr/bin/nsjail',
+      args,
+    });
   });
 
   test('uses the cgroup v2 options on v2', () => {

@@ -48,6 +48,9 @@ const BOOTSTRAP_FILES: Record<Runtime, string> = {
   bash: 'bash.sh',
 };
 
+/** Starts nsjail inside its sandbox cgroup on cgroup v1 (see buildLaunchCommand). */
+const LAUNCH_SHELL = '/bin/sh';
+
 /** A warm sandbox is replaced after this long unused. */
 const WARM_MAX_IDLE_MS = 120_000;
 /** The longest tool timeout the API allows (seconds); bounds a warm sandbox's nsjail time limit. */
@@ -128,6 +131,13 @@ export async function createSandboxExecutor(
   }
 
   const cgroups = detectCgroups();
+  if (cgroups.version === 'v1') {
+    try {
+      accessSync(LAUNCH_SHELL, constants.X_OK);
+    } catch (error) {
+      throw unavailable(`${LAUNCH_SHELL} is needed to start sandboxes on cgroup v1`, error);
+    }
+  }
   await prepareCgroupRoots(cgroups);
   const stale = await removeStaleCgroups(cgroups, clock.now().getTime());
   if (stale > 0)
@@ -179,6 +189,7 @@ export async function createSandboxExecutor(
   const cleanups = new Set<Promise<void>>();
   const env: SandboxEnvironment = {
     nsjailPath: options.nsjailPath,
+    shellPath: LAUNCH_SHELL,
     seccompPolicyPath,
     cgroups,
     runtimes: layouts,

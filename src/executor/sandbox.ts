@@ -13,7 +13,12 @@ import {
   type CgroupUsage,
   type SandboxCgroup,
 } from './cgroups.ts';
-import { buildNsjailArgs, cgroupLimits, type JailLayout } from './nsjail-config.ts';
+import {
+  buildLaunchCommand,
+  buildNsjailArgs,
+  sandboxCgroupLimits,
+  type JailLayout,
+} from './nsjail-config.ts';
 import { encodeCall, type CallPayload, type SandboxRun } from './protocol.ts';
 import type { RuntimeLayout } from './runtime-files.ts';
 
@@ -25,6 +30,8 @@ const READY_MARKER = 0x06;
 /** Everything a sandbox needs that is fixed for the executor's lifetime. */
 export interface SandboxEnvironment {
   nsjailPath: string;
+  /** POSIX shell that starts nsjail inside its cgroup on cgroup v1 (`buildLaunchCommand`). */
+  shellPath: string;
   seccompPolicyPath: string;
   cgroups: CgroupRoots;
   runtimes: Readonly<Record<Runtime, RuntimeLayout>>;
@@ -109,7 +116,7 @@ export async function spawnSandbox(
   const cgroup: SandboxCgroup = await createSandboxCgroup(
     env.cgroups,
     env.nextName(),
-    cgroupLimits(limits),
+    sandboxCgroupLimits(limits, env.cgroups.version),
   );
   const args = buildNsjailArgs({
     nsjailPath: env.nsjailPath,
@@ -126,9 +133,14 @@ export async function spawnSandbox(
     hostname: 'sandbox',
   });
 
+  const launch = buildLaunchCommand(
+    { nsjailPath: env.nsjailPath, cgroup: cgroup.placement, logFd: JAIL_LOG_FD },
+    args,
+    env.shellPath,
+  );
   let child: ChildProcess;
   try {
-    child = spawn(env.nsjailPath, args, {
+    child = spawn(launch.command, launch.args, {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
       env: {},
       detached: false,
