@@ -194,7 +194,12 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
   const logger = createLogger({ name: 'mcpworks-serve', destination: pino.destination(2) });
   // The decision log: the recorder serializes each record once and this writes the line as is.
-  const decisionLog = pino.destination({ dest: options.decisionLog ?? 1, sync: true, mkdir: true, append: true });
+  const decisionLog = pino.destination({
+    dest: options.decisionLog ?? 1,
+    sync: true,
+    mkdir: true,
+    append: true,
+  });
 
   let manifests: Manifests;
   let built: ReturnType<typeof buildSnapshots>;
