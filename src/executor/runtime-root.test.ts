@@ -13,10 +13,16 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { buildRuntimeRoot, removeRuntimeRoot } from './runtime-root.ts';
+import {
+  buildRuntimeRoot,
+  removeRuntimeRoot,
+  removeStaleRuntimeRoots,
+  ROOT_PREFIX,
+} from './runtime-root.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'runtime-root-test-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -130,5 +136,26 @@ describe('buildRuntimeRoot', () => {
     removeRuntimeRoot(root);
     assert.ok(!existsSync(root));
     assert.equal(readFileSync(join(h, 'bin', 'interp'), 'utf8'), 'ELF');
+  });
+});
+
+describe('removeStaleRuntimeRoots', () => {
+  /** A pid that is not running: a child that has exited and been reaped. */
+  function deadPid(): number {
+    const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+    return Number(child.stdout.toString());
+  }
+
+  test('removes the trees of dead executors and keeps those of live ones', () => {
+    const parent = mkdtempSync(join(scratch, 'parent-'));
+    const dead = join(parent, `${ROOT_PREFIX}${deadPid()}-abcDEF`);
+    const live = join(parent, `${ROOT_PREFIX}${process.pid}-abcDEF`);
+    const other = join(parent, 'mcpworks-root-unrelated');
+    for (const dir of [dead, live, other]) mkdirSync(join(dir, 'usr'), { recursive: true });
+    assert.equal(removeStaleRuntimeRoots(parent), 1);
+    assert.deepEqual(
+      readdirSync(parent).sort(),
+      [live, other].map((d) => d.slice(parent.length + 1)).sort(),
+    );
   });
 });

@@ -27,6 +27,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { JailLayout } from './nsjail-config.ts';
 
+/** Name prefix of a tree: the owning executor's pid follows, so leftovers can be told apart. */
+export const ROOT_PREFIX = 'mcpworks-root-';
+
 /** Mount points nsjail mounts over inside every jail (directories). */
 export const ROOT_MOUNT_DIRS = ['/proc', '/tmp', '/dev/shm'] as const;
 
@@ -83,7 +86,7 @@ function placeTree(source: string, target: string): void {
 
 /** Assembles the tree in a fresh directory under `parent`; returns its path. */
 export function buildRuntimeRoot(spec: RuntimeRootSpec, parent = tmpdir()): string {
-  const root = mkdtempSync(join(parent, 'mcpworks-root-'));
+  const root = mkdtempSync(join(parent, `${ROOT_PREFIX}${process.pid}-`));
   try {
     // Traversable by the jail's 65534 (nsjail mounts it as that id), writable only by root.
     chmodSync(root, 0o755);
@@ -118,4 +121,40 @@ export function buildRuntimeRoot(spec: RuntimeRootSpec, parent = tmpdir()): stri
 /** Removes a tree built here (hard links only: the host's files stay). */
 export function removeRuntimeRoot(root: string): void {
   rmSync(root, { recursive: true, force: true });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes trees left under `parent` by executors that died without closing (their pid is gone).
+ * Trees of live processes, this one's included, are never touched. Returns how many were removed.
+ */
+export function removeStaleRuntimeRoots(parent = tmpdir()): number {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const match = new RegExp(`^${ROOT_PREFIX}(\\d+)-[A-Za-z0-9]{6}$`).exec(name);
+    if (!match || alive(Number(match[1]))) continue;
+    const path = join(parent, name);
+    try {
+      if (!lstatSync(path).isDirectory()) continue;
+      removeRuntimeRoot(path);
+      removed += 1;
+    } catch {
+      // raced with another executor's sweep, or not ours to remove
+    }
+  }
+  return removed;
 }

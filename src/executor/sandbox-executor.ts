@@ -27,7 +27,7 @@ import {
   rootSymlinks,
   type RuntimeLayout,
 } from './runtime-files.ts';
-import { buildRuntimeRoot, removeRuntimeRoot } from './runtime-root.ts';
+import { buildRuntimeRoot, removeRuntimeRoot, removeStaleRuntimeRoots } from './runtime-root.ts';
 import { spawnSandbox, type Sandbox, type SandboxEnvironment } from './sandbox.ts';
 import { parseToolCallRequest } from './request-schema.ts';
 import {
@@ -158,6 +158,9 @@ export async function createSandboxExecutor(
   const generated = Object.fromEntries(
     Object.entries(ETC_FILES).map(([name, content]) => [`/etc/${name}`, content]),
   );
+  const staleRoots = removeStaleRuntimeRoots(options.runtimeRootParent);
+  if (staleRoots > 0)
+    logger.info({ removed: staleRoots }, 'removed sandbox roots left by a previous executor');
   const roots: string[] = [];
   const jailLayouts = {} as Record<Runtime, JailLayout>;
   try {
