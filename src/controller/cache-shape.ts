@@ -104,6 +104,7 @@ export function childShapes(): Map<string, Shape> {
       desiredGatewayDeployment(server, token, DEFAULT_WORKLOAD_OPTIONS),
       desiredExecutorDeployment(server, token, DEFAULT_WORKLOAD_OPTIONS),
       desiredService(server, 'gateway'),
+      desiredService(server, 'executor'),
       desiredGatewayServiceAccount(server),
       desiredExecutorTokenSecret(server, 'dG9rZW4=', ''),
       desiredExecutorNetworkPolicy(server),

@@ -6,6 +6,8 @@ import {
   DEFAULT_WORKLOAD_OPTIONS,
   desiredExecutorDeployment,
   desiredGatewayDeployment,
+  desiredService,
+  hasAllocatedClusterIp,
 } from './desired-workloads.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- assertions read deep into built objects */
@@ -118,4 +120,24 @@ test('the gateway Role names its API-key Secret and no other', () => {
   ]);
   const without = desiredGatewayRole(server()) as any;
   assert.equal(without.rules.filter((r: any) => r.resources.includes('secrets')).length, 0);
+});
+
+test('the executor Service is headless: no ClusterIP to allocate, the gateway resolves its pods', () => {
+  assert.equal((desiredService(server(), 'executor') as any).spec.clusterIP, 'None');
+});
+
+test('the gateway Service keeps a ClusterIP (agents reach it through kube-proxy)', () => {
+  assert.equal((desiredService(server(), 'gateway') as any).spec.clusterIP, undefined);
+});
+
+test('an executor Service that already holds a ClusterIP keeps it (the field is immutable)', () => {
+  assert.equal((desiredService(server(), 'executor', true) as any).spec.clusterIP, undefined);
+});
+
+test('hasAllocatedClusterIp: an address counts, headless and not-yet-created do not', () => {
+  const svc = (clusterIP?: string) => ({ spec: clusterIP === undefined ? {} : { clusterIP } });
+  assert.equal(hasAllocatedClusterIp(svc('10.96.0.12')), true);
+  assert.equal(hasAllocatedClusterIp(svc('None')), false);
+  assert.equal(hasAllocatedClusterIp(svc()), false);
+  assert.equal(hasAllocatedClusterIp(undefined), false);
 });

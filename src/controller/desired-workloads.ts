@@ -216,19 +216,38 @@ export function desiredExecutorDeployment(
   };
 }
 
-export function desiredService(server: McpServer, component: Component): KubeObject {
+/**
+ * The gateway Service gets a ClusterIP (agents reach it; kube-proxy balances connections). The
+ * executor Service is headless (`clusterIP: None`, docs/adr/0003): only its gateway calls it, by
+ * DNS name, and each ClusterIP allocation is the API server's slowest write. An executor Service
+ * created with a ClusterIP by an earlier version keeps it (`spec.clusterIP` is immutable):
+ * `keepAllocatedClusterIp` leaves the field out so the apply does not fail.
+ */
+export function desiredService(
+  server: McpServer,
+  component: Component,
+  keepAllocatedClusterIp = false,
+): KubeObject {
   const names = childNames(server);
   const port = Ports[component];
+  const headless = component === 'executor' && !keepAllocatedClusterIp;
   return {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: metadata(server, names[component], component),
     spec: {
       type: 'ClusterIP',
+      ...(headless ? { clusterIP: 'None' } : {}),
       selector: selectorLabels(server, component),
       ports: [{ name: 'http', port, targetPort: 'http', protocol: 'TCP' }],
     },
   };
+}
+
+/** A live Service that holds an allocated ClusterIP (not headless, not yet created). */
+export function hasAllocatedClusterIp(live: KubeObject | undefined): boolean {
+  const ip = (live?.['spec'] as { clusterIP?: unknown } | undefined)?.clusterIP;
+  return typeof ip === 'string' && ip !== '' && ip !== 'None';
 }
 
 /** The gateway→executor bearer token, generated once by the reconciler (`token` is base64). */

@@ -44,8 +44,10 @@ export interface ControllerOptions {
   recheckMissingInputsMs?: number;
   /** Backoff cap for failing reconciles (default 60 s). */
   maxBackoffMs?: number;
-  /** Connections to the API server (default: the concurrency, at least 16). */
+  /** Connections to the API server with `transport: 'http1'` (default: the concurrency, at least 16). */
   maxSockets?: number;
+  /** Default `http2` (watches use HTTP/1.1 either way); see src/k8s/client.ts. */
+  transport?: 'http1' | 'http2';
   /** Undefined: no leader election (a single replica, tests). */
   leaderElection?: LeaderElectionConfig;
   /** Injected for tests that want a fixed token. */
@@ -79,7 +81,10 @@ export function createController(options: ControllerOptions): Controller {
   const metrics = options.metrics ?? createControllerMetrics();
   const concurrency = options.concurrency ?? 32;
   const client = createKubeClient(options.kubeConfig, {
-    // One connection per concurrent reconcile: the API server, not the socket pool, sets the pace.
+    // HTTP/2: one connection, a stream per request, so the API server, not a socket pool, sets
+    // the pace (a reconcile sends up to 9 applies at once; with HTTP/1.1 the slow Service
+    // applies held the sockets and everything else queued behind them).
+    transport: options.transport ?? 'http2',
     maxSockets: options.maxSockets ?? Math.max(16, concurrency),
     onWrite: (verb, resource) => metrics.apiWrites.inc({ verb, resource }),
   });

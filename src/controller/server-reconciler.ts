@@ -31,6 +31,7 @@ import {
   desiredGatewayDeployment,
   desiredGatewayServiceAccount,
   desiredService,
+  hasAllocatedClusterIp,
   type WorkloadOptions,
 } from './desired-workloads.ts';
 import { Annotations, childNames, endpointUrl } from './names.ts';
@@ -109,7 +110,6 @@ export function createServerReconciler(
     const problems = await findInputProblems(server);
     const token = tokenFor(server);
     const children = desiredChildren(server, token);
-    // What the Deployments reference (Secret, ServiceAccount) first, then the Deployments.
     const updated: string[] = [];
     const apply = async (child: Child): Promise<void> => {
       const live = child.cache.get(objectKey(child.body));
@@ -124,9 +124,16 @@ export function createServerReconciler(
         throw error;
       }
     };
+    // What the pods reference or are protected by (token Secret, ServiceAccount, RBAC, the
+    // NetworkPolicies: no executor pod runs before its policy exists) goes before the
+    // Deployments. The Services go alongside both: nothing waits for them, and a ClusterIP
+    // allocation is the API server's slowest write (docs/adr/0003).
     const isWorkload = (c: Child) => c.type === Resources.Deployment;
-    await Promise.all(children.filter((c) => !isWorkload(c)).map(apply));
-    await Promise.all(children.filter(isWorkload).map(apply));
+    const isService = (c: Child) => c.type === Resources.Service;
+    const workloads = Promise.all(
+      children.filter((c) => !isWorkload(c) && !isService(c)).map(apply),
+    ).then(() => Promise.all(children.filter(isWorkload).map(apply)));
+    await Promise.all([...children.filter(isService).map(apply), workloads]);
     if (updated.length > 0) {
       // Creation shows in the objects themselves; an Event says when we changed one (drift, rollout).
       log.info({ updated }, 'updated children');
@@ -239,6 +246,8 @@ export function createServerReconciler(
     token: { data: string; generation: string },
   ): Child[] {
     const tokenState = { hash: specHash(token.data) };
+    const ns = server.metadata.namespace ?? 'default';
+    const names = childNames(server);
     return [
       {
         type: Resources.Secret,
@@ -271,7 +280,15 @@ export function createServerReconciler(
         cache: caches.networkPolicies,
         body: desiredGatewayNetworkPolicy(server),
       },
-      { type: Resources.Service, cache: caches.services, body: desiredService(server, 'executor') },
+      {
+        type: Resources.Service,
+        cache: caches.services,
+        body: desiredService(
+          server,
+          'executor',
+          hasAllocatedClusterIp(caches.services.get(`${ns}/${names.executor}`)),
+        ),
+      },
       { type: Resources.Service, cache: caches.services, body: desiredService(server, 'gateway') },
       {
         type: Resources.Deployment,

@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
+import { connect as http2Connect, constants as http2, type ClientHttp2Session } from 'node:http2';
 import { ErrorCode, McpworksError } from '../shared/errors.ts';
 import { kubeApiError, isNotFound } from './errors.ts';
 import type { KubeConnection } from './kubeconfig.ts';
@@ -59,8 +60,14 @@ export interface KubeClient {
 export interface KubeClientOptions {
   /** Called once per write request that reached the server (success or not). */
   onWrite?: (verb: WriteVerb, resource: string) => void;
-  /** Parallel connections to the API server. */
+  /** Parallel connections to the API server (HTTP/1.1 only). */
   maxSockets?: number;
+  /**
+   * `http2` (over TLS only; watches stay on HTTP/1.1): every request is a stream on one
+   * connection, as client-go does, so a slow request (a Service's ClusterIP allocation) never
+   * holds up the others waiting for a free socket. Default `http1`.
+   */
+  transport?: 'http1' | 'http2';
   /** Per-request timeout for non-watch calls. */
   requestTimeoutMs?: number;
   fieldManager?: string;
@@ -92,6 +99,8 @@ export function createKubeClient(
   const fieldManager = options.fieldManager ?? FIELD_MANAGER;
   const onWrite = options.onWrite ?? (() => {});
   let connection: Promise<Connection> | undefined;
+  const useHttp2 = secure && options.transport === 'http2';
+  let h2: { conn: Connection; session: ClientHttp2Session; active: number } | undefined;
 
   // Credentials can rotate (projected ServiceAccount tokens): re-read them every minute.
   const connect = async (): Promise<Connection> => {
@@ -105,6 +114,103 @@ export function createKubeClient(
     return connection;
   };
 
+  /** The HTTP/2 session for these credentials; a new one (the old closes gracefully) when they change. */
+  function http2Session(conn: Connection): NonNullable<typeof h2> {
+    if (h2 && h2.conn === conn && !h2.session.closed && !h2.session.destroyed) return h2;
+    const previous = h2;
+    const o = conn.options;
+    const session = http2Connect(conn.base.origin, {
+      ca: o.ca,
+      cert: o.cert,
+      key: o.key,
+      ...(o.servername ? { servername: o.servername } : {}),
+      ...(o.rejectUnauthorized !== undefined ? { rejectUnauthorized: o.rejectUnauthorized } : {}),
+    });
+    const entry = { conn, session, active: 0 };
+    const forget = () => {
+      if (h2 === entry) h2 = undefined;
+    };
+    session.on('error', forget);
+    session.on('goaway', forget);
+    session.on('close', forget);
+    session.unref();
+    h2 = entry;
+    previous?.session.close();
+    return entry;
+  }
+
+  function callHttp2(
+    conn: Connection,
+    method: string,
+    url: URL,
+    payload: Buffer | undefined,
+    contentType: string,
+  ): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const fail = (err: Error) =>
+        reject(
+          err instanceof McpworksError
+            ? err
+            : new McpworksError(ErrorCode.Internal, `${method} ${url.pathname}: ${err.message}`, {
+                cause: err,
+              }),
+        );
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(conn.options.headers ?? {}))
+        if (typeof v === 'string') headers[k.toLowerCase()] = v;
+      const entry = http2Session(conn);
+      let stream: ReturnType<ClientHttp2Session['request']>;
+      try {
+        stream = entry.session.request(
+          {
+            ...headers,
+            [http2.HTTP2_HEADER_METHOD]: method,
+            [http2.HTTP2_HEADER_PATH]: `${url.pathname}${url.search}`,
+            accept: 'application/json',
+            ...(payload
+              ? { 'content-type': contentType, 'content-length': String(payload.length) }
+              : {}),
+          },
+          { endStream: !payload },
+        );
+      } catch (error) {
+        fail(error as Error);
+        return;
+      }
+      // An unref'd session must not let the process exit while a request is in flight.
+      if (entry.active++ === 0) entry.session.ref();
+      let status = 0;
+      let ended = false;
+      const chunks: Buffer[] = [];
+      stream.setTimeout(timeoutMs, () => {
+        fail(new McpworksError(ErrorCode.Timeout, `${method} ${url.pathname}: timed out`));
+        stream.close(http2.NGHTTP2_CANCEL);
+      });
+      stream.on('response', (h) => {
+        status = Number(h[http2.HTTP2_HEADER_STATUS] ?? 0);
+      });
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        ended = true;
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          parsed = text;
+        }
+        if (status >= 200 && status < 300) resolve(parsed);
+        else reject(kubeApiError(status, parsed, { verb: method, path: url.pathname }));
+      });
+      stream.on('error', fail);
+      stream.on('close', () => {
+        if (--entry.active === 0) entry.session.unref();
+        if (!ended) fail(new Error(`stream closed (HTTP/2 code ${stream.rstCode})`));
+      });
+      if (payload) stream.end(payload);
+    });
+  }
+
   async function call(
     method: string,
     path: string,
@@ -116,6 +222,7 @@ export function createKubeClient(
     const url = new URL(path, conn.base);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    if (useHttp2) return callHttp2(conn, method, url, payload, contentType);
     return new Promise((resolve, reject) => {
       const req = (secure ? httpsRequest : httpRequest)(
         url,

@@ -46,6 +46,22 @@ function vmHwmMiB(pid: number): number {
   return Number(/(\d+)/.exec(line ?? '')?.[1] ?? NaN) / 1024;
 }
 
+/** CPU seconds a process has used (user + system), from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Busy and total CPU time of the whole machine (every core), from /proc/stat, in ticks. */
+function machineTicks(): { busy: number; total: number } {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1);
+  const ticks = (cpu ?? []).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
 /** Mean API-server latency of server-side applies per resource, from its own /metrics. */
 async function applyLatencyMs(kubectl: string, kubeconfig: string): Promise<Map<string, number>> {
   const { stdout } = await promisify(execFile)(
@@ -65,7 +81,21 @@ async function applyLatencyMs(kubectl: string, kubeconfig: string): Promise<Map<
     else entry.count += Number(m[3]);
     sums.set(resource, entry);
   }
-  return new Map([...sums].map(([r, e]) => [r, e.count > 0 ? (e.sum / e.count) * 1000 : NaN]));
+  const result = new Map(
+    [...sums].map(([r, e]) => [r, e.count > 0 ? (e.sum / e.count) * 1000 : NaN]),
+  );
+  // The API server's own loopback client (QPS 50, burst 100) creates one IPAddress object per
+  // ClusterIP: the time its requests waited in that client-side rate limiter.
+  let waited = 0;
+  let requests = 0;
+  for (const line of stdout.split('\n')) {
+    const m = /^rest_client_rate_limiter_duration_seconds_(sum|count)\{.*\} (\S+)$/.exec(line);
+    if (m?.[1] === 'sum') waited += Number(m[2]);
+    else if (m?.[1] === 'count') requests += Number(m[2]);
+  }
+  result.set('loopback rate-limiter wait', requests > 0 ? (waited / requests) * 1000 : NaN);
+  result.set('loopback requests (a count, not ms)', requests);
+  return result;
 }
 
 async function writesExcludingLeases(metricsUrl: string): Promise<number> {
@@ -144,6 +174,8 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
     // Baseline: the same 1,000 creates with no controller work to wait for (we time the
     // creates themselves; the controller reacts at once, so this is also their share).
     const names = Array.from({ length: SERVERS }, (_, i) => `s${String(i).padStart(4, '0')}`);
+    const cpu0 = cpuSeconds(proc.pid as number);
+    const machine0 = machineTicks();
     const t0 = performance.now();
     let lastLog = t0;
     await parallel(names, 32, (n) => admin.create(Resources.McpServer, mcpServer(ns, n)));
@@ -174,6 +206,11 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
       2_000,
     );
     const convergedMs = performance.now() - t0;
+    const controllerCpu = cpuSeconds(proc.pid as number) - cpu0;
+    const machine1 = machineTicks();
+    ctx.log(
+      `while converging: controller used ${round(controllerCpu, 1)} CPU s (${round(controllerCpu / (convergedMs / 1000), 2)} cores); the machine was ${round((100 * (machine1.busy - machine0.busy)) / (machine1.total - machine0.total))}% busy over all cores`,
+    );
     const rssMiB = vmHwmMiB(proc.pid as number);
     for (const [plural, per] of Object.entries(CHILDREN_PER_SERVER)) {
       const type = Object.values(Resources).find((r) => r.plural === plural);
@@ -187,8 +224,18 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
     }
     const totalWrites = await writesExcludingLeases(metricsUrl);
     const controllerWriteRate = totalWrites / (convergedMs / 1000);
+    const controllerMetrics = await (await fetch(metricsUrl)).text();
     const heapUsed = /mcpworks_controller_nodejs_heap_size_used_bytes (\d+)/.exec(
-      await (await fetch(metricsUrl)).text(),
+      controllerMetrics,
+    );
+    const reconcile = (what: 'sum' | 'count') =>
+      Number(
+        new RegExp(
+          `mcpworks_controller_reconcile_duration_seconds_${what}\\{controller="mcpserver"\\} (\\S+)`,
+        ).exec(controllerMetrics)?.[1] ?? NaN,
+      );
+    ctx.log(
+      `${reconcile('count')} McpServer reconciles, mean ${round((reconcile('sum') / reconcile('count')) * 1000)} ms`,
     );
     ctx.log(
       `converged in ${round(convergedMs / 1000, 2)} s, peak RSS ${round(rssMiB)} MiB, heap used now ${round(Number(heapUsed?.[1] ?? NaN) / 2 ** 20)} MiB`,
