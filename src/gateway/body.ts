@@ -1,12 +1,41 @@
 /**
  * Reads a request body with a hard byte limit. The limit is checked against Content-Length
  * first (refused before reading a byte) and again while streaming (a lying or chunked client).
+ * Nesting is bounded too: everything downstream (policy conditions, schema validation, the
+ * decision log's argument digest) walks the value recursively, so a megabyte of `[[[[…` must be
+ * refused here, at the edge, before it can overflow a stack further in.
  */
 import type { IncomingMessage } from 'node:http';
 
 export type BodyResult =
   | { ok: true; value: unknown }
-  | { ok: false; status: 413 | 400; code: 'body_too_large' | 'parse_error'; message: string };
+  | {
+      ok: false;
+      status: 413 | 400;
+      code: 'body_too_large' | 'parse_error' | 'too_deep';
+      message: string;
+    };
+
+/** Deeper than any real tool call: the JSON-RPC envelope takes 3 levels of it. */
+export const MAX_JSON_DEPTH = 64;
+
+/** Deepest nesting of arrays and objects in JSON text, scanned without recursion. */
+export function jsonNestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c /* \\ */) i++;
+      else if (c === 0x22 /* " */) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      if (++depth > deepest) deepest = depth;
+    } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) depth--;
+  }
+  return deepest;
+}
 
 export async function readJsonBody(req: IncomingMessage, limitBytes: number): Promise<BodyResult> {
   const tooLarge = {
@@ -30,8 +59,17 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
     }
     chunks.push(chunk);
   }
+  const text = Buffer.concat(chunks, size).toString('utf8');
+  if (jsonNestingDepth(text) > MAX_JSON_DEPTH) {
+    return {
+      ok: false,
+      status: 400,
+      code: 'too_deep',
+      message: `Invalid Request: JSON nested deeper than ${MAX_JSON_DEPTH} levels`,
+    };
+  }
   try {
-    return { ok: true, value: JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as unknown };
+    return { ok: true, value: JSON.parse(text) as unknown };
   } catch {
     return { ok: false, status: 400, code: 'parse_error', message: 'Parse error: invalid JSON' };
   }

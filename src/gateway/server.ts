@@ -226,15 +226,18 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       }
     }
     const durationMs = clock.monotonicMs() - ctx.startedMs;
+    const recordArguments = ctx.snapshot.server.spec.audit.recordArguments;
     try {
-      recorder.record(
-        toDecisionEntry(ctx, durationMs, ctx.snapshot.server.spec.audit.recordArguments),
-      );
+      recorder.record(toDecisionEntry(ctx, durationMs, recordArguments));
     } catch (error) {
+      // Never zero records: write the request again without what the client sent as arguments.
       logger.error(
         { err: error, decisionId: ctx.decisionId },
-        'decision record could not be written',
+        'decision record failed; recording it without arguments',
       );
+      const bare = toDecisionEntry({ ...ctx, arguments: undefined }, durationMs, false);
+      delete bare.argumentsSha256;
+      recorder.record({ ...bare, reason: `${bare.reason} (arguments could not be recorded)` });
     }
     const declared = new Set(ctx.snapshot.tools.map((t) => t.name));
     metrics.decision({
@@ -308,7 +311,11 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       const read = await readJsonBody(req, limits.maxBodyBytes);
       if (!read.ok) {
         const code =
-          read.code === 'body_too_large' ? ReasonCode.BodyTooLarge : ReasonCode.ParseError;
+          read.code === 'body_too_large'
+            ? ReasonCode.BodyTooLarge
+            : read.code === 'too_deep'
+              ? ReasonCode.InvalidRequest
+              : ReasonCode.ParseError;
         deny(ctx, code, read.message, 'invalid-request');
         return rpcError(
           res,

@@ -6,6 +6,11 @@ import { afterEach, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { systemClock } from '../../src/shared/clock.ts';
+import {
+  createDecisionRecorder,
+  memoryDecisionSink,
+} from '../../src/gateway/decisions/recorder.ts';
 import {
   connect,
   INITIALIZE,
@@ -169,6 +174,49 @@ test('malformed JSON gets 400 with a JSON-RPC parse error', async () => {
   assert.equal((res.json as { error: { code: number } }).error.code, -32700);
   assert.equal(gw.records.length, 1);
   assert.equal(gw.records[0]!.outcome, 'invalid-request');
+});
+
+test('arguments nested past the depth limit get 400 before anything walks them, with one record', async () => {
+  const executor = stubExecutor();
+  gw = await startGateway({ executor });
+  const client = await connect(gw.url, 'token-alice');
+  await client.close();
+  const nested = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+  const before = gw.records.length;
+  const res = await post(
+    gw.url,
+    `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":${nested}}}}`,
+    { authorization: 'Bearer token-alice' },
+  );
+  assert.equal(res.status, 400);
+  assert.equal((res.json as { error: { code: number } }).error.code, -32600);
+  const records = gw.records.slice(before);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.outcome, 'invalid-request');
+  assert.equal(executor.requests.length, 0);
+});
+
+test('a record that cannot be written with its arguments is written without them: never zero', async () => {
+  const sink = memoryDecisionSink();
+  const real = createDecisionRecorder({ sinks: [sink], clock: systemClock, writerId: 'test' });
+  const recorder: typeof real = {
+    ...real,
+    record(entry) {
+      if (entry.argumentsSha256 !== undefined)
+        throw new RangeError('Maximum call stack size exceeded');
+      return real.record(entry);
+    },
+  };
+  gw = await startGateway({ recorder });
+  const client = await connect(gw.url, 'token-alice');
+  const before = sink.records.length;
+  await client.callTool({ name: 'echo', arguments: { x: 1 } });
+  const records = sink.records.slice(before);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.tool, 'echo');
+  assert.equal(records[0]!.argumentsSha256, undefined);
+  assert.match(records[0]!.reason, /arguments could not be recorded/);
+  await client.close();
 });
 
 test('a JSON-RPC batch is refused', async () => {
