@@ -51,6 +51,11 @@ test('executor pods get exactly SYS_ADMIN, SETUID and SETGID, no token, read-onl
   assert.ok(pod.containers[0].resources.limits.memory);
 });
 
+test('executors use the sandbox roots prepared in the image, not copies in their memory /tmp', () => {
+  const pod = podSpec(desiredExecutorDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
+  assert.ok(pod.containers[0].args.includes('--runtime-roots=/opt/mcpworks/runtime-roots'));
+});
+
 test('a tool change changes the gateway spec hash; the same spec gives the same hash', () => {
   const a = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);
   const same = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);

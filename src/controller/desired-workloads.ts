@@ -180,6 +180,8 @@ export function desiredExecutorDeployment(
                 `--port=${Ports.executor}`,
                 `--max-concurrency=${executor.maxConcurrency}`,
                 `--warm-pool-size=${executor.warmPoolSize}`,
+                // roots prepared at image build (sandbox-image/Dockerfile): /tmp here is memory
+                '--runtime-roots=/opt/mcpworks/runtime-roots',
               ],
               ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],
               env: [

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -22,9 +23,12 @@ import {
   removeRuntimeRoot,
   removeStaleRuntimeRoots,
   ROOT_PREFIX,
+  verifyRuntimeRoot,
+  type RuntimeRootSpec,
 } from './runtime-root.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'runtime-root-test-'));
+chmodSync(scratch, 0o755); // a prepared root's parents must be traversable by the jail's id
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** A fake host: an interpreter, a library directory with a symlink, and an unrelated file. */
@@ -39,19 +43,25 @@ function host(): string {
   return dir;
 }
 
+function spec(h: string): RuntimeRootSpec {
+  return {
+    files: [
+      { source: join(h, 'bin', 'interp'), target: '/usr/bin/interp' },
+      { source: join(h, 'lib'), target: '/usr/lib/rt' },
+    ],
+    symlinks: [{ link: '/lib', target: 'usr/lib' }],
+    generated: { '/etc/passwd': 'nobody:x:65534:65534::/tmp:/bin/false\n' },
+    devices: ['/dev/null'],
+  };
+}
+
 function build(h: string): string {
-  return buildRuntimeRoot(
-    {
-      files: [
-        { source: join(h, 'bin', 'interp'), target: '/usr/bin/interp' },
-        { source: join(h, 'lib'), target: '/usr/lib/rt' },
-      ],
-      symlinks: [{ link: '/lib', target: 'usr/lib' }],
-      generated: { '/etc/passwd': 'nobody:x:65534:65534::/tmp:/bin/false\n' },
-      devices: ['/dev/null'],
-    },
-    scratch,
-  );
+  return buildRuntimeRoot(spec(h), scratch).path;
+}
+
+/** A link function that always fails as across filesystems. */
+function crossDevice(): never {
+  throw Object.assign(new Error('EXDEV: cross-device link not permitted'), { code: 'EXDEV' });
 }
 
 describe('buildRuntimeRoot', () => {
@@ -136,6 +146,101 @@ describe('buildRuntimeRoot', () => {
     removeRuntimeRoot(root);
     assert.ok(!existsSync(root));
     assert.equal(readFileSync(join(h, 'bin', 'interp'), 'utf8'), 'ELF');
+  });
+});
+
+describe('buildRuntimeRoot across filesystems', () => {
+  test('copies the files when hard links fail and reports the bytes copied', () => {
+    const h = host();
+    const built = buildRuntimeRoot(spec(h), scratch, { link: crossDevice });
+    const inside = statSync(join(built.path, 'usr/bin/interp'));
+    assert.notEqual(inside.ino, statSync(join(h, 'bin/interp')).ino);
+    assert.equal(readFileSync(join(built.path, 'usr/lib/rt/pkg/mod.py'), 'utf8'), 'x = 1\n');
+    assert.equal(built.copiedBytes, 'ELF'.length + 'x = 1\n'.length);
+  });
+
+  test('reports no copied bytes when every file is a hard link', () => {
+    assert.equal(buildRuntimeRoot(spec(host()), scratch).copiedBytes, 0);
+  });
+
+  test('refuses to copy when copies are not allowed, and leaves nothing behind', () => {
+    const at = join(mkdtempSync(join(scratch, 'prepared-')), 'python');
+    assert.throws(
+      () => buildRuntimeRoot(spec(host()), scratch, { at, link: crossDevice, allowCopies: false }),
+      /EXDEV/,
+    );
+    assert.ok(!existsSync(at));
+  });
+});
+
+describe('verifyRuntimeRoot', () => {
+  function prepared(): { h: string; root: string } {
+    const h = host();
+    const dir = mkdtempSync(join(scratch, 'prepared-'));
+    chmodSync(dir, 0o755);
+    const root = join(dir, 'python');
+    buildRuntimeRoot(spec(h), scratch, { at: root, allowCopies: false });
+    return { h, root };
+  }
+
+  test('accepts a root built for the same runtime files', () => {
+    const { h, root } = prepared();
+    assert.equal(verifyRuntimeRoot(spec(h), root), undefined);
+  });
+
+  test('refuses a runtime file replaced by a copy with the same bytes', () => {
+    const { h, root } = prepared();
+    rmSync(join(root, 'usr/lib/rt/pkg/mod.py'));
+    copyFileSync(join(h, 'lib/pkg/mod.py'), join(root, 'usr/lib/rt/pkg/mod.py'));
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /mod\.py is not a hard link/);
+  });
+
+  test('refuses a root holding a file the runtime does not', () => {
+    const { h, root } = prepared();
+    writeFileSync(join(root, 'usr/bin/extra'), 'planted', { mode: 0o755 });
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /\/usr\/bin\/extra is not part/);
+  });
+
+  test('refuses a root missing a runtime file', () => {
+    const { h, root } = prepared();
+    rmSync(join(root, 'usr/lib/rt/pkg/alias.py'));
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /alias\.py is missing/);
+  });
+
+  test('refuses a generated file with other content', () => {
+    const { h, root } = prepared();
+    rmSync(join(root, 'etc/passwd'));
+    writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0::/:/bin/sh\n', { mode: 0o644 });
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /\/etc\/passwd does not hold/);
+  });
+
+  test('refuses a symlink pointing elsewhere', () => {
+    const { h, root } = prepared();
+    rmSync(join(root, 'lib'));
+    symlinkSync('/', join(root, 'lib'));
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /\/lib is not the symlink/);
+  });
+
+  test('refuses a directory writable by others', () => {
+    const { h, root } = prepared();
+    chmodSync(join(root, 'usr/bin'), 0o777);
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /\/usr\/bin is writable/);
+  });
+
+  test('refuses a root built for runtime files that have since changed', () => {
+    const { h, root } = prepared();
+    writeFileSync(join(h, 'lib', 'pkg', 'new.py'), 'y = 2\n');
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /new\.py is missing/);
+  });
+
+  test('refuses a root under a directory the jail cannot traverse', () => {
+    const { h, root } = prepared();
+    chmodSync(join(root, '..'), 0o700);
+    assert.match(verifyRuntimeRoot(spec(h), root) ?? '', /not traversable by the jail's id/);
+  });
+
+  test('refuses a root that does not exist', () => {
+    assert.match(verifyRuntimeRoot(spec(host()), join(scratch, 'nowhere')) ?? '', /cannot read/);
   });
 });
 

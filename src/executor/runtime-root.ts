@@ -10,6 +10,7 @@
  * Directories are root-owned 0755 and files keep their modes: the jail's 65534 cannot write here
  * even before nsjail remounts the root read-only.
  */
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   copyFileSync,
@@ -17,14 +18,16 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  readFileSync,
   readdirSync,
   readlinkSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix, resolve } from 'node:path';
 import type { JailLayout } from './nsjail-config.ts';
 
 /** Name prefix of a tree: the owning executor's pid follows, so leftovers can be told apart. */
@@ -43,79 +46,243 @@ export interface RuntimeRootSpec {
   devices: readonly string[];
 }
 
-function inside(root: string, path: string): string {
+/** The canonical form of a path inside the jail; refuses relative paths and `..`. */
+function insidePath(path: string): string {
   if (!path.startsWith('/') || path.split('/').includes('..'))
     throw new Error(`invalid path inside the jail: ${path}`);
-  return join(root, path);
+  const normal = posix.normalize(path).replace(/\/+$/, '');
+  if (normal === '') throw new Error(`invalid path inside the jail: ${path}`);
+  return normal;
 }
 
-function ensureDir(path: string): void {
-  mkdirSync(path, { recursive: true, mode: 0o755 });
+/** One path of a root, in the order it is created (parents before children). */
+export type RootEntry =
+  | { kind: 'dir' }
+  | { kind: 'symlink'; target: string }
+  /** A hard link to `source` (a copy when linking is impossible and copies are allowed). */
+  | { kind: 'link'; source: string; dev: number; ino: number; mode: number; size: number }
+  /** A setuid/setgid file: always a copy, without the bits. */
+  | { kind: 'strip'; source: string; mode: number; size: number }
+  | { kind: 'content'; content: string };
+
+/** Inside path ('/'-rooted) → entry, in creation order. */
+export type RootPlan = Map<string, RootEntry>;
+
+function setEntry(plan: RootPlan, path: string, entry: RootEntry): void {
+  const existing = plan.get(path);
+  if (existing && !(existing.kind === 'dir' && entry.kind === 'dir'))
+    throw new Error(`two entries for one path inside the jail: ${path}`);
+  if (!existing) plan.set(path, entry);
 }
 
-function placeFile(source: string, target: string): void {
-  try {
-    linkSync(source, target);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    // another filesystem, or hard links refused (protected_hardlinks without CAP_FOWNER)
-    if (code !== 'EXDEV' && code !== 'EPERM') throw error;
-    copyFileSync(source, target);
-    chmodSync(target, lstatSync(source).mode & 0o755);
-  }
+function addParents(plan: RootPlan, path: string): void {
+  const parts = path.split('/').filter(Boolean);
+  for (let i = 1; i < parts.length; i += 1)
+    setEntry(plan, `/${parts.slice(0, i).join('/')}`, { kind: 'dir' });
 }
 
-function placeTree(source: string, target: string): void {
+function planTree(plan: RootPlan, source: string, target: string): void {
   const stat = lstatSync(source);
   if (stat.isSymbolicLink()) {
-    symlinkSync(readlinkSync(source), target);
+    setEntry(plan, target, { kind: 'symlink', target: readlinkSync(source) });
   } else if (stat.isDirectory()) {
-    mkdirSync(target, { mode: 0o755 });
-    for (const name of readdirSync(source)) placeTree(join(source, name), join(target, name));
+    setEntry(plan, target, { kind: 'dir' });
+    for (const name of readdirSync(source).sort())
+      planTree(plan, join(source, name), `${target}/${name}`);
   } else if (stat.isFile()) {
     // Never a second host path to a setuid/setgid file: those are copied without the bits.
-    if ((stat.mode & 0o6000) !== 0) {
-      copyFileSync(source, target);
-      chmodSync(target, stat.mode & 0o755);
-    } else {
-      placeFile(source, target);
-    }
+    setEntry(
+      plan,
+      target,
+      (stat.mode & 0o6000) !== 0
+        ? { kind: 'strip', source, mode: stat.mode, size: stat.size }
+        : { kind: 'link', source, dev: stat.dev, ino: stat.ino, mode: stat.mode, size: stat.size },
+    );
   }
   // sockets, fifos and device nodes are never part of a runtime: left out
 }
 
-/** Assembles the tree in a fresh directory under `parent`; returns its path. */
-export function buildRuntimeRoot(spec: RuntimeRootSpec, parent = tmpdir()): string {
-  const root = mkdtempSync(join(parent, `${ROOT_PREFIX}${process.pid}-`));
+/** Every path the root for `spec` holds, read from the host's files now (nothing is written). */
+export function planRuntimeRoot(spec: RuntimeRootSpec): RootPlan {
+  const plan: RootPlan = new Map();
+  const add = (path: string, entry: RootEntry) => {
+    const name = insidePath(path);
+    addParents(plan, name);
+    setEntry(plan, name, entry);
+  };
+  for (const { source, target } of spec.files) {
+    const name = insidePath(target);
+    addParents(plan, name);
+    planTree(plan, source, name);
+  }
+  for (const { link, target } of spec.symlinks) add(link, { kind: 'symlink', target });
+  for (const [name, content] of Object.entries(spec.generated))
+    add(name, { kind: 'content', content });
+  for (const dir of ROOT_MOUNT_DIRS) add(dir, { kind: 'dir' });
+  for (const device of spec.devices) add(device, { kind: 'content', content: '' });
+  return plan;
+}
+
+export interface BuildRootOptions {
+  /** Create exactly this directory (must not exist) instead of a fresh one under `parent`. */
+  at?: string;
+  /**
+   * When a hard link is impossible (another filesystem, or protected_hardlinks): copy (default)
+   * or fail. Prepared roots never copy: their check compares inodes with the host's files.
+   */
+  allowCopies?: boolean;
+  /** Injectable for tests (default fs.linkSync). */
+  link?: (source: string, target: string) => void;
+}
+
+export interface BuiltRoot {
+  path: string;
+  /** Bytes copied because hard links were impossible (setuid files always count). */
+  copiedBytes: number;
+}
+
+/** Assembles the tree (in a fresh directory under `parent`, or at `options.at`). */
+export function buildRuntimeRoot(
+  spec: RuntimeRootSpec,
+  parent = tmpdir(),
+  options: BuildRootOptions = {},
+): BuiltRoot {
+  const plan = planRuntimeRoot(spec);
+  const link = options.link ?? linkSync;
+  const allowCopies = options.allowCopies ?? true;
+  let root: string;
+  if (options.at !== undefined) {
+    mkdirSync(options.at, { mode: 0o755 });
+    root = options.at;
+  } else {
+    root = mkdtempSync(join(parent, `${ROOT_PREFIX}${process.pid}-`));
+  }
+  let copiedBytes = 0;
+  const copy = (source: string, target: string, mode: number, size: number) => {
+    copyFileSync(source, target);
+    chmodSync(target, mode & 0o755);
+    copiedBytes += size;
+  };
   try {
     // Traversable by the jail's 65534 (nsjail mounts it as that id), writable only by root.
     chmodSync(root, 0o755);
-    for (const { source, target } of spec.files) {
-      const path = inside(root, target);
-      ensureDir(dirname(path));
-      placeTree(source, path);
+    for (const [name, entry] of plan) {
+      const path = join(root, name);
+      switch (entry.kind) {
+        case 'dir':
+          mkdirSync(path, { mode: 0o755 });
+          chmodSync(path, 0o755);
+          break;
+        case 'symlink':
+          symlinkSync(entry.target, path);
+          break;
+        case 'content':
+          writeFileSync(path, entry.content, { mode: 0o644 });
+          break;
+        case 'strip':
+          copy(entry.source, path, entry.mode, entry.size);
+          break;
+        case 'link':
+          try {
+            link(entry.source, path);
+          } catch (error) {
+            const code = (error as NodeJS.ErrnoException).code;
+            // another filesystem, or hard links refused (protected_hardlinks without CAP_FOWNER)
+            if ((code !== 'EXDEV' && code !== 'EPERM') || !allowCopies) throw error;
+            copy(entry.source, path, entry.mode, entry.size);
+          }
+          break;
+      }
     }
-    for (const { link, target } of spec.symlinks) {
-      const path = inside(root, link);
-      ensureDir(dirname(path));
-      symlinkSync(target, path);
-    }
-    for (const [name, content] of Object.entries(spec.generated)) {
-      const path = inside(root, name);
-      ensureDir(dirname(path));
-      writeFileSync(path, content, { mode: 0o644 });
-    }
-    for (const dir of ROOT_MOUNT_DIRS) ensureDir(inside(root, dir));
-    for (const device of spec.devices) {
-      const path = inside(root, device);
-      ensureDir(dirname(path));
-      writeFileSync(path, '', { mode: 0o644 });
-    }
-    return root;
+    return { path: root, copiedBytes };
   } catch (error) {
     removeRuntimeRoot(root);
     throw error;
   }
+}
+
+function sha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function mismatch(name: string, entry: RootEntry, path: string): string | undefined {
+  const stat = lstatSync(path);
+  const writableByOthers = (stat.mode & 0o022) !== 0;
+  switch (entry.kind) {
+    case 'dir':
+      if (!stat.isDirectory()) return `${name} is not a directory`;
+      return writableByOthers ? `${name} is writable by group or others` : undefined;
+    case 'symlink':
+      if (!stat.isSymbolicLink() || readlinkSync(path) !== entry.target)
+        return `${name} is not the symlink to ${entry.target}`;
+      return undefined;
+    case 'content':
+      if (!stat.isFile() || readFileSync(path, 'utf8') !== entry.content)
+        return `${name} does not hold the expected content`;
+      return writableByOthers ? `${name} is writable by group or others` : undefined;
+    case 'link':
+      if (!stat.isFile() || stat.dev !== entry.dev || stat.ino !== entry.ino)
+        return `${name} is not a hard link to ${entry.source}`;
+      return undefined;
+    case 'strip':
+      if (
+        !stat.isFile() ||
+        (stat.mode & 0o7777) !== (entry.mode & 0o755) ||
+        stat.size !== entry.size ||
+        sha256(path) !== sha256(entry.source)
+      )
+        return `${name} is not a copy of ${entry.source} without setuid/setgid`;
+      return undefined;
+  }
+}
+
+/**
+ * Checks that `root` (a prepared root) is exactly what buildRuntimeRoot would assemble for
+ * `spec` now, without copies: the same paths and no others, every runtime file the very inode
+ * of the host's file (so its bytes are the host's), symlinks with the same targets, generated
+ * files with the same content, nothing writable by group or others. Returns the first
+ * difference, or undefined when it matches.
+ */
+export function verifyRuntimeRoot(spec: RuntimeRootSpec, root: string): string | undefined {
+  let plan: RootPlan;
+  try {
+    plan = planRuntimeRoot(spec);
+  } catch (error) {
+    return `cannot read the runtime files: ${(error as Error).message}`;
+  }
+  const seen = new Set<string>();
+  const walk = (dir: string, prefix: string): string | undefined => {
+    for (const name of readdirSync(dir).sort()) {
+      const inner = `${prefix}/${name}`;
+      const entry = plan.get(inner);
+      if (!entry) return `${inner} is not part of the runtime`;
+      const path = join(dir, name);
+      const problem = mismatch(inner, entry, path);
+      if (problem) return problem;
+      seen.add(inner);
+      if (entry.kind === 'dir') {
+        const deeper = walk(path, inner);
+        if (deeper) return deeper;
+      }
+    }
+    return undefined;
+  };
+  try {
+    // nsjail binds the root as the jail's id (65534): every directory above it must let others in.
+    for (let dir = dirname(resolve(root)); ; dir = dirname(dir)) {
+      if ((statSync(dir).mode & 0o001) === 0) return `${dir} is not traversable by the jail's id`;
+      if (dir === dirname(dir)) break;
+    }
+    const top = lstatSync(root);
+    if (!top.isDirectory()) return `${root} is not a directory`;
+    if ((top.mode & 0o022) !== 0) return `${root} is writable by group or others`;
+    const problem = walk(root, '');
+    if (problem) return problem;
+  } catch (error) {
+    return `cannot read it: ${(error as Error).message}`;
+  }
+  for (const name of plan.keys()) if (!seen.has(name)) return `${name} is missing`;
+  return undefined;
 }
 
 /** Removes a tree built here (hard links only: the host's files stay). */

@@ -4,7 +4,9 @@
  * refuses rather than queues. Used by `mcpworks serve` and by the executor service.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RUNTIMES, type Runtime, type ToolLimits } from '../api/v1alpha1/mcpserver.ts';
 import { systemClock } from '../shared/clock.ts';
@@ -27,7 +29,13 @@ import {
   rootSymlinks,
   type RuntimeLayout,
 } from './runtime-files.ts';
-import { buildRuntimeRoot, removeRuntimeRoot, removeStaleRuntimeRoots } from './runtime-root.ts';
+import {
+  buildRuntimeRoot,
+  removeRuntimeRoot,
+  removeStaleRuntimeRoots,
+  verifyRuntimeRoot,
+  type RuntimeRootSpec,
+} from './runtime-root.ts';
 import { spawnSandbox, type Sandbox, type SandboxEnvironment } from './sandbox.ts';
 import { parseToolCallRequest } from './request-schema.ts';
 import {
@@ -35,6 +43,7 @@ import {
   type SandboxExecutor,
   type SandboxExecutorOptions,
   type ToolCallRequest,
+  type RuntimePaths,
   type ToolCallResult,
 } from './types.ts';
 import { WarmPool } from './warm-pool.ts';
@@ -107,6 +116,82 @@ function refusal(outcome: SandboxOutcome, message: string, executor: string): To
   };
 }
 
+/** TMPFS_MAGIC (statfs f_type). */
+const TMPFS_MAGIC = 0x01021994;
+
+function memoryBacked(path: string): boolean {
+  try {
+    return statfsSync(path).type === TMPFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+interface RuntimeRootSpecs {
+  layouts: Record<Runtime, RuntimeLayout>;
+  specs: Record<Runtime, RuntimeRootSpec>;
+  /** Read-only device nodes bound over each root. */
+  readOnlyDevices: string[];
+  /** Writable device nodes bound over each root. */
+  devices: string[];
+}
+
+/** What each runtime's root holds on this host (the same at image build and executor start). */
+async function runtimeRootSpecs(runtimes?: Partial<RuntimePaths>): Promise<RuntimeRootSpecs> {
+  const paths = { ...DEFAULT_RUNTIME_PATHS, ...runtimes };
+  const layouts = {} as Record<Runtime, RuntimeLayout>;
+  for (const runtime of RUNTIMES) layouts[runtime] = await resolveRuntimeLayout(runtime, paths);
+  // Read-only device nodes, and /dev/null (writable), bound over each prepared root.
+  const readOnlyDevices = ['/dev/zero', '/dev/urandom', '/dev/random'].filter((d) => existsSync(d));
+  const devices = ['/dev/null'];
+  const symlinks = [
+    ...rootSymlinks(),
+    { link: '/dev/fd', target: '/proc/self/fd' },
+    { link: '/dev/stdin', target: '/proc/self/fd/0' },
+    { link: '/dev/stdout', target: '/proc/self/fd/1' },
+    { link: '/dev/stderr', target: '/proc/self/fd/2' },
+  ];
+  const generated = Object.fromEntries(
+    Object.entries(ETC_FILES).map(([name, content]) => [`/etc/${name}`, content]),
+  );
+  const specs = {} as Record<Runtime, RuntimeRootSpec>;
+  for (const runtime of RUNTIMES) {
+    specs[runtime] = {
+      files: layouts[runtime].readOnlyBinds,
+      symlinks,
+      generated,
+      devices: [...readOnlyDevices, ...devices],
+    };
+  }
+  return { layouts, specs, readOnlyDevices, devices };
+}
+
+/**
+ * Builds each runtime's root at `<dir>/<runtime>` ahead of time (the image build), hard links
+ * only: a file that cannot be linked (another filesystem) fails the build rather than being
+ * copied, since the executor accepts a prepared root only if its files are the host's inodes.
+ * `dir` may exist; the runtime directories must not. Returns the roots built.
+ */
+export async function prepareRuntimeRoots(
+  dir: string,
+  runtimes?: Partial<RuntimePaths>,
+): Promise<string[]> {
+  const { specs } = await runtimeRootSpecs(runtimes);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const built: string[] = [];
+  try {
+    for (const runtime of RUNTIMES) {
+      const root = join(dir, runtime);
+      buildRuntimeRoot(specs[runtime], dir, { at: root, allowCopies: false });
+      built.push(root);
+    }
+  } catch (error) {
+    for (const root of built) removeRuntimeRoot(root);
+    throw error;
+  }
+  return built;
+}
+
 /** Builds the executor; rejects with SandboxUnavailable when sandboxes cannot be enforced here. */
 export async function createSandboxExecutor(
   options: SandboxExecutorOptions,
@@ -142,50 +227,55 @@ export async function createSandboxExecutor(
   const stale = await removeStaleCgroups(cgroups, clock.now().getTime());
   if (stale > 0)
     logger.info({ removed: stale }, 'removed sandbox cgroups left by a previous executor');
-  const paths = { ...DEFAULT_RUNTIME_PATHS, ...options.runtimes };
-  const layouts = {} as Record<Runtime, RuntimeLayout>;
-  for (const runtime of RUNTIMES) layouts[runtime] = await resolveRuntimeLayout(runtime, paths);
-  // Read-only device nodes, and /dev/null (writable), bound over each prepared root.
-  const readOnlyDevices = ['/dev/zero', '/dev/urandom', '/dev/random'].filter((d) => existsSync(d));
-  const devices = ['/dev/null'];
-  const symlinks = [
-    ...rootSymlinks(),
-    { link: '/dev/fd', target: '/proc/self/fd' },
-    { link: '/dev/stdin', target: '/proc/self/fd/0' },
-    { link: '/dev/stdout', target: '/proc/self/fd/1' },
-    { link: '/dev/stderr', target: '/proc/self/fd/2' },
-  ];
-  const generated = Object.fromEntries(
-    Object.entries(ETC_FILES).map(([name, content]) => [`/etc/${name}`, content]),
-  );
+  const { layouts, specs, readOnlyDevices, devices } = await runtimeRootSpecs(options.runtimes);
   const staleRoots = removeStaleRuntimeRoots(options.runtimeRootParent);
   if (staleRoots > 0)
     logger.info({ removed: staleRoots }, 'removed sandbox roots left by a previous executor');
+  // Roots built here are removed on close; prepared ones (options.runtimeRoots) never are.
   const roots: string[] = [];
   const jailLayouts = {} as Record<Runtime, JailLayout>;
-  try {
+  const jailLayout = (root: string): JailLayout => ({
+    root,
+    readOnlyBinds: readOnlyDevices.map((d) => ({ source: d, target: d })),
+    symlinks: [],
+    etcFiles: {},
+    devices,
+  });
+  if (options.runtimeRoots !== undefined) {
     for (const runtime of RUNTIMES) {
-      const root = buildRuntimeRoot(
-        {
-          files: layouts[runtime].readOnlyBinds,
-          symlinks,
-          generated,
-          devices: [...readOnlyDevices, ...devices],
-        },
-        options.runtimeRootParent,
-      );
-      roots.push(root);
-      jailLayouts[runtime] = {
-        root,
-        readOnlyBinds: readOnlyDevices.map((d) => ({ source: d, target: d })),
-        symlinks: [],
-        etcFiles: {},
-        devices,
-      };
+      const root = join(options.runtimeRoots, runtime);
+      const problem = verifyRuntimeRoot(specs[runtime], root);
+      if (problem !== undefined) {
+        throw unavailable(
+          `the prepared ${runtime} root at ${root} does not match this host's runtime ` +
+            `(${problem}); rebuild it with \`mcpworks executor --prepare-runtime-roots\``,
+        );
+      }
+      jailLayouts[runtime] = jailLayout(root);
     }
-  } catch (error) {
-    for (const root of roots) removeRuntimeRoot(root);
-    throw unavailable(`cannot prepare the sandbox root: ${(error as Error).message}`, error);
+  } else {
+    try {
+      let copiedBytes = 0;
+      for (const runtime of RUNTIMES) {
+        const built = buildRuntimeRoot(specs[runtime], options.runtimeRootParent);
+        roots.push(built.path);
+        copiedBytes += built.copiedBytes;
+        jailLayouts[runtime] = jailLayout(built.path);
+      }
+      if (copiedBytes > 0) {
+        // Hard links were impossible: the runtimes now take this much space where the roots are
+        // (memory, when that is a tmpfs). Prepared roots (--runtime-roots) avoid it.
+        const parent = options.runtimeRootParent ?? tmpdir();
+        logger.warn(
+          { copiedBytes, parent, memoryBacked: memoryBacked(parent) },
+          'sandbox roots are copies of the runtimes, not hard links (another filesystem); ' +
+            "use prepared roots (--runtime-roots) or put runtimeRootParent on the runtimes' filesystem",
+        );
+      }
+    } catch (error) {
+      for (const root of roots) removeRuntimeRoot(root);
+      throw unavailable(`cannot prepare the sandbox root: ${(error as Error).message}`, error);
+    }
   }
   const instance = randomBytes(4).toString('hex');
   let counter = 0;

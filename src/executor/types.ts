@@ -98,6 +98,12 @@ export interface SandboxExecutorOptions {
    * directory). On the runtimes' filesystem the files are hard links; elsewhere, copies.
    */
   runtimeRootParent?: string;
+  /**
+   * Roots prepared ahead of time (`mcpworks executor --prepare-runtime-roots`, at image build):
+   * `<dir>/<runtime>` each. Checked at start against the host's runtimes (refused on any
+   * difference); nothing is built or copied at start. Overrides runtimeRootParent.
+   */
+  runtimeRoots?: string;
   logger?: Logger;
   clock?: Clock;
 }

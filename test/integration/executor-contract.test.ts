@@ -4,14 +4,28 @@
  * sandboxes.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, rmdirSync, utimesSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  rmdirSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EXECUTOR_CGROUP, detectCgroups } from '../../src/executor/cgroups.ts';
-import { createSandboxExecutor, warmPoolOf } from '../../src/executor/sandbox-executor.ts';
+import {
+  createSandboxExecutor,
+  prepareRuntimeRoots,
+  warmPoolOf,
+} from '../../src/executor/sandbox-executor.ts';
 import { nsjailForTests, toolCall, TEST_LIMITS } from '../../src/executor/testing.ts';
 import type { SandboxExecutor, ToolCallResult } from '../../src/executor/types.ts';
-import { isMcpworksError } from '../../src/shared/errors.ts';
+import { ErrorCode, isMcpworksError } from '../../src/shared/errors.ts';
 
 let executor: SandboxExecutor;
 
@@ -370,6 +384,48 @@ describe('crash recovery', () => {
     } finally {
       for (const dir of [join(stale, 'NSJAIL.1'), stale, fresh])
         if (existsSync(dir)) rmdirSync(dir);
+    }
+  });
+});
+
+describe('prepared runtime roots', () => {
+  test('an executor on roots prepared ahead of time runs calls and leaves the roots in place', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prepared-roots-test-'));
+    try {
+      chmodSync(dir, 0o755); // as in the image: the jail's id traverses it
+      await prepareRuntimeRoots(dir);
+      const prepared = await createSandboxExecutor({
+        nsjailPath: nsjailForTests(),
+        warmPoolSize: 0,
+        runtimeRoots: dir,
+      });
+      try {
+        await prepared.probe();
+        const r = await prepared.execute(toolCall('python', 'def main(args):\n    return 6 * 7'));
+        assert.equal(text(r), '42');
+      } finally {
+        await prepared.close();
+      }
+      assert.equal(existsSync(join(dir, 'python', 'etc', 'passwd')), true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a tampered prepared root is refused at start with the reason', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prepared-roots-test-'));
+    try {
+      await prepareRuntimeRoots(dir);
+      writeFileSync(join(dir, 'node', 'etc', 'planted'), 'x', { mode: 0o644 });
+      await assert.rejects(
+        createSandboxExecutor({ nsjailPath: nsjailForTests(), warmPoolSize: 0, runtimeRoots: dir }),
+        (error: unknown) =>
+          isMcpworksError(error) &&
+          error.code === ErrorCode.SandboxUnavailable &&
+          /prepared node root .*\/etc\/planted is not part of the runtime/.test(error.message),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

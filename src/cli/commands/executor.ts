@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../shared/logger.ts';
 import { createExecutorMetrics } from '../../executor/metrics.ts';
-import { createSandboxExecutor } from '../../executor/sandbox-executor.ts';
+import { createSandboxExecutor, prepareRuntimeRoots } from '../../executor/sandbox-executor.ts';
 import { createExecutorService } from '../../executor/service.ts';
 import type { CommandIo } from '../io.ts';
 
@@ -23,6 +23,11 @@ const USAGE = `usage: mcpworks executor [options]
   --warm-pool-size <n>     warm sandboxes per runtime and limit set (default 2)
   --max-concurrency <n>    calls at once; more are refused with 429 (default 8)
   --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
+  --runtime-roots <dir>    use the sandbox roots prepared in <dir> (checked at start; refused
+                           if they differ from this host's runtimes) instead of building them
+  --prepare-runtime-roots <dir>
+                           build the sandbox roots in <dir> (hard links, same filesystem as the
+                           runtimes) and exit; run at image build time
 `;
 
 /** A bare command name resolved against PATH (nsjail must be a real file we can check). */
@@ -55,6 +60,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         'warm-pool-size': { type: 'string' },
         'max-concurrency': { type: 'string' },
         'drain-seconds': { type: 'string' },
+        'runtime-roots': { type: 'string' },
+        'prepare-runtime-roots': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -66,6 +73,18 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   if (values['help']) {
     io.stdout(USAGE);
     return 0;
+  }
+  const prepareDir = values['prepare-runtime-roots'] as string | undefined;
+  if (prepareDir !== undefined) {
+    try {
+      for (const root of await prepareRuntimeRoots(prepareDir)) io.stdout(`prepared ${root}\n`);
+      return 0;
+    } catch (error) {
+      io.stderr(
+        `mcpworks executor: cannot prepare the runtime roots: ${(error as Error).message}\n`,
+      );
+      return 1;
+    }
   }
   let port: number, warmPoolSize: number, maxConcurrency: number, drainSeconds: number;
   try {
@@ -109,6 +128,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       maxConcurrency,
       executorName: io.env['HOSTNAME'] ?? hostname(),
       logger,
+      ...(values['runtime-roots'] ? { runtimeRoots: values['runtime-roots'] as string } : {}),
       ...(values['seccomp-policy']
         ? { seccompPolicyPath: values['seccomp-policy'] as string }
         : {}),
