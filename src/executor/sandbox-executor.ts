@@ -247,8 +247,8 @@ export async function createSandboxExecutor(
       const problem = verifyRuntimeRoot(specs[runtime], root);
       if (problem !== undefined) {
         throw unavailable(
-          `the prepared ${runtime} root at ${root} does not match this host's runtime ` +
-            `(${problem}); rebuild it with \`mcpworks executor --prepare-runtime-roots\``,
+          `the prepared ${runtime} root at ${root} is refused: ${problem}; rebuild it with ` +
+            '`mcpworks executor --prepare-runtime-roots` on this image',
         );
       }
       jailLayouts[runtime] = jailLayout(root);

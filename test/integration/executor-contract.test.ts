@@ -26,6 +26,7 @@ import {
 import { nsjailForTests, toolCall, TEST_LIMITS } from '../../src/executor/testing.ts';
 import type { SandboxExecutor, ToolCallResult } from '../../src/executor/types.ts';
 import { ErrorCode, isMcpworksError } from '../../src/shared/errors.ts';
+import { createLogger } from '../../src/shared/logger.ts';
 
 let executor: SandboxExecutor;
 
@@ -389,10 +390,16 @@ describe('crash recovery', () => {
 });
 
 describe('prepared runtime roots', () => {
-  test('an executor on roots prepared ahead of time runs calls and leaves the roots in place', async () => {
+  /** A directory for prepared roots; as in the image, the jail's id can traverse it. */
+  function rootsDir(): string {
     const dir = mkdtempSync(join(tmpdir(), 'prepared-roots-test-'));
+    chmodSync(dir, 0o755);
+    return dir;
+  }
+
+  test('an executor on roots prepared ahead of time runs calls and leaves the roots in place', async () => {
+    const dir = rootsDir();
     try {
-      chmodSync(dir, 0o755); // as in the image: the jail's id traverses it
       await prepareRuntimeRoots(dir);
       const prepared = await createSandboxExecutor({
         nsjailPath: nsjailForTests(),
@@ -413,7 +420,7 @@ describe('prepared runtime roots', () => {
   });
 
   test('a tampered prepared root is refused at start with the reason', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'prepared-roots-test-'));
+    const dir = rootsDir();
     try {
       await prepareRuntimeRoots(dir);
       writeFileSync(join(dir, 'node', 'etc', 'planted'), 'x', { mode: 0o644 });
@@ -422,10 +429,35 @@ describe('prepared runtime roots', () => {
         (error: unknown) =>
           isMcpworksError(error) &&
           error.code === ErrorCode.SandboxUnavailable &&
-          /prepared node root .*\/etc\/planted is not part of the runtime/.test(error.message),
+          /prepared node root .* is refused: \/etc\/planted is not part of the runtime/.test(
+            error.message,
+          ),
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('roots built at start on another filesystem', () => {
+  test('are copies, and the executor warns with the bytes copied and that they are in memory', async (t) => {
+    // /dev/shm: a tmpfs, so another filesystem than the runtimes' (like a pod's memory /tmp)
+    if (!existsSync('/dev/shm')) assert.fail('this test needs /dev/shm (a tmpfs)');
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: 'warn',
+      destination: { write: (l: string) => lines.push(l) },
+    });
+    const copying = await createSandboxExecutor({
+      nsjailPath: nsjailForTests(),
+      warmPoolSize: 0,
+      runtimeRootParent: '/dev/shm',
+      logger,
+    });
+    t.after(() => copying.close());
+    const warning = lines.map((l) => JSON.parse(l)).find((l) => l.copiedBytes !== undefined);
+    assert.ok(warning, 'no warning about copied runtimes');
+    assert.ok(warning.copiedBytes > 10 * 1024 * 1024, `copiedBytes ${warning.copiedBytes}`);
+    assert.equal(warning.memoryBacked, true);
   });
 });
