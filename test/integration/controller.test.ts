@@ -253,3 +253,34 @@ test('a steady state writes nothing over several resyncs', async () => {
   assert.ok(reconcilesAfter - reconcilesBefore >= 3, 'resyncs reconciled again');
   assert.equal((await countWrites(controller.metrics)) - before, 0);
 });
+
+test('the executor Service is headless; the gateway Service has a ClusterIP', async () => {
+  const ns = await cp.newNamespace('headless');
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  await readyServer(ns, 'demo');
+  const executor = (await get(Resources.Service, ns, 'demo-executor')) as any;
+  const gateway = (await get(Resources.Service, ns, 'demo-gateway')) as any;
+  assert.equal(executor.spec.clusterIP, 'None');
+  assert.match(gateway.spec.clusterIP, /^\d+\.\d+\.\d+\.\d+$/);
+});
+
+test('an executor Service created with a ClusterIP by an earlier version keeps it and converges', async () => {
+  const ns = await cp.newNamespace('legacy-svc');
+  const legacy = await admin.create<KubeObject>(Resources.Service, {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: 'demo-executor',
+      namespace: ns,
+      labels: { 'app.kubernetes.io/managed-by': 'mcpworks-controller' },
+    },
+    spec: { type: 'ClusterIP', selector: { a: 'b' }, ports: [{ name: 'http', port: 8081 }] },
+  });
+  const ip = (legacy as any).spec.clusterIP;
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo'));
+  await readyServer(ns, 'demo');
+  const executor = (await get(Resources.Service, ns, 'demo-executor')) as any;
+  assert.equal(executor.spec.clusterIP, ip);
+  assert.equal(executor.metadata.ownerReferences?.[0]?.kind, 'McpServer');
+  assert.equal(executor.spec.selector['app.kubernetes.io/component'], 'executor');
+});
