@@ -84,17 +84,6 @@ async function applyLatencyMs(kubectl: string, kubeconfig: string): Promise<Map<
   const result = new Map(
     [...sums].map(([r, e]) => [r, e.count > 0 ? (e.sum / e.count) * 1000 : NaN]),
   );
-  // The API server's own loopback client (QPS 50, burst 100) creates one IPAddress object per
-  // ClusterIP: the time its requests waited in that client-side rate limiter.
-  let waited = 0;
-  let requests = 0;
-  for (const line of stdout.split('\n')) {
-    const m = /^rest_client_rate_limiter_duration_seconds_(sum|count)\{.*\} (\S+)$/.exec(line);
-    if (m?.[1] === 'sum') waited += Number(m[2]);
-    else if (m?.[1] === 'count') requests += Number(m[2]);
-  }
-  result.set('loopback rate-limiter wait', requests > 0 ? (waited / requests) * 1000 : NaN);
-  result.set('loopback requests (a count, not ms)', requests);
   // The tail of the Service applies: the upper bucket bound (le) below which 50/90/99% fall.
   const buckets = new Map<number, number>();
   for (const line of stdout.split('\n')) {
