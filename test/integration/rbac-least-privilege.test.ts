@@ -635,50 +635,40 @@ describe('least privilege', () => {
     }
     assert.deepEqual(unused, []);
   });
-  // Stricter than the rule matrix and ~5x its cost (~40 s): one variant per verb of each
-  // resource. Opt-in because config/rbac still grants `get` on nine resources the controller
-  // reads only through list/watch caches (reported to its owner); run it when changing
-  // config/rbac: MCPWORKS_RBAC_PER_PERMISSION=1.
-  const perPermission = process.env['MCPWORKS_RBAC_PER_PERMISSION'] === '1';
-  test(
-    'every permission is needed (one verb of one resource at a time)',
-    {
-      skip: perPermission ? false : 'opt-in: MCPWORKS_RBAC_PER_PERMISSION=1 (about 40 s)',
-    },
-    async (t) => {
-      const roles = [controllerClusterRole(), only('Role')];
-      const unused: string[] = [];
-      for (const role of roles) {
-        const rules = role.rules as PolicyRule[];
-        try {
-          for (const permission of permissions(rules)) {
-            await replaceRules(role, rulesWithout(rules, permission));
-            proxy.forbidden.length = 0;
-            const refused = async (): Promise<void> => {
-              const hit = proxy.forbidden[0];
-              if (hit) throw new Forbidden(hit);
-            };
-            const { controller } = startServiceAccountController(
-              proxy.kubeConfigFor(serviceAccountToken),
-            );
-            const namespace = await cp.newNamespace('rbac');
-            try {
-              await runCycle(namespace, refused);
-              unused.push(`${role.kind} ${permission}: the cycle completed without it`);
-            } catch (error) {
-              if (error instanceof Forbidden)
-                t.diagnostic(`${role.kind} ${permission} → refused ${error.resource}`);
-              else unused.push(`${role.kind} ${permission}: no 403 (${(error as Error).message})`);
-            } finally {
-              await stopController(controller);
-              await forceDeleteServers(namespace);
-            }
+  // Stricter than the rule matrix: one variant per verb of each resource (~20-40 s).
+  test('every permission is needed (one verb of one resource at a time)', async (t) => {
+    const roles = [controllerClusterRole(), only('Role')];
+    const unused: string[] = [];
+    for (const role of roles) {
+      const rules = role.rules as PolicyRule[];
+      try {
+        for (const permission of permissions(rules)) {
+          await replaceRules(role, rulesWithout(rules, permission));
+          proxy.forbidden.length = 0;
+          const refused = async (): Promise<void> => {
+            const hit = proxy.forbidden[0];
+            if (hit) throw new Forbidden(hit);
+          };
+          const { controller } = startServiceAccountController(
+            proxy.kubeConfigFor(serviceAccountToken),
+          );
+          const namespace = await cp.newNamespace('rbac');
+          try {
+            await runCycle(namespace, refused);
+            unused.push(`${role.kind} ${permission}: the cycle completed without it`);
+          } catch (error) {
+            if (error instanceof Forbidden)
+              t.diagnostic(`${role.kind} ${permission} → refused ${error.resource}`);
+            else unused.push(`${role.kind} ${permission}: no 403 (${(error as Error).message})`);
+          } finally {
+            await stopController(controller);
+            await forceDeleteServers(namespace);
           }
-        } finally {
-          await replaceRules(role, rules);
         }
+      } finally {
+        await replaceRules(role, rules);
       }
-      assert.deepEqual(unused, []);
-    },
-  );
+    }
+    assert.deepEqual(unused, []);
+  });
 });
