@@ -73,14 +73,25 @@ function contextOf(extra: { authInfo?: AuthInfo }): RequestContext {
   return ctx;
 }
 
+const serverRefs = new WeakMap<GatewaySnapshot, PolicyRequest['server']>();
+
+/**
+ * The policy engine's view of the server, one frozen object per snapshot: the engine caches its
+ * per-server index by this object's identity, so a new one per request would miss every time.
+ */
 export function serverRef(snapshot: GatewaySnapshot): PolicyRequest['server'] {
-  const meta = snapshot.server.metadata;
-  return {
-    namespace: meta.namespace ?? 'default',
-    name: meta.name,
-    labels: { ...meta.labels },
-    namespaceLabels: { ...snapshot.namespaceLabels },
-  };
+  let ref = serverRefs.get(snapshot);
+  if (ref === undefined) {
+    const meta = snapshot.server.metadata;
+    ref = Object.freeze({
+      namespace: meta.namespace ?? 'default',
+      name: meta.name,
+      labels: Object.freeze({ ...meta.labels }),
+      namespaceLabels: Object.freeze({ ...snapshot.namespaceLabels }),
+    });
+    serverRefs.set(snapshot, ref);
+  }
+  return ref;
 }
 
 function publicTool(tool: ResolvedTool): McpTool {

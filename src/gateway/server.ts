@@ -34,6 +34,18 @@ import type { GatewayConfigSource, GatewaySnapshot } from './source/types.ts';
 import type { EventSink } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
 
+const declaredToolSets = new WeakMap<GatewaySnapshot, ReadonlySet<string>>();
+
+/** The names a snapshot declares, computed once per snapshot (metrics bound tool labels by it). */
+function declaredTools(snapshot: GatewaySnapshot): ReadonlySet<string> {
+  let names = declaredToolSets.get(snapshot);
+  if (names === undefined) {
+    names = new Set(snapshot.tools.map((t) => t.name));
+    declaredToolSets.set(snapshot, names);
+  }
+  return names;
+}
+
 export interface GatewayLimits {
   /** Largest request body accepted (413 beyond); default 1 MiB. */
   maxBodyBytes: number;
@@ -239,7 +251,7 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       delete bare.argumentsSha256;
       recorder.record({ ...bare, reason: `${bare.reason} (arguments could not be recorded)` });
     }
-    const declared = new Set(ctx.snapshot.tools.map((t) => t.name));
+    const declared = declaredTools(ctx.snapshot);
     metrics.decision({
       server: serverKey,
       tool: metrics.toolLabel(ctx.tool, declared),
