@@ -1,7 +1,6 @@
 // `mcpworks apikey new <id> --agent <name> [--group <g>]... [--expires <RFC 3339>] [--json]`
 // Generates a key (256 random bits), prints it once, and prints the Secret entry that holds only
 // its scrypt hash (docs/api-keys.md).
-import { parseArgs } from 'node:util';
 import {
   API_KEY_ID_PATTERN,
   ApiKeyEntrySchema,
@@ -9,6 +8,7 @@ import {
   generateApiKey,
   hashApiKey,
 } from '../../gateway/auth/apikeys.ts';
+import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
 const USAGE = `usage: mcpworks apikey new <id> --agent <name> [--group <group>]... [--expires <RFC 3339>] [--json]
@@ -27,22 +27,17 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     io.stderr(USAGE);
     return 2;
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        agent: { type: 'string' },
-        group: { type: 'string', multiple: true },
-        expires: { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    });
-  } catch (err) {
-    io.stderr(`mcpworks apikey: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs('apikey', USAGE, io, {
+    args: rest,
+    allowPositionals: true,
+    options: {
+      agent: { type: 'string' },
+      group: { type: 'string', multiple: true },
+      expires: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (parsed === undefined) return 2;
   const { values, positionals } = parsed;
   const id = positionals[0];
   if (positionals.length !== 1 || id === undefined || !API_KEY_ID_PATTERN.test(id)) {

@@ -4,12 +4,12 @@
  * on the metrics address; stops gracefully on SIGTERM / SIGINT (releasing the lease).
  */
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { createController } from '../../controller/manager.ts';
 import { createControllerMetrics } from '../../controller/metrics.ts';
 import { parseBindAddress, startHttpServer } from '../../controller/http-server.ts';
 import { loadKubeConnection, type KubeConnection } from '../../k8s/kubeconfig.ts';
 import { createLogger } from '../../shared/logger.ts';
+import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
 const USAGE = `usage: mcpworks controller [options]
@@ -31,34 +31,30 @@ const USAGE = `usage: mcpworks controller [options]
 `;
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        kubeconfig: { type: 'string' },
-        'leader-elect': { type: 'string', default: 'false' },
-        'leader-election-namespace': { type: 'string' },
-        'leader-election-id': { type: 'string', default: 'mcpworks-controller' },
-        'lease-duration': { type: 'string', default: '15' },
-        'renew-deadline': { type: 'string', default: '10' },
-        'retry-period': { type: 'string', default: '2' },
-        'metrics-bind-address': { type: 'string', default: ':8080' },
-        'health-probe-bind-address': { type: 'string', default: ':8081' },
-        concurrency: { type: 'string', default: '32' },
-        'resync-period': { type: 'string', default: '600' },
-        'gateway-image': { type: 'string' },
-        'executor-image': { type: 'string' },
-        'log-level': { type: 'string', default: 'info' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    io.stderr(`mcpworks controller: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs('controller', USAGE, io, {
+    args: argv,
+    options: {
+      kubeconfig: { type: 'string' },
+      'leader-elect': { type: 'string', default: 'false' },
+      'leader-election-namespace': { type: 'string' },
+      'leader-election-id': { type: 'string', default: 'mcpworks-controller' },
+      'lease-duration': { type: 'string', default: '15' },
+      'renew-deadline': { type: 'string', default: '10' },
+      'retry-period': { type: 'string', default: '2' },
+      'metrics-bind-address': { type: 'string', default: ':8080' },
+      'health-probe-bind-address': { type: 'string', default: ':8081' },
+      concurrency: { type: 'string', default: '32' },
+      'resync-period': { type: 'string', default: '600' },
+      'gateway-image': { type: 'string' },
+      'executor-image': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) {
     io.stdout(USAGE);
     return 0;

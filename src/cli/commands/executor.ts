@@ -6,11 +6,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { createLogger } from '../../shared/logger.ts';
 import { createExecutorMetrics } from '../../executor/metrics.ts';
 import { createSandboxExecutor, prepareRuntimeRoots } from '../../executor/sandbox-executor.ts';
 import { createExecutorService } from '../../executor/service.ts';
+import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
 const USAGE = `usage: mcpworks executor [options]
@@ -47,29 +47,25 @@ function integer(value: string | undefined, fallback: number, name: string): num
 }
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        'token-file': { type: 'string' },
-        nsjail: { type: 'string' },
-        'seccomp-policy': { type: 'string' },
-        'warm-pool-size': { type: 'string' },
-        'max-concurrency': { type: 'string' },
-        'drain-seconds': { type: 'string' },
-        'runtime-roots': { type: 'string' },
-        'prepare-runtime-roots': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    io.stderr(`mcpworks executor: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs('executor', USAGE, io, {
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'token-file': { type: 'string' },
+      nsjail: { type: 'string' },
+      'seccomp-policy': { type: 'string' },
+      'warm-pool-size': { type: 'string' },
+      'max-concurrency': { type: 'string' },
+      'drain-seconds': { type: 'string' },
+      'runtime-roots': { type: 'string' },
+      'prepare-runtime-roots': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values['help']) {
     io.stdout(USAGE);
     return 0;

@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -24,6 +23,7 @@ import { policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring
 import { createKubeClient } from '../../k8s/client.ts';
 import { systemClock } from '../../shared/clock.ts';
 import { createLogger } from '../../shared/logger.ts';
+import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
 const USAGE = `usage: mcpworks gateway [options]
@@ -39,26 +39,22 @@ const USAGE = `usage: mcpworks gateway [options]
 `;
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        namespace: { type: 'string' },
-        name: { type: 'string' },
-        port: { type: 'string' },
-        host: { type: 'string', default: '0.0.0.0' },
-        'executor-url': { type: 'string' },
-        'public-url': { type: 'string' },
-        kubeconfig: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    io.stderr(`mcpworks gateway: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs('gateway', USAGE, io, {
+    args: argv,
+    options: {
+      namespace: { type: 'string' },
+      name: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string', default: '0.0.0.0' },
+      'executor-url': { type: 'string' },
+      'public-url': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (parsed === undefined) return 2;
+  const { values } = parsed;
   if (values.help) {
     io.stdout(USAGE);
     return 0;

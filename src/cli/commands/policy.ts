@@ -6,7 +6,6 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { describe, formatPath, validateObject } from '../../api/manifests.ts';
@@ -19,6 +18,7 @@ import {
 } from '../../gateway/policy/engine.ts';
 import { CliPolicyRequestSchema, toPolicyRequest } from '../../gateway/policy/request.ts';
 import type { Decision } from '../../gateway/policy/types.ts';
+import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
 const USAGE = `usage:
@@ -43,21 +43,16 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     (sub === undefined ? io.stderr : io.stdout)(USAGE);
     return sub === undefined ? EXIT.badInput : EXIT.ok;
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        file: { type: 'string', short: 'f', multiple: true },
-        request: { type: 'string', short: 'r' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    io.stderr(`mcpworks policy: ${message(error)}\n\n${USAGE}`);
-    return EXIT.badInput;
-  }
+  const parsed = parseCommandArgs('policy', USAGE, io, {
+    args: rest,
+    allowPositionals: true,
+    options: {
+      file: { type: 'string', short: 'f', multiple: true },
+      request: { type: 'string', short: 'r' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (parsed === undefined) return EXIT.badInput;
   if (parsed.values.help === true) {
     io.stdout(USAGE);
     return EXIT.ok;
