@@ -36,14 +36,18 @@ lint: deps typecheck ## eslint, prettier and the type checker
 	eslint .
 	prettier --check . --log-level warn
 
+UNIT_TESTS := 'src/**/*.test.ts'
+INTEGRATION_TESTS := 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+NODE_TEST := node --test --test-reporter=spec --test-timeout=600000
+
 test-unit: deps
-	node --test --test-reporter=spec 'src/**/*.test.ts'
+	$(NODE_TEST) $(UNIT_TESTS)
 
 test-integration: install
-	node --test --test-reporter=spec --test-concurrency=1 --test-timeout=600000 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+	$(NODE_TEST) --test-concurrency=1 $(INTEGRATION_TESTS)
 
 test: install lint ## everything: lint, unit, integration against a real API server and nsjail, e2e
-	node --test --test-reporter=spec --test-concurrency=2 --test-timeout=600000 'src/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+	$(NODE_TEST) --test-concurrency=2 $(UNIT_TESTS) $(INTEGRATION_TESTS)
 
 bench: install ## every benchmark; figures to .bench/latest.json
 	node test/bench/run.ts
