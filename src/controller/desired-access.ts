@@ -5,11 +5,10 @@
 import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import {
+  childMetadata,
   childNames,
-  componentLabels,
   GATEWAY_CLUSTER_ROLE,
   MANAGED_BY,
-  ownerReference,
   Ports,
   selectorLabels,
   Labels,
@@ -20,12 +19,7 @@ export function desiredExecutorNetworkPolicy(server: McpServer): KubeObject {
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
-    metadata: {
-      name: childNames(server).executor,
-      namespace: server.metadata.namespace,
-      labels: componentLabels(server, 'executor'),
-      ownerReferences: [ownerReference(server)],
-    },
+    metadata: childMetadata(server, childNames(server).executor, 'executor'),
     spec: {
       podSelector: { matchLabels: selectorLabels(server, 'executor') },
       policyTypes: ['Ingress', 'Egress'],
@@ -45,12 +39,7 @@ export function desiredGatewayNetworkPolicy(server: McpServer): KubeObject {
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
-    metadata: {
-      name: childNames(server).gateway,
-      namespace: server.metadata.namespace,
-      labels: componentLabels(server, 'gateway'),
-      ownerReferences: [ownerReference(server)],
-    },
+    metadata: childMetadata(server, childNames(server).gateway, 'gateway'),
     spec: {
       podSelector: { matchLabels: selectorLabels(server, 'gateway') },
       policyTypes: ['Ingress'],
@@ -87,12 +76,7 @@ export function desiredGatewayRole(server: McpServer): KubeObject {
   return {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'Role',
-    metadata: {
-      name: childNames(server).gateway,
-      namespace: server.metadata.namespace,
-      labels: componentLabels(server, 'gateway'),
-      ownerReferences: [ownerReference(server)],
-    },
+    metadata: childMetadata(server, childNames(server).gateway, 'gateway'),
     rules,
   };
 }
@@ -102,12 +86,7 @@ export function desiredGatewayRoleBinding(server: McpServer): KubeObject {
   return {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'RoleBinding',
-    metadata: {
-      name,
-      namespace: server.metadata.namespace,
-      labels: componentLabels(server, 'gateway'),
-      ownerReferences: [ownerReference(server)],
-    },
+    metadata: childMetadata(server, name, 'gateway'),
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
     subjects: [{ kind: 'ServiceAccount', name, namespace: server.metadata.namespace }],
   };

@@ -6,11 +6,11 @@ import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import {
   Annotations,
+  childMetadata,
   childNames,
   componentLabels,
   Ports,
   selectorLabels,
-  ownerReference,
   type Component,
 } from './names.ts';
 import { specHash } from './spec-hash.ts';
@@ -36,21 +36,6 @@ const DEFAULT_RESOURCES = {
   executor: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2Gi' } },
 } as const;
 
-function metadata(
-  server: McpServer,
-  name: string,
-  component: Component,
-  extra: Record<string, unknown> = {},
-) {
-  return {
-    name,
-    namespace: server.metadata.namespace,
-    labels: componentLabels(server, component),
-    ownerReferences: [ownerReference(server)],
-    ...extra,
-  };
-}
-
 /** What a token rotation changes in the pods: they must restart to read the new value. */
 export interface TokenState {
   /** The token Secret's data hash; part of both pod templates' spec hash. */
@@ -61,7 +46,7 @@ export function desiredGatewayServiceAccount(server: McpServer): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'ServiceAccount',
-    metadata: metadata(server, childNames(server).gateway, 'gateway'),
+    metadata: childMetadata(server, childNames(server).gateway, 'gateway'),
     // The gateway watches its McpServer and policies: it needs its token (nothing else does).
     automountServiceAccountToken: true,
   };
@@ -78,7 +63,7 @@ export function desiredGatewayDeployment(
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: metadata(server, names.gateway, 'gateway'),
+    metadata: childMetadata(server, names.gateway, 'gateway'),
     spec: {
       replicas: server.spec.gateway.replicas,
       selector: { matchLabels: selectorLabels(server, 'gateway') },
@@ -158,7 +143,7 @@ export function desiredExecutorDeployment(
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: metadata(server, names.executor, 'executor'),
+    metadata: childMetadata(server, names.executor, 'executor'),
     spec: {
       replicas: executor.replicas,
       selector: { matchLabels: selectorLabels(server, 'executor') },
@@ -236,7 +221,7 @@ export function desiredService(
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: metadata(server, names[component], component),
+    metadata: childMetadata(server, names[component], component),
     spec: {
       type: 'ClusterIP',
       ...(headless ? { clusterIP: 'None' } : {}),
@@ -261,7 +246,7 @@ export function desiredExecutorTokenSecret(
   return {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: metadata(server, childNames(server).executorToken, 'executor', {
+    metadata: childMetadata(server, childNames(server).executorToken, 'executor', {
       annotations: { [Annotations.tokenGeneration]: generation },
     }),
     type: 'Opaque',

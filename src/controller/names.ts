@@ -69,6 +69,22 @@ export function ownerReference(server: McpServer): OwnerReference {
   };
 }
 
+/** The metadata every namespaced child object carries: its name, labels and owner reference. */
+export function childMetadata(
+  server: McpServer,
+  name: string,
+  component: Component,
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    name,
+    namespace: server.metadata.namespace,
+    labels: componentLabels(server, component),
+    ownerReferences: [ownerReference(server)],
+    ...extra,
+  };
+}
+
 export function endpointUrl(server: Pick<McpServer, 'metadata'>): string {
   const { gateway } = childNames(server);
   return `http://${gateway}.${server.metadata.namespace ?? 'default'}.svc:${Ports.gateway}/mcp`;
