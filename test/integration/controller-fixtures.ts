@@ -3,7 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { createKubeClient, type KubeClient } from '../../src/k8s/client.ts';
 import type { ResourceType } from '../../src/k8s/resources.ts';
 import type { KubeObject } from '../../src/k8s/types.ts';
@@ -38,6 +38,26 @@ export async function installCrds(kubeConfig: KubeConfig): Promise<void> {
     }
     return true;
   });
+}
+
+const CLUSTER_ROLE: ResourceType = {
+  apiVersion: 'rbac.authorization.k8s.io/v1',
+  kind: 'ClusterRole',
+  plural: 'clusterroles',
+  namespaced: false,
+};
+
+/**
+ * Applies the shared mcpworks-gateway ClusterRole from config/rbac/role.yaml (installed by the
+ * chart, not by the controller), which the controller binds each gateway to.
+ */
+export async function installGatewayClusterRole(admin: KubeClient): Promise<void> {
+  const text = readFileSync(join(repoRoot, 'config', 'rbac', 'role.yaml'), 'utf8');
+  const role = parseAllDocuments(text)
+    .map((doc) => doc.toJS() as KubeObject)
+    .find((obj) => obj.metadata?.name === 'mcpworks-gateway');
+  if (!role) throw new Error('no mcpworks-gateway ClusterRole in config/rbac/role.yaml');
+  await admin.apply(CLUSTER_ROLE, role);
 }
 
 /** Polls `probe` every `intervalMs` until it returns a truthy value; fails with `what` on timeout. */

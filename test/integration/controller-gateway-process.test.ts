@@ -6,23 +6,26 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { parseAllDocuments } from 'yaml';
 import { kubeconfigYaml, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { freePort } from '../harness/processes.ts';
 import { repoRoot } from '../harness/paths.ts';
 import { createController, type Controller } from '../../src/controller/manager.ts';
 import type { KubeClient } from '../../src/k8s/client.ts';
 import { Resources } from '../../src/k8s/resources.ts';
-import type { KubeObject } from '../../src/k8s/types.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
-import { adminClient, installCrds, mcpServer, waitFor } from './controller-fixtures.ts';
+import {
+  adminClient,
+  installCrds,
+  installGatewayClusterRole,
+  mcpServer,
+  waitFor,
+} from './controller-fixtures.ts';
 
 let cp: ControlPlane;
 let admin: KubeClient;
@@ -33,22 +36,7 @@ before(async () => {
   cp = await startControlPlane();
   await installCrds(cp.kubeConfig);
   admin = adminClient(cp.kubeConfig);
-  for (const doc of parseAllDocuments(
-    readFileSync(join(repoRoot, 'config', 'rbac', 'role.yaml'), 'utf8'),
-  )) {
-    const obj = doc.toJS() as KubeObject;
-    if (obj.metadata?.name === 'mcpworks-gateway') {
-      await admin.apply(
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'ClusterRole',
-          plural: 'clusterroles',
-          namespaced: false,
-        },
-        obj,
-      );
-    }
-  }
+  await installGatewayClusterRole(admin);
   controller = createController({ kubeConfig: cp.kubeConfig, logger: silentLogger() });
   await controller.start();
 });

@@ -8,21 +8,17 @@ import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts
 import { createController, type Controller } from '../../src/controller/manager.ts';
 import { createKubeClient, type KubeClient } from '../../src/k8s/client.ts';
 import { Resources } from '../../src/k8s/resources.ts';
-import type { KubeObject } from '../../src/k8s/types.ts';
 import {
   createKubernetesSource,
   type KubernetesSource,
 } from '../../src/gateway/source/kubernetes.ts';
 import type { GatewaySnapshot } from '../../src/gateway/source/types.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
-import { repoRoot } from '../harness/paths.ts';
 import {
   adminClient,
   agentPolicy,
   installCrds,
+  installGatewayClusterRole,
   mcpServer,
   waitFor,
 } from './controller-fixtures.ts';
@@ -36,22 +32,7 @@ before(async () => {
   cp = await startControlPlane();
   await installCrds(cp.kubeConfig);
   admin = adminClient(cp.kubeConfig);
-  // The shared mcpworks-gateway ClusterRole ships in config/rbac.
-  const text = readFileSync(join(repoRoot, 'config', 'rbac', 'role.yaml'), 'utf8');
-  for (const doc of parseAllDocuments(text)) {
-    const obj = doc.toJS() as KubeObject;
-    if (obj.metadata?.name === 'mcpworks-gateway') {
-      await admin.apply(
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'ClusterRole',
-          plural: 'clusterroles',
-          namespaced: false,
-        },
-        obj,
-      );
-    }
-  }
+  await installGatewayClusterRole(admin);
   controller = createController({
     kubeConfig: cp.kubeConfig,
     logger: silentLogger(),
