@@ -94,6 +94,18 @@ export function serverRef(snapshot: GatewaySnapshot): PolicyRequest['server'] {
   return ref;
 }
 
+const declaredToolSets = new WeakMap<GatewaySnapshot, ReadonlySet<string>>();
+
+/** The names a snapshot declares, computed once per snapshot (metrics bound tool labels by it). */
+export function declaredTools(snapshot: GatewaySnapshot): ReadonlySet<string> {
+  let names = declaredToolSets.get(snapshot);
+  if (names === undefined) {
+    names = new Set(snapshot.tools.map((t) => t.name));
+    declaredToolSets.set(snapshot, names);
+  }
+  return names;
+}
+
 function publicTool(tool: ResolvedTool): McpTool {
   return {
     name: tool.name,
@@ -158,8 +170,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
     const args = request.params.arguments ?? {};
     ctx.tool = toolName.slice(0, 256); // the log never holds more of a caller-chosen name
     ctx.arguments = args;
-    const declared = new Set(snapshot.tools.map((t) => t.name));
-    const toolLabel = deps.metrics.toolLabel(toolName, declared);
+    const toolLabel = deps.metrics.toolLabel(toolName, declaredTools(snapshot));
 
     // Authorize before looking the tool up: a caller denied a tool learns nothing about whether
     // it exists.

@@ -21,7 +21,13 @@ import {
   type RequestContext,
 } from './context.ts';
 import type { DecisionRecorder } from './decisions/recorder.ts';
-import { authInfoFor, createProtocolServer, type PolicyEngine, type ProtocolDeps } from './mcp.ts';
+import {
+  authInfoFor,
+  createProtocolServer,
+  declaredTools,
+  type PolicyEngine,
+  type ProtocolDeps,
+} from './mcp.ts';
 import { checkHost, checkOrigin, checkQuery, type OriginPolicy } from './origin.ts';
 import {
   DEFAULT_SESSION_LIMITS,
@@ -33,18 +39,6 @@ import {
 import type { GatewayConfigSource, GatewaySnapshot } from './source/types.ts';
 import type { EventSink } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
-
-const declaredToolSets = new WeakMap<GatewaySnapshot, ReadonlySet<string>>();
-
-/** The names a snapshot declares, computed once per snapshot (metrics bound tool labels by it). */
-function declaredTools(snapshot: GatewaySnapshot): ReadonlySet<string> {
-  let names = declaredToolSets.get(snapshot);
-  if (names === undefined) {
-    names = new Set(snapshot.tools.map((t) => t.name));
-    declaredToolSets.set(snapshot, names);
-  }
-  return names;
-}
 
 export interface GatewayLimits {
   /** Largest request body accepted (413 beyond); default 1 MiB. */
