@@ -24,7 +24,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { ArgumentValidators } from './arguments.ts';
 import type { RequestContext } from './context.ts';
 import type { Decision, PolicyRequest } from './policy/types.ts';
-import type { EventSink } from './telemetry/events.ts';
+import type { EventSink, ObjectReference } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
 import type { GatewaySnapshot } from './source/types.ts';
 
@@ -104,6 +104,18 @@ export function declaredTools(snapshot: GatewaySnapshot): ReadonlySet<string> {
     declaredToolSets.set(snapshot, names);
   }
   return names;
+}
+
+/** The McpServer as the object a gateway Event is about. */
+function serverObject(snapshot: GatewaySnapshot): ObjectReference {
+  const meta = snapshot.server.metadata;
+  return {
+    apiVersion: snapshot.server.apiVersion,
+    kind: 'McpServer',
+    name: meta.name,
+    namespace: meta.namespace ?? 'default',
+    ...(meta.uid === undefined ? {} : { uid: meta.uid }),
+  };
 }
 
 function publicTool(tool: ResolvedTool): McpTool {
@@ -186,15 +198,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
       ctx.reasonCode = decision.rule === undefined ? ReasonCode.DefaultDeny : ReasonCode.PolicyDeny;
       ctx.outcome = 'denied';
       deps.events?.observe({
-        regarding: {
-          apiVersion: snapshot.server.apiVersion,
-          kind: 'McpServer',
-          name: snapshot.server.metadata.name,
-          namespace: ctx.snapshot.server.metadata.namespace ?? 'default',
-          ...(snapshot.server.metadata.uid === undefined
-            ? {}
-            : { uid: snapshot.server.metadata.uid }),
-        },
+        regarding: serverObject(snapshot),
         type: 'Warning',
         reason: 'ToolCallDenied',
         message: `${principal.name} was denied tool ${toolLabel}: ${decision.reason}`,
@@ -244,15 +248,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
       ctx.reasonCode = ReasonCode.ToolMisconfigured;
       ctx.outcome = 'internal-error';
       deps.events?.observe({
-        regarding: {
-          apiVersion: snapshot.server.apiVersion,
-          kind: 'McpServer',
-          name: snapshot.server.metadata.name,
-          namespace: snapshot.server.metadata.namespace ?? 'default',
-          ...(snapshot.server.metadata.uid === undefined
-            ? {}
-            : { uid: snapshot.server.metadata.uid }),
-        },
+        regarding: serverObject(snapshot),
         type: 'Warning',
         reason: 'ToolSchemaInvalid',
         message: `tool ${toolLabel} is refused: its inputSchema does not compile (${checked.message})`,
@@ -300,13 +296,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
     });
     if (FAILURE_EVENT_OUTCOMES.has(result.outcome)) {
       deps.events?.observe({
-        regarding: {
-          apiVersion: snapshot.server.apiVersion,
-          kind: 'McpServer',
-          name: meta.name,
-          namespace: meta.namespace ?? 'default',
-          ...(meta.uid === undefined ? {} : { uid: meta.uid }),
-        },
+        regarding: serverObject(snapshot),
         type: 'Warning',
         reason: 'ToolCallFailed',
         message: `tool ${toolLabel} ended with ${result.outcome}`,
