@@ -320,9 +320,9 @@ export async function createSandboxExecutor(
     const limits = tool.limits;
     const envVars: Record<string, string> = {};
     for (const variable of tool.env ?? []) envVars[variable.name] = variable.value;
-    const payload = { code: tool.code, args: request.arguments, env: envVars };
+    let call: Buffer;
     try {
-      encodeCall(tool.runtime, payload);
+      call = encodeCall(tool.runtime, { code: tool.code, args: request.arguments, env: envVars });
     } catch (error) {
       // e.g. a NUL character a bash call cannot carry: refused before any sandbox starts
       return refusal(SandboxOutcome.Error, (error as Error).message, executorName);
@@ -342,7 +342,7 @@ export async function createSandboxExecutor(
         `${executorName}/${kind}`,
       );
     }
-    const run = await sandbox.run(payload, {
+    const run = await sandbox.run(call, {
       timeoutSeconds: tool.timeoutSeconds,
       maxOutputBytes: limits.maxOutputBytes,
       ...(signal ? { signal } : {}),

@@ -19,7 +19,7 @@ import {
   sandboxCgroupLimits,
   type JailLayout,
 } from './nsjail-config.ts';
-import { encodeCall, type CallPayload, type SandboxRun } from './protocol.ts';
+import type { SandboxRun } from './protocol.ts';
 import type { RuntimeLayout } from './runtime-files.ts';
 
 export const RESULT_FD = 3;
@@ -99,7 +99,8 @@ export interface Sandbox {
   readonly spawnedAt: number;
   /** False once the process ended or the sandbox was used or discarded. */
   readonly usable: boolean;
-  run(payload: CallPayload, options: RunOptions): Promise<SandboxRun>;
+  /** Writes `call` (the stdin bytes encodeCall built for this runtime) and waits for the result. */
+  run(call: Buffer, options: RunOptions): Promise<SandboxRun>;
   /** Resolves when the interpreter is up and waiting (or the sandbox died). */
   readonly ready: Promise<void>;
   /** Kills an unused sandbox and removes its cgroup. */
@@ -265,7 +266,7 @@ export async function spawnSandbox(
       await closed;
       await removeCgroup();
     },
-    async run(payload, options) {
+    async run(call, options) {
       if (used) throw new Error('sandbox already used');
       used = true;
       maxOutputBytes = options.maxOutputBytes;
@@ -288,7 +289,7 @@ export async function spawnSandbox(
       options.signal?.addEventListener('abort', onAbort, { once: true });
       if (options.signal?.aborted) onAbort();
       try {
-        child.stdin?.end(encodeCall(runtime, payload));
+        child.stdin?.end(call);
       } catch {
         // reported through the exit status
       }
