@@ -10,8 +10,6 @@ import { SandboxOutcome, type TextContent, type ToolCallResult } from './types.t
 export const SIGNAL_EXIT_BASE = 128;
 export const SIGKILL = 9;
 export const SIGSYS = 31;
-/** The bash bootstrap's "malformed call" exit status. */
-export const BOOTSTRAP_PROTOCOL_ERROR = 125;
 /** What bash (and most programs) print when fork() fails with EAGAIN. */
 const FORK_FAILED = /fork: (retry: )?Resource temporarily unavailable/;
 

@@ -37,12 +37,6 @@ export const SandboxOutcome = {
 export type SandboxOutcome = (typeof SandboxOutcome)[keyof typeof SandboxOutcome];
 export const SANDBOX_OUTCOMES = Object.values(SandboxOutcome) as readonly SandboxOutcome[];
 
-/** Outcomes that mean the code was never started: safe for the caller to retry elsewhere. */
-export const NOT_STARTED_OUTCOMES: ReadonlySet<SandboxOutcome> = new Set([
-  SandboxOutcome.Overloaded,
-  SandboxOutcome.ExecutorUnavailable,
-]);
-
 export interface TextContent {
   type: 'text';
   text: string;
