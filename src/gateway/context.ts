@@ -38,17 +38,18 @@ export interface RequestContext {
   finished: boolean;
 }
 
+/** `serverKey` is the app's (serverKeyOf its source's snapshots), computed once, not per request. */
 export function newRequestContext(
   snapshot: GatewaySnapshot,
+  serverKey: string,
   startedMs: number,
   method: string,
 ): RequestContext {
-  const meta = snapshot.server.metadata;
   return {
     decisionId: randomUUID(),
     startedMs,
     snapshot,
-    serverKey: `${meta.namespace ?? 'default'}/${meta.name}`,
+    serverKey,
     method,
     finished: false,
   };

@@ -36,7 +36,7 @@ import {
   principalKey,
   type SessionLimits,
 } from './sessions.ts';
-import type { GatewayConfigSource, GatewaySnapshot } from './source/types.ts';
+import { serverKeyOf, type GatewayConfigSource, type GatewaySnapshot } from './source/types.ts';
 import type { EventSink } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
 
@@ -166,7 +166,7 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
     ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
   };
   const initial = source.current();
-  const serverKey = `${initial.server.metadata.namespace ?? 'default'}/${initial.server.metadata.name}`;
+  const serverKey = serverKeyOf(initial);
   const sessions = new SessionTable(limits.sessions);
   const stateless = options.sessionMode === 'stateless';
   // Schemas compile when a configuration arrives, so a broken one is logged then, not on a call.
@@ -444,7 +444,12 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       return sessions.size;
     },
     async handleMcp(req, res, mcpPath) {
-      const ctx = newRequestContext(source.current(), clock.monotonicMs(), req.method ?? 'GET');
+      const ctx = newRequestContext(
+        source.current(),
+        serverKey,
+        clock.monotonicMs(),
+        req.method ?? 'GET',
+      );
       try {
         await serve(ctx, req, res, mcpPath);
       } catch (error) {

@@ -29,6 +29,7 @@ import {
   createStaticSource,
   type StaticSource,
 } from '../../gateway/source/static.ts';
+import { serverKeyOf } from '../../gateway/source/types.ts';
 import { createGatewayMetrics } from '../../gateway/telemetry/metrics.ts';
 import { effectiveAuth, policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
 import { systemClock } from '../../shared/clock.ts';
@@ -261,14 +262,12 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   const sources = new Map<string, StaticSource>();
   const apps = built.snapshots.map((snapshot) => {
     const source = createStaticSource(snapshot);
-    const meta = snapshot.server.metadata;
-    sources.set(`${meta.namespace ?? 'default'}/${meta.name}`, source);
+    sources.set(serverKeyOf(snapshot), source);
     return createGatewayApp({
       source,
       executor,
       authenticatorFactory: snapshotAuthenticatorFactory({
-        resourceUrl: (s) =>
-          `${base}${mcpPathFor(`${s.server.metadata.namespace ?? 'default'}/${s.server.metadata.name}`)}`,
+        resourceUrl: (s) => `${base}${mcpPathFor(serverKeyOf(s))}`,
         clock: systemClock,
         logger,
       }),
@@ -364,7 +363,7 @@ function startWatching(
       const built = buildSnapshots(await loadManifests(files), revision + 1);
       revision += 1;
       for (const snapshot of built.snapshots) {
-        const key = `${snapshot.server.metadata.namespace ?? 'default'}/${snapshot.server.metadata.name}`;
+        const key = serverKeyOf(snapshot);
         const source = sources.get(key);
         if (source === undefined) {
           io.stderr(`mcpworks serve: ${key} is new: restart to serve it\n`);

@@ -35,6 +35,12 @@ export interface GatewaySnapshot {
   namespaceLabels: Readonly<Record<string, string>>;
 }
 
+/** `namespace/name` of the snapshot's McpServer: its route, metric label and decision-record key. */
+export function serverKeyOf(snapshot: GatewaySnapshot): string {
+  const meta = snapshot.server.metadata;
+  return `${meta.namespace ?? 'default'}/${meta.name}`;
+}
+
 export interface GatewayConfigSource {
   /** The latest snapshot; cheap (no I/O), called once per request. */
   current(): GatewaySnapshot;
