@@ -36,6 +36,32 @@ const DEFAULT_RESOURCES = {
   executor: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2Gi' } },
 } as const;
 
+/** A Deployment of one component whose pods carry `hash` (a change rolls them). */
+function deployment(
+  server: McpServer,
+  component: Component,
+  replicas: number,
+  hash: string,
+  podSpec: Record<string, unknown>,
+): KubeObject {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: childMetadata(server, childNames(server)[component], component),
+    spec: {
+      replicas,
+      selector: { matchLabels: selectorLabels(server, component) },
+      template: {
+        metadata: {
+          labels: componentLabels(server, component),
+          annotations: { [Annotations.specHash]: hash },
+        },
+        spec: podSpec,
+      },
+    },
+  };
+}
+
 /** What a token rotation changes in the pods: they must restart to read the new value. */
 export interface TokenState {
   /** The token Secret's data hash; part of both pod templates' spec hash. */
@@ -60,69 +86,54 @@ export function desiredGatewayDeployment(
   const names = childNames(server);
   const namespace = server.metadata.namespace ?? 'default';
   const hash = specHash(server.spec, token.hash, options.gatewayImage);
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: childMetadata(server, names.gateway, 'gateway'),
-    spec: {
-      replicas: server.spec.gateway.replicas,
-      selector: { matchLabels: selectorLabels(server, 'gateway') },
-      template: {
-        metadata: {
-          labels: componentLabels(server, 'gateway'),
-          annotations: { [Annotations.specHash]: hash },
-        },
-        spec: {
-          serviceAccountName: names.gateway,
-          automountServiceAccountToken: true,
-          enableServiceLinks: false,
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: 65532,
-            runAsGroup: 65532,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
-          containers: [
-            {
-              name: 'gateway',
-              image: options.gatewayImage,
-              args: ['gateway'],
-              ports: [{ name: 'http', containerPort: Ports.gateway, protocol: 'TCP' }],
-              env: [
-                { name: 'MCPWORKS_SERVER_NAMESPACE', value: namespace },
-                { name: 'MCPWORKS_SERVER_NAME', value: server.metadata.name },
-                { name: 'MCPWORKS_PORT', value: String(Ports.gateway) },
-                {
-                  name: 'MCPWORKS_EXECUTOR_URL',
-                  value: `http://${names.executor}.${namespace}.svc:${Ports.executor}`,
-                },
-                {
-                  name: 'MCPWORKS_EXECUTOR_TOKEN',
-                  valueFrom: { secretKeyRef: { name: names.executorToken, key: 'token' } },
-                },
-              ],
-              resources: server.spec.gateway.resources ?? DEFAULT_RESOURCES.gateway,
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                runAsNonRoot: true,
-                capabilities: { drop: ['ALL'] },
-                seccompProfile: { type: 'RuntimeDefault' },
-              },
-              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5 },
-              livenessProbe: {
-                httpGet: { path: '/healthz', port: 'http' },
-                periodSeconds: 10,
-                failureThreshold: 6,
-              },
-              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
-            },
-          ],
-          volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
-        },
-      },
+  return deployment(server, 'gateway', server.spec.gateway.replicas, hash, {
+    serviceAccountName: names.gateway,
+    automountServiceAccountToken: true,
+    enableServiceLinks: false,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      seccompProfile: { type: 'RuntimeDefault' },
     },
-  };
+    containers: [
+      {
+        name: 'gateway',
+        image: options.gatewayImage,
+        args: ['gateway'],
+        ports: [{ name: 'http', containerPort: Ports.gateway, protocol: 'TCP' }],
+        env: [
+          { name: 'MCPWORKS_SERVER_NAMESPACE', value: namespace },
+          { name: 'MCPWORKS_SERVER_NAME', value: server.metadata.name },
+          { name: 'MCPWORKS_PORT', value: String(Ports.gateway) },
+          {
+            name: 'MCPWORKS_EXECUTOR_URL',
+            value: `http://${names.executor}.${namespace}.svc:${Ports.executor}`,
+          },
+          {
+            name: 'MCPWORKS_EXECUTOR_TOKEN',
+            valueFrom: { secretKeyRef: { name: names.executorToken, key: 'token' } },
+          },
+        ],
+        resources: server.spec.gateway.resources ?? DEFAULT_RESOURCES.gateway,
+        securityContext: {
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          runAsNonRoot: true,
+          capabilities: { drop: ['ALL'] },
+          seccompProfile: { type: 'RuntimeDefault' },
+        },
+        readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5 },
+        livenessProbe: {
+          httpGet: { path: '/healthz', port: 'http' },
+          periodSeconds: 10,
+          failureThreshold: 6,
+        },
+        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+      },
+    ],
+    volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+  });
 }
 
 /**
@@ -140,67 +151,52 @@ export function desiredExecutorDeployment(
   const names = childNames(server);
   const executor = server.spec.executor;
   const hash = specHash(executor, token.hash, options.executorImage, options.executorAppArmor);
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: childMetadata(server, names.executor, 'executor'),
-    spec: {
-      replicas: executor.replicas,
-      selector: { matchLabels: selectorLabels(server, 'executor') },
-      template: {
-        metadata: {
-          labels: componentLabels(server, 'executor'),
-          annotations: { [Annotations.specHash]: hash },
+  return deployment(server, 'executor', executor.replicas, hash, {
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+    containers: [
+      {
+        name: 'executor',
+        image: options.executorImage,
+        args: [
+          'executor',
+          `--port=${Ports.executor}`,
+          `--max-concurrency=${executor.maxConcurrency}`,
+          `--warm-pool-size=${executor.warmPoolSize}`,
+          // roots prepared at image build (sandbox-image/Dockerfile): /tmp here is memory
+          '--runtime-roots=/opt/mcpworks/runtime-roots',
+        ],
+        ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],
+        env: [
+          {
+            name: 'MCPWORKS_EXECUTOR_TOKEN',
+            valueFrom: { secretKeyRef: { name: names.executorToken, key: 'token' } },
+          },
+        ],
+        resources: executor.resources ?? DEFAULT_RESOURCES.executor,
+        securityContext: {
+          // nsjail starts as root in the container's user namespace and drops to an
+          // unprivileged id inside each sandbox; runAsNonRoot would strip the capabilities.
+          runAsUser: 0,
+          runAsNonRoot: false,
+          privileged: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID'] },
+          seccompProfile: { type: 'RuntimeDefault' },
+          appArmorProfile: options.executorAppArmor,
         },
-        spec: {
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
-          containers: [
-            {
-              name: 'executor',
-              image: options.executorImage,
-              args: [
-                'executor',
-                `--port=${Ports.executor}`,
-                `--max-concurrency=${executor.maxConcurrency}`,
-                `--warm-pool-size=${executor.warmPoolSize}`,
-                // roots prepared at image build (sandbox-image/Dockerfile): /tmp here is memory
-                '--runtime-roots=/opt/mcpworks/runtime-roots',
-              ],
-              ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],
-              env: [
-                {
-                  name: 'MCPWORKS_EXECUTOR_TOKEN',
-                  valueFrom: { secretKeyRef: { name: names.executorToken, key: 'token' } },
-                },
-              ],
-              resources: executor.resources ?? DEFAULT_RESOURCES.executor,
-              securityContext: {
-                // nsjail starts as root in the container's user namespace and drops to an
-                // unprivileged id inside each sandbox; runAsNonRoot would strip the capabilities.
-                runAsUser: 0,
-                runAsNonRoot: false,
-                privileged: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID'] },
-                seccompProfile: { type: 'RuntimeDefault' },
-                appArmorProfile: options.executorAppArmor,
-              },
-              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5 },
-              livenessProbe: {
-                httpGet: { path: '/healthz', port: 'http' },
-                periodSeconds: 10,
-                failureThreshold: 6,
-              },
-              volumeMounts: [{ name: 'sandbox-tmp', mountPath: '/tmp' }],
-            },
-          ],
-          volumes: [{ name: 'sandbox-tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } }],
+        readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5 },
+        livenessProbe: {
+          httpGet: { path: '/healthz', port: 'http' },
+          periodSeconds: 10,
+          failureThreshold: 6,
         },
+        volumeMounts: [{ name: 'sandbox-tmp', mountPath: '/tmp' }],
       },
-    },
-  };
+    ],
+    volumes: [{ name: 'sandbox-tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } }],
+  });
 }
 
 /**
