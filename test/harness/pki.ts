@@ -31,7 +31,16 @@ async function openssl(dir: string, args: string[]): Promise<void> {
   }
 }
 
-const leafArgs = (subj: string, out: string, ext: string[]): string[] => [
+/**
+ * `openssl req` arguments for a fresh P-256 key and a 7-day certificate `<out>.crt`/`<out>.key`,
+ * self-signed unless `signedByCa`, carrying exactly `extensions`.
+ */
+const certArgs = (
+  subj: string,
+  out: string,
+  extensions: string[],
+  signedByCa: boolean,
+): string[] => [
   'req',
   '-config',
   'openssl.cnf',
@@ -46,20 +55,25 @@ const leafArgs = (subj: string, out: string, ext: string[]): string[] => [
   '7',
   '-subj',
   subj,
-  '-CA',
-  'ca.crt',
-  '-CAkey',
-  'ca.key',
+  ...(signedByCa ? ['-CA', 'ca.crt', '-CAkey', 'ca.key'] : []),
   '-keyout',
   `${out}.key`,
   '-out',
   `${out}.crt`,
-  '-addext',
-  'basicConstraints=critical,CA:FALSE',
-  '-addext',
-  'keyUsage=critical,digitalSignature,keyEncipherment',
-  ...ext.flatMap((e) => ['-addext', e]),
+  ...extensions.flatMap((e) => ['-addext', e]),
 ];
+
+const leafArgs = (subj: string, out: string, ext: string[]): string[] =>
+  certArgs(
+    subj,
+    out,
+    [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      ...ext,
+    ],
+    true,
+  );
 
 /**
  * Writes into `dir` a CA (serving and client CA at once), the apiserver serving pair for
@@ -69,30 +83,15 @@ const leafArgs = (subj: string, out: string, ext: string[]): string[] => [
 export async function createPki(dir: string): Promise<Pki> {
   // No default extensions: every extension is added explicitly below.
   await writeFile(join(dir, 'openssl.cnf'), '[req]\ndistinguished_name=dn\n[dn]\n');
-  await openssl(dir, [
-    'req',
-    '-config',
-    'openssl.cnf',
-    '-x509',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '7',
-    '-subj',
-    '/CN=mcpworks-test-ca',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  ]);
+  await openssl(
+    dir,
+    certArgs(
+      '/CN=mcpworks-test-ca',
+      'ca',
+      ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign'],
+      false,
+    ),
+  );
   const sans = [
     'IP:127.0.0.1',
     'IP:10.0.0.1',
