@@ -18,6 +18,7 @@ import { repoRoot } from '../harness/paths.ts';
 import { createController, type Controller } from '../../src/controller/manager.ts';
 import type { KubeClient } from '../../src/k8s/client.ts';
 import { Resources } from '../../src/k8s/resources.ts';
+import type { KubeObject } from '../../src/k8s/types.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
 import {
   adminClient,
@@ -57,6 +58,26 @@ async function token(namespace: string, name: string, audiences?: string[]): Pro
   return res.status?.token ?? '';
 }
 
+/** The policy `agent-echo` on server demo: the ServiceAccount agent may call `tools`. */
+function agentPolicyFor(ns: string, tools: string[], reason: string): KubeObject {
+  return {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'AgentPolicy',
+    metadata: { name: 'agent-echo', namespace: ns },
+    spec: {
+      servers: { names: ['demo'] },
+      rules: [
+        {
+          effect: 'Allow',
+          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+          tools,
+          reason,
+        },
+      ],
+    },
+  };
+}
+
 test('the gateway serves its McpServer from the cluster and follows a policy change', async () => {
   const ns = await cp.newNamespace('gw-proc');
   await admin.create(Resources.ServiceAccount, {
@@ -68,22 +89,7 @@ test('the gateway serves its McpServer from the cluster and follows a policy cha
     Resources.McpServer,
     mcpServer(ns, 'demo', { tools: [{ name: 'echo' }, { name: 'secret_tool' }] }),
   );
-  await admin.create(Resources.AgentPolicy, {
-    apiVersion: 'mcpworks.io/v1alpha1',
-    kind: 'AgentPolicy',
-    metadata: { name: 'agent-echo', namespace: ns },
-    spec: {
-      servers: { names: ['demo'] },
-      rules: [
-        {
-          effect: 'Allow',
-          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
-          tools: ['echo'],
-          reason: 'agent may echo',
-        },
-      ],
-    },
-  });
+  await admin.create(Resources.AgentPolicy, agentPolicyFor(ns, ['echo'], 'agent may echo'));
   await waitFor('gateway RBAC', () =>
     admin.get(Resources.ClusterRoleBinding, `mcpworks-gateway.${ns}.demo`),
   );
@@ -143,22 +149,7 @@ test('the gateway serves its McpServer from the cluster and follows a policy cha
   assert.deepEqual(await listTools(), ['echo']);
 
   // A policy edit reaches the running gateway without a restart.
-  await admin.apply(Resources.AgentPolicy, {
-    apiVersion: 'mcpworks.io/v1alpha1',
-    kind: 'AgentPolicy',
-    metadata: { name: 'agent-echo', namespace: ns },
-    spec: {
-      servers: { names: ['demo'] },
-      rules: [
-        {
-          effect: 'Allow',
-          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
-          tools: ['*'],
-          reason: 'agent may use every tool',
-        },
-      ],
-    },
-  });
+  await admin.apply(Resources.AgentPolicy, agentPolicyFor(ns, ['*'], 'agent may use every tool'));
   await waitFor('policy change applied', async () => (await listTools()).length === 2, 10_000, 200);
 
   gateway.kill('SIGTERM');
