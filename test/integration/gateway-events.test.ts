@@ -2,7 +2,7 @@
 // aggregated core/v1 Event on the McpServer, and a flood stays within the rate limit.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { manualClock } from '../../src/shared/clock.ts';
 import {
   createEventAggregator,
@@ -22,6 +22,14 @@ before(async () => {
   core = cp.kubeConfig.makeApiClient(CoreV1Api);
 });
 after(() => cp?.stop());
+
+/** The gateway's Event publisher (instance gw-0), talking to the API server as `kubeConfig`. */
+function publisherAs(kubeConfig: KubeConfig) {
+  return createKubeEventPublisher({
+    createEvent: createEventWith(createKubeClient(kubeConfig)),
+    instance: 'gw-0',
+  });
+}
 
 function denial(
   namespace: string,
@@ -46,10 +54,7 @@ test('a burst of denials is one Event on the McpServer with the count', async ()
   const ns = await cp.newNamespace('events');
   const clock = manualClock();
   const sink = createEventAggregator({
-    publisher: createKubeEventPublisher({
-      createEvent: createEventWith(createKubeClient(cp.kubeConfig)),
-      instance: 'gw-0',
-    }),
+    publisher: publisherAs(cp.kubeConfig),
     clock,
     windowMs: 30_000,
   });
@@ -77,10 +82,7 @@ test('a flood across many objects is capped by the token bucket', async () => {
   const ns = await cp.newNamespace('flood');
   const clock = manualClock();
   const sink = createEventAggregator({
-    publisher: createKubeEventPublisher({
-      createEvent: createEventWith(createKubeClient(cp.kubeConfig)),
-      instance: 'gw-0',
-    }),
+    publisher: publisherAs(cp.kubeConfig),
     clock,
     windowMs: 1_000,
     burst: 5,
@@ -105,10 +107,7 @@ test('a publisher without RBAC for events fails closed: the Event is dropped, th
   const weakConfig = cp.kubeconfigFor({ token: token.status?.token ?? '' });
   const clock = manualClock();
   const sink = createEventAggregator({
-    publisher: createKubeEventPublisher({
-      createEvent: createEventWith(createKubeClient(weakConfig)),
-      instance: 'gw-0',
-    }),
+    publisher: publisherAs(weakConfig),
     clock,
     windowMs: 1,
   });
