@@ -17,7 +17,7 @@ import {
   type CompiledPolicySet,
 } from '../../gateway/policy/engine.ts';
 import { CliPolicyRequestSchema, toPolicyRequest } from '../../gateway/policy/request.ts';
-import type { Decision } from '../../gateway/policy/types.ts';
+import { policyId, type Decision } from '../../gateway/policy/types.ts';
 import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
@@ -354,11 +354,7 @@ async function runCases(paths: string[], casesFile: string, io: CommandIo): Prom
 function ruleName(decision: Decision): string {
   const rule = decision.rule;
   if (rule === undefined) return '';
-  const id =
-    rule.kind === 'AgentPolicy'
-      ? `AgentPolicy/${rule.namespace}/${rule.name}`
-      : `ClusterAgentPolicy/${rule.name}`;
-  return `${id} rule ${rule.index}`;
+  return `${policyId(rule)} rule ${rule.index}`;
 }
 
 function message(error: unknown): string {
