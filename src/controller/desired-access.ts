@@ -109,7 +109,7 @@ export function desiredGatewayClusterRoleBinding(server: McpServer): KubeObject 
         'app.kubernetes.io/part-of': 'mcpworks',
         'app.kubernetes.io/component': 'gateway',
         [Labels.server]: server.metadata.name,
-        'mcpworks.io/server-namespace': server.metadata.namespace ?? 'default',
+        [Labels.serverNamespace]: server.metadata.namespace ?? 'default',
       },
     },
     roleRef: {

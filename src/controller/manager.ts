@@ -218,7 +218,7 @@ export function createController(options: ControllerOptions): Controller {
   caches.clusterRoleBindings.on((_type, obj) => {
     const labels = obj.metadata?.labels ?? {};
     const name = labels[Labels.server];
-    const ns = labels['mcpworks.io/server-namespace'];
+    const ns = labels[Labels.serverNamespace];
     if (name && ns) serverQueue.add(`${ns}/${name}`);
   });
   caches.agentPolicies.on((_type, obj) => {

@@ -16,6 +16,8 @@ export const Annotations = {
 
 export const Labels = {
   server: 'mcpworks.io/server',
+  /** On cluster-scoped children (no owner reference): the namespace of their McpServer. */
+  serverNamespace: 'mcpworks.io/server-namespace',
 } as const;
 
 /** The ClusterRole (config/rbac) every gateway is bound to for its cluster-scoped reads. */
