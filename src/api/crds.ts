@@ -15,6 +15,7 @@ import {
   DNS_SUBDOMAIN_PATTERN,
   GROUP,
   isAccountedCheck,
+  isRecord,
   MCPSERVER_NAME_MAX,
   McpServerSpecSchema,
   McpServerStatusSchema,
@@ -222,10 +223,6 @@ function isEmptySchema(value: unknown): boolean {
 function asSchema(value: unknown, path: string): JsonSchema {
   if (!isRecord(value)) throw new CrdSchemaError(path, 'schema node is not an object');
   return value;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 interface KindSpec {

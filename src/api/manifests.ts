@@ -12,6 +12,7 @@ import type { AgentPolicy, ClusterAgentPolicy, McpServer } from './v1alpha1/inde
 import {
   AgentPolicySchema,
   ClusterAgentPolicySchema,
+  isRecord,
   McpServerSchema,
   ObjectMetaSchema,
 } from './v1alpha1/index.ts';
@@ -362,8 +363,4 @@ function findProtoKey(value: unknown, path: PropertyKey[]): string | undefined {
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
