@@ -321,6 +321,10 @@ export async function spawnSandbox(
         clearTimeout(timer);
         kill();
         code = runtime === 'bash' ? reportedStatus : 0;
+        // A bash script can report its status while what it started in the background is still
+        // running (a fork bomb of `b | b &`): let the kill finish, so the counters and stderr
+        // are complete before they decide the outcome.
+        if (runtime === 'bash') await closed;
         // The counters still tell whether a limit shaped the answer (a fork bomb's error frame).
         try {
           usage = await cgroup.usage();
