@@ -382,7 +382,6 @@ describe('forbidden system calls', () => {
     ['unshare (new user namespace)', 272, [0x10000000]],
     ['setns', 308, [0, 0]],
     ['clone with namespace flags', 56, [0x10000000 | 17, 0, 0, 0, 0]],
-    ['io_uring_setup', 425, [16, 0]],
     ['bpf', 321, [0, 0, 0]],
     ['perf_event_open', 298, [0, 0, -1, -1, 0]],
     ['keyctl', 250, [0, 0, 0, 0, 0]],
@@ -398,6 +397,23 @@ describe('forbidden system calls', () => {
     test(`${name} kills the tool with a sandbox violation`, async () => {
       const r = await call('python', syscall(nr, ...args));
       assert.equal(r.outcome, 'sandbox-violation', `${name}: ${text(r)}`);
+    });
+  }
+
+  // Runtimes probe io_uring at start-up (Node 24's libuv does): it must look absent, not kill.
+  const ioUring: Array<[string, number, number[]]> = [
+    ['io_uring_setup', 425, [16, 0]],
+    ['io_uring_enter', 426, [0, 1, 0, 0, 0, 0]],
+    ['io_uring_register', 427, [0, 0, 0, 0]],
+  ];
+  for (const [name, nr, args] of ioUring) {
+    test(`${name} answers ENOSYS instead of killing the tool`, async () => {
+      const r = await call(
+        'python',
+        `import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n${py(`return [libc.syscall(${[nr, ...args].join(', ')}), ctypes.get_errno()]`)}`,
+      );
+      assert.equal(r.outcome, 'ok', `${name}: ${text(r)}`);
+      assert.deepEqual(JSON.parse(text(r)), [-1, 38], name);
     });
   }
 
