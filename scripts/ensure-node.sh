@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Prints the directory of a Node.js >= 22.19 binary. Uses the system node when it is new enough;
-# otherwise installs the official Node 24 binary (the platform package from the npm registry) into
-# a version-keyed cache outside the clone, once.
+# Prints the directory of the pinned Node.js binary (NODE_VERSION in sandbox-image/runtimes.env):
+# the official build the images are based on, installed once (the platform package from the npm
+# registry) into a version-keyed cache outside the clone. Every make target runs on it, and the
+# executor's own node doubles as the sandbox's node runtime, so tests and `make run` sandbox the
+# same Node as the image. A system node is never used, even of the same version: distribution
+# builds link other libraries. Needs npm (any version) on PATH only for the first install.
 set -euo pipefail
-NODE_VERSION=24.21.0
-cache=${MCPWORKS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpworks}
-
-if command -v node >/dev/null 2>&1; then
-  if node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=19)?0:1)'; then
-    dirname "$(command -v node)"
-    exit 0
-  fi
+pins="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/sandbox-image/runtimes.env"
+NODE_VERSION=$(sed -n 's/^NODE_VERSION=\([0-9][0-9.]*\)$/\1/p' "$pins")
+if [ -z "$NODE_VERSION" ]; then
+  echo "ensure-node: no NODE_VERSION=<x.y.z> line in $pins" >&2
+  exit 1
 fi
+cache=${MCPWORKS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpworks}
 
 case "$(uname -m)" in
   x86_64) arch=x64 ;;
@@ -24,7 +25,16 @@ bin="$dir/node_modules/$pkg/bin"
 if [ ! -x "$bin/node" ]; then
   echo "ensure-node: installing Node $NODE_VERSION ($pkg) into $dir" >&2
   mkdir -p "$dir"
-  (cd "$dir" && npm install --no-save --no-package-lock --ignore-scripts --loglevel=error "$pkg@$NODE_VERSION" >&2)
+  # A package.json of its own plus --prefix: without them npm installs into the nearest parent
+  # directory that has a package.json or node_modules (a home directory, another project),
+  # replacing what is there. --prefer-offline lets a populated npm cache answer without a download.
+  [ -f "$dir/package.json" ] ||
+    printf '{ "name": "mcpworks-node-cache", "private": true }\n' >"$dir/package.json"
+  npm install --prefix "$dir" --no-save --no-package-lock --ignore-scripts --prefer-offline \
+    --no-audit --no-fund --loglevel=error "$pkg@$NODE_VERSION" >&2
 fi
-"$bin/node" --version >/dev/null
+if [ "$("$bin/node" -p process.versions.node)" != "$NODE_VERSION" ]; then
+  echo "ensure-node: $bin/node is not Node $NODE_VERSION" >&2
+  exit 1
+fi
 echo "$bin"

@@ -13,10 +13,14 @@ import type { RuntimePaths } from './types.ts';
 
 const execFileAsync = promisify(execFile);
 
-/** Where the real interpreters live (distribution packages first, then the node image's layout). */
+/**
+ * Where the real interpreters live (distribution packages first). The sandbox's node is the node
+ * running the executor, as in the image (whose base's /usr/local/bin/node is both): the pinned
+ * official binary, never a distribution's older node that happens to sit in /usr/bin.
+ */
 export const RUNTIME_CANDIDATES: Readonly<Record<keyof RuntimePaths, readonly string[]>> = {
   python: ['/usr/bin/python3', '/usr/local/bin/python3'],
-  node: ['/usr/bin/node', '/usr/local/bin/node'],
+  node: [process.execPath],
   bash: ['/bin/bash', '/usr/bin/bash'],
 };
 
