@@ -4,7 +4,8 @@
 #
 #   docker build -t mcpworks/mcpworks:0.1.0 .
 #
-# Base pinned by version (pin by digest in your own build pipeline for reproducibility).
+# Base pinned by version (pin by digest in your own build pipeline for reproducibility); the
+# default follows NODE_VERSION and DEBIAN_RELEASE in sandbox-image/runtimes.env (a test checks).
 ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build

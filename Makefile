@@ -1,4 +1,5 @@
-# Every target runs with a Node.js >= 22.19: the system one when new enough, else a cached Node 24.
+# Every target runs with the pinned Node (NODE_VERSION in sandbox-image/runtimes.env, cached once by
+# ensure-node.sh), which is also the sandbox's node runtime in the tests and in `make run`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NODE_BIN := $(shell scripts/ensure-node.sh)

@@ -23,16 +23,20 @@ function isElf(path: string): boolean {
 }
 
 /**
- * The real binary of an interpreter (not a pyenv/nvm shell shim): the first of the usual system
- * locations, then $PATH, whose resolved path is an ELF executable.
+ * The real binary of an interpreter (not a pyenv/nvm shell shim) whose resolved path is an ELF
+ * executable. For node, the one running the tests, which is the sandbox's node as in the executor
+ * (the pinned Node of sandbox-image/runtimes.env; a distribution's /usr/bin/node may be older);
+ * for python the usual system locations, then $PATH.
  */
 export function findInterpreter(name: 'python3' | 'node', env = process.env): string {
-  const candidates = [
-    `/usr/bin/${name}`,
-    `/usr/local/bin/${name}`,
-    ...(env.PATH ?? '').split(delimiter).map((d) => join(d, name)),
-    ...(name === 'node' ? [process.execPath] : []),
-  ];
+  const candidates =
+    name === 'node'
+      ? [process.execPath]
+      : [
+          `/usr/bin/${name}`,
+          `/usr/local/bin/${name}`,
+          ...(env.PATH ?? '').split(delimiter).map((d) => join(d, name)),
+        ];
   for (const c of candidates) {
     try {
       const real = realpathSync(c);

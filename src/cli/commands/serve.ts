@@ -1,11 +1,13 @@
 /**
  * `mcpworks serve -f <file|dir>... [--port 8080] [--host 127.0.0.1] [--decision-log <file>]
- *  [--nsjail <path>] [--watch]`
+ *  [--nsjail <path>] [--watch] [--allow-runtime-drift]`
  *
  * The embedded default: gateway and sandbox executor in one process, from the same manifests a
  * cluster would get, validated the same way. Fails closed: when the sandbox cannot start, it says
- * why and exits non-zero before listening. Decision records go to stdout as JSON lines (or to
- * --decision-log); operational logs and the banner go to stderr.
+ * why and exits non-zero before listening; so it does when a sandbox runtime is not the version
+ * the executor image pins (sandbox-image/runtimes.env), unless --allow-runtime-drift. Decision
+ * records go to stdout as JSON lines (or to --decision-log); operational logs and the banner go
+ * to stderr.
  */
 import { readFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
@@ -17,6 +19,14 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { loadManifests, type Manifests } from '../../api/manifests.ts';
 import type { McpServer } from '../../api/v1alpha1/mcpserver.ts';
+import { defaultRuntimePaths } from '../../executor/runtime-files.ts';
+import {
+  describeDrift,
+  loadRuntimePins,
+  runtimeDrift,
+  runtimeVersions,
+  type RuntimeDrift,
+} from '../../executor/runtime-pins.ts';
 import { createSandboxExecutor } from '../../executor/sandbox-executor.ts';
 import type { SandboxExecutor } from '../../executor/types.ts';
 import { createDecisionRecorder, jsonLineDecisionSink } from '../../gateway/decisions/recorder.ts';
@@ -46,6 +56,10 @@ const USAGE = `usage: mcpworks serve -f <file|dir>... [options]
       --nsjail <path>      the nsjail binary (default: $MCPWORKS_NSJAIL, else nsjail on PATH)
       --allow-origin <o>   a browser origin to accept besides loopback ones; repeatable
   -w, --watch              reload policies, keys and tool code when the manifest files change
+      --allow-runtime-drift
+                           run tool code even when a sandbox runtime (node: the node running
+                           mcpworks; /usr/bin/python3; /bin/bash) is not the version the executor
+                           image pins (sandbox-image/runtimes.env); refused otherwise
   -h, --help
 `;
 
@@ -57,6 +71,7 @@ interface ServeOptions {
   nsjail: string;
   allowOrigins: string[];
   watch: boolean;
+  allowRuntimeDrift: boolean;
 }
 
 function parse(argv: string[], io: CommandIo): ServeOptions | string {
@@ -72,6 +87,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
         nsjail: { type: 'string' },
         'allow-origin': { type: 'string', multiple: true },
         watch: { type: 'boolean', short: 'w', default: false },
+        'allow-runtime-drift': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -98,6 +114,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
     nsjail,
     allowOrigins: values['allow-origin'] ?? [],
     watch: values.watch,
+    allowRuntimeDrift: values['allow-runtime-drift'],
   };
   if (values['decision-log'] !== undefined) options.decisionLog = values['decision-log'];
   return options;
@@ -224,6 +241,21 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     }
   }
 
+  // Tool code must behave as it will in a cluster: the sandbox runtimes are the image's versions.
+  try {
+    const paths = defaultRuntimePaths();
+    const drift = runtimeDrift(loadRuntimePins(), await runtimeVersions(paths), paths);
+    const verdict = runtimeDriftVerdict(drift, options.allowRuntimeDrift);
+    if (verdict?.refuse) {
+      io.stderr(`mcpworks serve: ${verdict.message}\n`);
+      return 1;
+    }
+    if (verdict) io.stderr(`mcpworks serve: warning: ${verdict.message}\n`);
+  } catch (error) {
+    io.stderr(`mcpworks serve: ${(error as Error).message}\n`);
+    return 1;
+  }
+
   // Fail closed: no sandbox, no server.
   let sandbox: SandboxExecutor;
   const maxConcurrency = Math.max(...manifests.servers.map((s) => s.spec.executor.maxConcurrency));
@@ -347,6 +379,30 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
   });
+}
+
+/**
+ * What to say when sandbox runtimes are not at their pins: a refusal naming the versions and how
+ * to get the pinned ones, or with --allow-runtime-drift a warning. Nothing when all match.
+ */
+export function runtimeDriftVerdict(
+  drift: readonly RuntimeDrift[],
+  allow: boolean,
+): { refuse: boolean; message: string } | undefined {
+  if (drift.length === 0) return undefined;
+  if (allow) return { refuse: false, message: `--allow-runtime-drift: ${describeDrift(drift)}` };
+  const node = drift.find((d) => d.runtime === 'node');
+  const hint = node
+    ? ` The sandbox's node is the node running mcpworks: start mcpworks with Node ${node.pinned}` +
+      ' (`make run` does, with the directory scripts/ensure-node.sh prints first on PATH).'
+    : '';
+  return {
+    refuse: true,
+    message:
+      'the sandbox runtimes are not the versions the executor image runs ' +
+      `(sandbox-image/runtimes.env), refusing to run tool code: ${describeDrift(drift)}.${hint}` +
+      ' Pass --allow-runtime-drift to serve with these versions anyway.',
+  };
 }
 
 /** Reloads on change; a broken edit keeps the last good configuration and says why. */
