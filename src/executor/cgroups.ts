@@ -8,6 +8,7 @@ import { mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, McpworksError } from '../shared/errors.ts';
 import type { CgroupLimits, CgroupPlacement } from './nsjail-config.ts';
+import { startupProblem } from './startup-problems.ts';
 
 export interface CgroupRootsV1 {
   version: 'v1';
@@ -76,29 +77,71 @@ export function detectCgroups(root = '/sys/fs/cgroup', ownCgroupV2?: string): Cg
 
 export const EXECUTOR_CGROUP = 'mcpworks-executor';
 
-/** Creates the executor's parent cgroups once at start-up. */
-export async function prepareCgroupRoots(roots: CgroupRoots): Promise<void> {
+/** mkdir that tolerates an existing directory; never recursive (see prepareCgroupRoots). */
+async function mkdirOnce(path: string): Promise<void> {
+  try {
+    await mkdir(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
+
+/** The plain-words reason a cgroup could not be created at `path`. */
+export function cgroupCreateProblem(
+  path: string,
+  error: NodeJS.ErrnoException,
+  version: 'v1' | 'v2',
+  userNamespace: boolean,
+): string {
+  const code = error.code ?? 'error';
+  if (code === 'EROFS') return startupProblem.cgroupReadOnly(path, 'EROFS');
+  if (userNamespace && version === 'v1' && (code === 'EACCES' || code === 'EPERM')) {
+    return startupProblem.cgroupV1InUserNamespace(path, code);
+  }
+  if (version === 'v2') return startupProblem.cgroupV2NotDelegated(path, code);
+  return startupProblem.cgroupCreateFailed(path, code, error.message);
+}
+
+/**
+ * Creates the executor's parent cgroups once at start-up. Each level is made with a plain
+ * mkdir: Node's recursive mkdir reports a read-only cgroupfs (EROFS) as ENOENT, which would
+ * hide the real reason.
+ */
+export async function prepareCgroupRoots(
+  roots: CgroupRoots,
+  context: { userNamespace: boolean } = { userNamespace: false },
+): Promise<void> {
+  let path = '';
   try {
     if (roots.version === 'v1') {
       for (const mount of [roots.memoryMount, roots.pidsMount, roots.cpuMount]) {
-        await mkdir(join(mount, EXECUTOR_CGROUP), { recursive: true });
+        path = join(mount, EXECUTOR_CGROUP);
+        await mkdirOnce(path);
       }
       return;
     }
-    await mkdir(roots.base, { recursive: true });
+    path = roots.base;
+    await mkdirOnce(path);
     // cgroup v2 forbids processes in a cgroup whose controllers are delegated to children: move
     // this process into a leaf of its own first, then enable the controllers down to the sandboxes.
     const supervisor = join(roots.base, 'supervisor');
-    await mkdir(supervisor, { recursive: true });
+    path = supervisor;
+    await mkdirOnce(supervisor);
     await writeFile(join(supervisor, 'cgroup.procs'), String(process.pid));
     await writeFile(join(roots.mount, 'cgroup.subtree_control'), '+memory +pids +cpu').catch(
       () => undefined,
     );
+    path = roots.base;
     await writeFile(join(roots.base, 'cgroup.subtree_control'), '+memory +pids +cpu');
   } catch (error) {
     throw new McpworksError(
       ErrorCode.SandboxUnavailable,
-      `cannot create the executor's cgroups: ${(error as Error).message}`,
+      cgroupCreateProblem(
+        path,
+        error as NodeJS.ErrnoException,
+        roots.version,
+        context.userNamespace,
+      ),
       { cause: error },
     );
   }

@@ -39,6 +39,7 @@ function spec(overrides: Partial<JailSpec> = {}): JailSpec {
     passFds: [3],
     logFd: 4,
     hostname: 'sandbox',
+    rootSwitch: 'pivot_root',
     ...overrides,
   };
 }
@@ -46,6 +47,13 @@ function spec(overrides: Partial<JailSpec> = {}): JailSpec {
 const has = (args: string[], flag: string) => args.includes(flag);
 
 describe('buildNsjailArgs', () => {
+  test('enters the jail with pivot_root by default, with chroot (--no_pivotroot) in pods', () => {
+    assert.ok(!has(buildNsjailArgs(spec()), '--no_pivotroot'));
+    const args = buildNsjailArgs(spec({ rootSwitch: 'chroot' }));
+    assert.ok(has(args, '--no_pivotroot'));
+    assert.ok(args.indexOf('--no_pivotroot') < args.indexOf('--'), 'an nsjail flag, not argv');
+  });
+
   test('runs once, as 65534 mapped to 65534 on the host (never host root)', () => {
     const args = buildNsjailArgs(spec());
     assert.ok(has(args, '--mode=o'));

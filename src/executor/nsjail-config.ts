@@ -63,6 +63,15 @@ export interface JailLayout {
   devices: readonly string[];
 }
 
+/**
+ * How nsjail makes the jail root its `/`: `pivot_root` (nsjail's default; the old root is
+ * unmounted), or `chroot` after moving the new root over `/` (`--no_pivotroot`), for containers
+ * whose runtime seccomp profile refuses pivot_root (containerd's and moby's RuntimeDefault). The
+ * old root then stays mounted beneath, out of reach: the jailed process holds no capabilities and
+ * the Kafel policy kills mount, umount, chroot, pivot_root, unshare and setns (ADR 0004).
+ */
+export type RootSwitch = 'pivot_root' | 'chroot';
+
 export interface JailSpec {
   nsjailPath: string;
   /** Command run inside the jail, argv[0] an absolute path inside it. */
@@ -82,6 +91,7 @@ export interface JailSpec {
   /** nsjail's own log goes here, apart from the jailed process's stderr. */
   logFd: number;
   hostname: string;
+  rootSwitch: RootSwitch;
 }
 
 export interface CgroupLimits {
@@ -168,6 +178,7 @@ export function buildNsjailArgs(spec: JailSpec): string[] {
     ...rlimitArgs(spec),
     ...cgroupArgs(spec),
   ];
+  if (spec.rootSwitch === 'chroot') args.push('--no_pivotroot');
   // nsjail mounts the chroot directory read-only (no --rw is ever passed).
   if (spec.layout.root !== undefined) {
     if (!spec.layout.root.startsWith('/')) throw new Error('jail root must be an absolute path');

@@ -20,7 +20,9 @@ import {
   removeCgroupsWithPrefix,
   removeStaleCgroups,
 } from './cgroups.ts';
+import { prepareContainer, runsInUserNamespace } from './container-setup.ts';
 import { ETC_FILES } from './etc-files.ts';
+import { explainJailFailure } from './startup-problems.ts';
 import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
 import { classifyRun, encodeCall } from './protocol.ts';
 import {
@@ -223,7 +225,15 @@ export async function createSandboxExecutor(
       throw unavailable(`${LAUNCH_SHELL} is needed to start sandboxes on cgroup v1`, error);
     }
   }
-  await prepareCgroupRoots(cgroups);
+  const noPivotRoot = options.noPivotRoot ?? false;
+  // In a pod: a clean procfs and writable cgroup mounts; on a plain host nothing to do.
+  await prepareContainer({
+    cgroups,
+    noPivotRoot,
+    logger,
+    ...(options.cleanProcDir !== undefined ? { cleanProcDir: options.cleanProcDir } : {}),
+  });
+  await prepareCgroupRoots(cgroups, { userNamespace: runsInUserNamespace() });
   const stale = await removeStaleCgroups(cgroups, clock.now().getTime());
   if (stale > 0)
     logger.info({ removed: stale }, 'removed sandbox cgroups left by a previous executor');
@@ -284,6 +294,7 @@ export async function createSandboxExecutor(
     nsjailPath: options.nsjailPath,
     shellPath: LAUNCH_SHELL,
     seccompPolicyPath,
+    rootSwitch: noPivotRoot ? 'chroot' : 'pivot_root',
     cgroups,
     runtimes: layouts,
     bootstraps: loadBootstraps(),
@@ -314,7 +325,12 @@ export async function createSandboxExecutor(
   let closed = false;
   let probed = false;
 
-  async function runOnce(request: ToolCallRequest, signal?: AbortSignal): Promise<ToolCallResult> {
+  /** `onStartFailure` receives nsjail's own log when the sandbox could not start (the probe). */
+  async function runOnce(
+    request: ToolCallRequest,
+    signal?: AbortSignal,
+    onStartFailure?: (jailLog: string) => void,
+  ): Promise<ToolCallResult> {
     const started = clock.monotonicMs();
     const { tool } = request;
     const limits = tool.limits;
@@ -336,6 +352,7 @@ export async function createSandboxExecutor(
       });
     } catch (error) {
       logger.error({ err: error, callId: request.callId }, 'sandbox failed to start');
+      onStartFailure?.((error as Error).message);
       return refusal(
         SandboxOutcome.ExecutorUnavailable,
         'the sandbox could not start',
@@ -352,6 +369,7 @@ export async function createSandboxExecutor(
         { callId: request.callId, jailLog: run.jailLog },
         'nsjail failed to start the sandbox',
       );
+      onStartFailure?.(run.jailLog);
       return refusal(
         SandboxOutcome.ExecutorUnavailable,
         'the sandbox could not start',
@@ -404,21 +422,28 @@ export async function createSandboxExecutor(
       } finally {
         await check.remove().catch(() => undefined);
       }
-      const result = await runOnce({
-        callId: 'probe',
-        server: { namespace: 'mcpworks-system', name: 'probe' },
-        tool: {
-          name: 'probe',
-          description: 'sandbox self-test',
-          runtime: 'bash',
-          code: 'n=$(grep -c : /proc/net/dev); [ "$EUID" = 65534 ] && [ "$n" = 1 ] && [ "$(cat /proc/self/uid_map | tr -s " ")" = " 65534 65534 1" ] && echo sandbox-ok',
-          inputSchema: { type: 'object' },
-          timeoutSeconds: 10,
-          limits: DEFAULT_LIMITS,
+      let jailLog: string | undefined;
+      const result = await runOnce(
+        {
+          callId: 'probe',
+          server: { namespace: 'mcpworks-system', name: 'probe' },
+          tool: {
+            name: 'probe',
+            description: 'sandbox self-test',
+            runtime: 'bash',
+            code: 'n=$(grep -c : /proc/net/dev); [ "$EUID" = 65534 ] && [ "$n" = 1 ] && [ "$(cat /proc/self/uid_map | tr -s " ")" = " 65534 65534 1" ] && echo sandbox-ok',
+            inputSchema: { type: 'object' },
+            timeoutSeconds: 10,
+            limits: DEFAULT_LIMITS,
+          },
+          arguments: {},
         },
-        arguments: {},
-      });
+        undefined,
+        (log) => (jailLog = log),
+      );
       const text = result.content[0]?.text.trim();
+      const explained = jailLog === undefined ? undefined : explainJailFailure(jailLog);
+      if (explained !== undefined) throw unavailable(explained);
       if (result.outcome !== SandboxOutcome.Ok || text !== 'sandbox-ok') {
         throw unavailable(
           `the sandbox self-test failed (${result.outcome}: ${result.message ?? text ?? ''})`,

@@ -18,6 +18,7 @@ import {
   buildNsjailArgs,
   sandboxCgroupLimits,
   type JailLayout,
+  type RootSwitch,
 } from './nsjail-config.ts';
 import type { SandboxRun } from './protocol.ts';
 import type { RuntimeLayout } from './runtime-files.ts';
@@ -33,6 +34,8 @@ export interface SandboxEnvironment {
   /** POSIX shell that starts nsjail inside its cgroup on cgroup v1 (`buildLaunchCommand`). */
   shellPath: string;
   seccompPolicyPath: string;
+  /** How nsjail enters the jail root (`chroot` where pivot_root is not allowed, in pods). */
+  rootSwitch: RootSwitch;
   cgroups: CgroupRoots;
   runtimes: Readonly<Record<Runtime, RuntimeLayout>>;
   bootstraps: Readonly<Record<Runtime, string>>;
@@ -132,6 +135,7 @@ export async function spawnSandbox(
     passFds: [RESULT_FD],
     logFd: JAIL_LOG_FD,
     hostname: 'sandbox',
+    rootSwitch: env.rootSwitch,
   });
 
   const launch = buildLaunchCommand(

@@ -98,6 +98,13 @@ export interface SandboxExecutorOptions {
    * difference); nothing is built or copied at start. Overrides runtimeRootParent.
    */
   runtimeRoots?: string;
+  /**
+   * nsjail enters the jail with chroot instead of pivot_root (`--no_pivotroot`): in pods whose
+   * seccomp profile refuses pivot_root (RuntimeDefault). Needs CAP_SYS_CHROOT. Default false.
+   */
+  noPivotRoot?: boolean;
+  /** Empty directory to mount a clean procfs on when /proc is masked (default /opt/mcpworks/proc). */
+  cleanProcDir?: string;
   logger?: Logger;
   clock?: Clock;
 }

@@ -1,9 +1,11 @@
 /**
  * `mcpworks executor`: the executor workload. Listens for tool calls from its gateway and runs
- * each in a fresh nsjail sandbox. Fails closed: no token → refuses to start; the sandbox self-test
- * has not passed → /readyz stays 503 and calls are refused.
+ * each in a fresh nsjail sandbox. Fails closed: no token → refuses to start; the container cannot
+ * be prepared for nsjail or the sandbox self-test fails → exits 1 with the reason in plain words
+ * (log, stderr, and the termination message when --termination-message-path is given); until the
+ * self-test has passed /readyz is 503 and calls are refused.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { createLogger } from '../../shared/logger.ts';
@@ -25,6 +27,10 @@ const USAGE = `usage: mcpworks executor [options]
   --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
   --runtime-roots <dir>    use the sandbox roots prepared in <dir> (checked at start; refused
                            if they differ from this host's runtimes) instead of building them
+  --no-pivot-root          nsjail enters each jail with chroot instead of pivot_root (pods whose
+                           seccomp profile refuses pivot_root; needs CAP_SYS_CHROOT)
+  --termination-message-path <file>
+                           also write a start-up failure here (the pod's terminationMessagePath)
   --prepare-runtime-roots <dir>
                            build the sandbox roots in <dir> (hard links, same filesystem as the
                            runtimes) and exit; run at image build time
@@ -60,6 +66,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'drain-seconds': { type: 'string' },
       'runtime-roots': { type: 'string' },
       'prepare-runtime-roots': { type: 'string' },
+      'no-pivot-root': { type: 'boolean' },
+      'termination-message-path': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -113,6 +121,24 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
 
   const logger = createLogger({ name: 'mcpworks-executor' });
+  const terminationPath = values['termination-message-path'] as string | undefined;
+  /** Fail closed: say why in the log, on stderr and in the pod's termination message; exit 1. */
+  const refuse = (what: string, error: unknown): number => {
+    const message = `mcpworks executor: ${what}: ${(error as Error).message}`;
+    logger.error({ err: error }, `${what}; refusing to serve`);
+    io.stderr(`${message}\n`);
+    if (terminationPath !== undefined) {
+      try {
+        writeFileSync(terminationPath, `${message}\n`);
+      } catch (writeError) {
+        logger.warn(
+          { err: writeError, path: terminationPath },
+          'cannot write the termination message',
+        );
+      }
+    }
+    return 1;
+  };
   const nsjailPath =
     (values['nsjail'] as string | undefined) ?? io.env['MCPWORKS_NSJAIL'] ?? 'nsjail';
   const metrics = createExecutorMetrics();
@@ -128,10 +154,10 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       ...(values['seccomp-policy']
         ? { seccompPolicyPath: values['seccomp-policy'] as string }
         : {}),
+      noPivotRoot: values['no-pivot-root'] === true,
     });
   } catch (error) {
-    io.stderr(`mcpworks executor: the sandbox is unavailable: ${(error as Error).message}\n`);
-    return 1;
+    return refuse('the sandbox is unavailable', error);
   }
   const service = createExecutorService({ executor, token, maxConcurrency, metrics, logger });
   const host = (values['host'] as string | undefined) ?? '0.0.0.0';
@@ -139,6 +165,17 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   logger.info({ port: address.port, host }, 'executor listening');
   // Print the bound address on stdout so supervisors (and tests using --port 0) can find it.
   io.stdout(`listening on ${address.address}:${address.port}\n`);
+
+  try {
+    await executor.probe();
+  } catch (error) {
+    // No code runs without a working sandbox: stop, so the pod shows why (CrashLoopBackOff).
+    await service.drain(0).catch(() => undefined);
+    await executor.close().catch(() => undefined);
+    return refuse('the sandbox self-test failed', error);
+  }
+  service.setReady(true);
+  logger.info('sandbox self-test passed; ready');
 
   const stopped = new Promise<number>((resolve) => {
     let stopping = false;
@@ -158,15 +195,6 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
 
-  try {
-    await executor.probe();
-    service.setReady(true);
-    logger.info('sandbox self-test passed; ready');
-  } catch (error) {
-    // Stay up (so /healthz and logs explain it) but never ready: no code runs without a sandbox.
-    logger.error({ err: error }, 'sandbox self-test failed; refusing calls');
-    io.stderr(`mcpworks executor: the sandbox self-test failed: ${(error as Error).message}\n`);
-  }
   const code = await stopped;
   logger.info('executor stopped');
   return code;
