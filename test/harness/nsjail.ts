@@ -3,8 +3,20 @@
 // nsjail works on the machine: fresh namespaces, an unprivileged uid, read-only binds of exactly
 // what an interpreter needs, and no network.
 import { execFile, execFileSync } from 'node:child_process';
-import { openSync, readSync, closeSync, realpathSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  linkSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, delimiter, dirname, join } from 'node:path';
 
 export const NAMESPACES = ['user', 'pid', 'mnt', 'net', 'ipc', 'uts', 'cgroup'] as const;
 export const NOBODY = 65534;
@@ -66,9 +78,37 @@ export function pythonMounts(python: string): string[] {
   return ['-R', python, '-R', stdlib, ...sharedLibraryMounts(python)];
 }
 
-/** Read-only binds a Node.js binary needs. */
+/** Whether the jail's id (mounting from inside its user namespace) can reach `path`. */
+function traversableByOthers(path: string): boolean {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+    if (dir === dirname(dir)) return true;
+  }
+}
+
+/**
+ * A path to `file` that the jail's id can reach: the file itself, or a hard link (else a copy) in
+ * a fresh 0755 directory, removed when the process exits. The pinned node lives in a cache under
+ * the home directory, which is often 0700 (nsjail then fails to bind it: "try 'chmod o+x'").
+ */
+function reachableByJail(file: string): string {
+  if (traversableByOthers(file)) return file;
+  const dir = mkdtempSync(join(tmpdir(), 'mcpworks-jail-bin-'));
+  chmodSync(dir, 0o755);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const staged = join(dir, basename(file));
+  try {
+    linkSync(file, staged);
+  } catch {
+    copyFileSync(file, staged);
+    chmodSync(staged, 0o755);
+  }
+  return staged;
+}
+
+/** Read-only binds a Node.js binary needs (at its own path inside the jail). */
 export function nodeMounts(node: string): string[] {
-  return ['-R', node, ...sharedLibraryMounts(node)];
+  return ['-R', `${reachableByJail(node)}:${node}`, ...sharedLibraryMounts(node)];
 }
 
 /**
