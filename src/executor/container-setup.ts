@@ -93,6 +93,9 @@ async function ensureFullyVisibleProc(dir: string, logger: Logger): Promise<void
     return;
   }
   const overmounts = procOvermounts(before);
+  if (runsInUserNamespace()) {
+    throw unavailable(startupProblem.procMaskedInUserNamespace(overmounts));
+  }
   if (!emptyDirectory(dir)) throw unavailable(startupProblem.procDirMissing(dir, overmounts));
   try {
     await run(mountTool(), ['-t', 'proc', '-o', MOUNT_FLAGS, 'proc', dir]);

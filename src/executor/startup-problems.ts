@@ -38,6 +38,15 @@ export const startupProblem = {
     );
   },
 
+  procMaskedInUserNamespace(overmounts: readonly string[]): string {
+    return (
+      `/proc mount refused: this pod runs in a user namespace (hostUsers: false) and its /proc ` +
+      `is masked (${summary(overmounts)}); there the kernel refuses every new procfs, the ` +
+      "executor's clean one and each sandbox's own; set securityContext.procMount: Unmasked on " +
+      'the executor container (the UserNamespace security mode does)'
+    );
+  },
+
   procMountRefused(dir: string, detail: string, overmounts: readonly string[]): string {
     return (
       `/proc mount refused: mounting a clean procfs on ${dir} failed (${detail}); the ` +
