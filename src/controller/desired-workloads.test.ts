@@ -40,15 +40,84 @@ test('gateway pods meet the restricted Pod Security Standard', () => {
   assert.equal(sc.readOnlyRootFilesystem, true);
 });
 
-test('executor pods get exactly SYS_ADMIN, SETUID and SETGID, no token, read-only root', () => {
-  const pod = podSpec(desiredExecutorDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
-  const sc = pod.containers[0].securityContext;
+const executorPod = (mode?: string, options = DEFAULT_WORKLOAD_OPTIONS) =>
+  podSpec(
+    desiredExecutorDeployment(
+      server((s) => {
+        if (mode !== undefined) s.spec.executor = { securityMode: mode };
+      }),
+      token,
+      options,
+    ),
+  );
+
+test('Standard executor pods: exactly the measured privileges, RuntimeDefault seccomp, chroot', () => {
+  const pod = executorPod();
+  const container = pod.containers[0];
   assert.equal(pod.automountServiceAccountToken, false);
+  assert.equal(pod.hostUsers, undefined);
+  assert.deepEqual(pod.securityContext, { seccompProfile: { type: 'RuntimeDefault' } });
+  assert.deepEqual(container.securityContext, {
+    runAsUser: 0,
+    runAsNonRoot: false,
+    readOnlyRootFilesystem: true,
+    seccompProfile: { type: 'RuntimeDefault' },
+    appArmorProfile: { type: 'Unconfined' },
+    privileged: false,
+    capabilities: { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID', 'SYS_CHROOT'] },
+  });
+  assert.ok(container.args.includes('--no-pivot-root'));
+  assert.ok(container.resources.limits.memory);
+});
+
+test('UserNamespace executor pods: hostUsers false, /proc unmasked, otherwise as Standard', () => {
+  const pod = executorPod('UserNamespace');
+  const sc = pod.containers[0].securityContext;
+  assert.equal(pod.hostUsers, false);
+  assert.equal(sc.procMount, 'Unmasked');
   assert.equal(sc.privileged, false);
-  assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID'] });
+  assert.deepEqual(sc.capabilities.add, ['SYS_ADMIN', 'SETUID', 'SETGID', 'SYS_CHROOT']);
   assert.equal(sc.seccompProfile.type, 'RuntimeDefault');
-  assert.equal(sc.readOnlyRootFilesystem, true);
-  assert.ok(pod.containers[0].resources.limits.memory);
+  assert.ok(pod.containers[0].args.includes('--no-pivot-root'));
+});
+
+test('Privileged executor pods: privileged, and nsjail keeps pivot_root', () => {
+  const pod = executorPod('Privileged');
+  const sc = pod.containers[0].securityContext;
+  assert.equal(sc.privileged, true);
+  assert.equal(sc.capabilities, undefined);
+  assert.equal(pod.hostUsers, undefined);
+  assert.ok(!pod.containers[0].args.includes('--no-pivot-root'));
+});
+
+test("the McpServer's securityMode wins over the operator's default; unset takes the default", () => {
+  const options = { ...DEFAULT_WORKLOAD_OPTIONS, executorSecurityMode: 'UserNamespace' as const };
+  assert.equal(executorPod(undefined, options).hostUsers, false);
+  assert.equal(executorPod('Standard', options).hostUsers, undefined);
+});
+
+test('a security mode change rolls the executor pods', () => {
+  const hash = (mode: string) =>
+    hashOf(
+      desiredExecutorDeployment(
+        server((s) => (s.spec.executor = { securityMode: mode })),
+        token,
+        DEFAULT_WORKLOAD_OPTIONS,
+      ),
+    );
+  assert.notEqual(hash('Standard'), hash('UserNamespace'));
+});
+
+test('an unknown securityMode is rejected by the schema', () => {
+  assert.throws(() => server((s) => (s.spec.executor = { securityMode: 'Root' })));
+});
+
+test('a start-up failure becomes the termination message; readiness waits for the self-test', () => {
+  const container = executorPod().containers[0];
+  assert.equal(container.terminationMessagePath, '/dev/termination-log');
+  assert.equal(container.terminationMessagePolicy, 'FallbackToLogsOnError');
+  assert.ok(container.args.includes('--termination-message-path=/dev/termination-log'));
+  assert.equal(container.readinessProbe.httpGet.path, '/readyz');
 });
 
 test('executors use the sandbox roots prepared in the image, not copies in their memory /tmp', () => {

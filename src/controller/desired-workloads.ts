@@ -2,7 +2,7 @@
  * Pure builders of the workload objects of one McpServer: complete server-side-apply bodies,
  * no clock, no environment, no I/O. The reconciler applies what these return.
  */
-import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
+import type { ExecutorSecurityMode, McpServer } from '../api/v1alpha1/mcpserver.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import {
   Annotations,
@@ -23,12 +23,15 @@ export interface WorkloadOptions {
    * nsjail needs; `Unconfined` or a `Localhost` profile that allows it (docs/adr/0004).
    */
   executorAppArmor: { type: 'Unconfined' } | { type: 'Localhost'; localhostProfile: string };
+  /** Executor pod privileges unless the McpServer sets spec.executor.securityMode (ADR 0004). */
+  executorSecurityMode: ExecutorSecurityMode;
 }
 
 export const DEFAULT_WORKLOAD_OPTIONS: WorkloadOptions = {
   gatewayImage: 'mcpworks/mcpworks:0.1.0',
   executorImage: 'mcpworks/sandbox:0.1.0',
   executorAppArmor: { type: 'Unconfined' },
+  executorSecurityMode: 'Standard',
 };
 
 const DEFAULT_RESOURCES = {
@@ -136,12 +139,64 @@ export function desiredGatewayDeployment(
   });
 }
 
+/** Where kubelet reads the executor's start-up failure from (its default path, made explicit). */
+export const EXECUTOR_TERMINATION_MESSAGE_PATH = '/dev/termination-log';
+
 /**
- * Executor pods hold exactly what nsjail needs to build a fresh sandbox per call (ADR 0004):
- * CAP_SYS_ADMIN (new mount/pid/net/ipc/uts/cgroup namespaces, mounts, cgroup limits), CAP_SETUID
- * and CAP_SETGID (uid/gid maps and dropping to the sandbox user), everything else dropped; the
- * runtime's seccomp profile stays on (it admits those syscalls to a SYS_ADMIN holder) and nsjail
- * adds its own per-call allowlist; no ServiceAccount token; read-only root filesystem.
+ * The executor container's privileges per security mode, exactly as measured to work
+ * (docs/adr/0004-executor-privileges.md). Standard and UserNamespace: CAP_SYS_ADMIN (namespaces,
+ * mounts, the clean procfs and the cgroup bind remount), CAP_SETUID and CAP_SETGID (uid/gid
+ * maps), CAP_SYS_CHROOT (RuntimeDefault seccomp admits chroot only with it; nsjail enters the
+ * jail with chroot because that profile refuses pivot_root), everything else dropped.
+ */
+export function executorSecurity(
+  mode: ExecutorSecurityMode,
+  appArmor: WorkloadOptions['executorAppArmor'],
+): {
+  pod: Record<string, unknown>;
+  container: Record<string, unknown>;
+  executorArgs: string[];
+} {
+  const common = {
+    // nsjail starts as root in the container's user namespace and drops to an unprivileged id
+    // inside each sandbox; runAsNonRoot would strip the capabilities.
+    runAsUser: 0,
+    runAsNonRoot: false,
+    readOnlyRootFilesystem: true,
+    seccompProfile: { type: 'RuntimeDefault' },
+    appArmorProfile: appArmor,
+  };
+  const capabilities = { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID', 'SYS_CHROOT'] };
+  switch (mode) {
+    case 'Standard':
+      return {
+        pod: { securityContext: { seccompProfile: { type: 'RuntimeDefault' } } },
+        container: { ...common, privileged: false, capabilities },
+        executorArgs: ['--no-pivot-root'],
+      };
+    case 'UserNamespace':
+      return {
+        pod: { hostUsers: false, securityContext: { seccompProfile: { type: 'RuntimeDefault' } } },
+        // One fully visible procfs is needed for nsjail's own /proc mounts; a user-namespaced
+        // pod cannot mount a clean one over the masks, so the container's /proc is unmasked.
+        container: { ...common, privileged: false, capabilities, procMount: 'Unmasked' },
+        executorArgs: ['--no-pivot-root'],
+      };
+    case 'Privileged':
+      // All capabilities, no seccomp or AppArmor confinement from the runtime: pivot_root is
+      // allowed, so nsjail keeps its default (the old root is unmounted, not just hidden).
+      return {
+        pod: { securityContext: { seccompProfile: { type: 'RuntimeDefault' } } },
+        container: { ...common, privileged: true },
+        executorArgs: [],
+      };
+  }
+}
+
+/**
+ * Executor pods: the privileges of their security mode (above), no ServiceAccount token,
+ * read-only root filesystem, a memory-backed /tmp; a start-up failure in plain words becomes the
+ * pod's termination message.
  */
 export function desiredExecutorDeployment(
   server: McpServer,
@@ -150,11 +205,19 @@ export function desiredExecutorDeployment(
 ): KubeObject {
   const names = childNames(server);
   const executor = server.spec.executor;
-  const hash = specHash(executor, token.hash, options.executorImage, options.executorAppArmor);
+  const mode = executor.securityMode ?? options.executorSecurityMode;
+  const security = executorSecurity(mode, options.executorAppArmor);
+  const hash = specHash(
+    executor,
+    token.hash,
+    options.executorImage,
+    options.executorAppArmor,
+    mode,
+  );
   return deployment(server, 'executor', executor.replicas, hash, {
     automountServiceAccountToken: false,
     enableServiceLinks: false,
-    securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+    ...security.pod,
     containers: [
       {
         name: 'executor',
@@ -166,6 +229,8 @@ export function desiredExecutorDeployment(
           `--warm-pool-size=${executor.warmPoolSize}`,
           // roots prepared at image build (sandbox-image/Dockerfile): /tmp here is memory
           '--runtime-roots=/opt/mcpworks/runtime-roots',
+          `--termination-message-path=${EXECUTOR_TERMINATION_MESSAGE_PATH}`,
+          ...security.executorArgs,
         ],
         ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],
         env: [
@@ -175,18 +240,10 @@ export function desiredExecutorDeployment(
           },
         ],
         resources: executor.resources ?? DEFAULT_RESOURCES.executor,
-        securityContext: {
-          // nsjail starts as root in the container's user namespace and drops to an
-          // unprivileged id inside each sandbox; runAsNonRoot would strip the capabilities.
-          runAsUser: 0,
-          runAsNonRoot: false,
-          privileged: false,
-          readOnlyRootFilesystem: true,
-          capabilities: { drop: ['ALL'], add: ['SYS_ADMIN', 'SETUID', 'SETGID'] },
-          seccompProfile: { type: 'RuntimeDefault' },
-          appArmorProfile: options.executorAppArmor,
-        },
-        readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5 },
+        securityContext: security.container,
+        terminationMessagePath: EXECUTOR_TERMINATION_MESSAGE_PATH,
+        terminationMessagePolicy: 'FallbackToLogsOnError',
+        readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5 },
         livenessProbe: {
           httpGet: { path: '/healthz', port: 'http' },
           periodSeconds: 10,

@@ -185,6 +185,20 @@ export const GatewaySpecSchema = z.strictObject({
   resources: ResourceRequirementsSchema.optional(),
 });
 
+/**
+ * The executor pods' privileges (docs/adr/0004-executor-privileges.md):
+ * - `Standard`: container root with SYS_ADMIN, SETUID, SETGID, SYS_CHROOT in the node's user
+ *   namespace, RuntimeDefault seccomp; works on cgroup v1 and v2. Node-root-equivalent.
+ * - `UserNamespace`: the same in a user-namespaced pod (`hostUsers: false`, procMount
+ *   `Unmasked`); no longer node-root-equivalent. Needs Kubernetes >= 1.33, Linux >= 6.3,
+ *   containerd >= 2.0, and cgroup v2 with containerd >= 2.1 `cgroup_writable` for the limits
+ *   (on cgroup v1 the executor refuses to start: the limits cannot be applied there).
+ * - `Privileged`: `privileged: true`, the last resort.
+ */
+export const EXECUTOR_SECURITY_MODES = ['Standard', 'UserNamespace', 'Privileged'] as const;
+export const ExecutorSecurityModeSchema = z.enum(EXECUTOR_SECURITY_MODES);
+export type ExecutorSecurityMode = z.infer<typeof ExecutorSecurityModeSchema>;
+
 export const ExecutorSpecSchema = z.strictObject({
   replicas: z.number().int().min(0).max(100).default(2).describe('Executor pods.'),
   resources: ResourceRequirementsSchema.optional(),
@@ -204,6 +218,12 @@ export const ExecutorSpecSchema = z.strictObject({
     .max(64)
     .default(2)
     .describe('Pre-started single-use sandboxes kept ready per runtime.'),
+  /** Unset: the operator's default (chart value executor.securityMode, itself Standard). */
+  securityMode: ExecutorSecurityModeSchema.optional().describe(
+    "Executor pod privileges: Standard (SYS_ADMIN in the node's user namespace), " +
+      'UserNamespace (hostUsers: false; needs cgroup v2 with a writable delegated cgroup), or ' +
+      "Privileged (last resort). Unset: the operator's default.",
+  ),
 });
 
 export const AuditSpecSchema = z.strictObject({

@@ -4,6 +4,10 @@
  * on the metrics address; stops gracefully on SIGTERM / SIGINT (releasing the lease).
  */
 import { hostname } from 'node:os';
+import {
+  EXECUTOR_SECURITY_MODES,
+  ExecutorSecurityModeSchema,
+} from '../../api/v1alpha1/mcpserver.ts';
 import { createController } from '../../controller/manager.ts';
 import { createControllerMetrics } from '../../controller/metrics.ts';
 import { parseBindAddress, startHttpServer } from '../../controller/http-server.ts';
@@ -27,6 +31,9 @@ const USAGE = `usage: mcpworks controller [options]
   --resync-period <seconds>           reconcile everything this often (default 600)
   --gateway-image <image>             (default $MCPWORKS_GATEWAY_IMAGE)
   --executor-image <image>            (default $MCPWORKS_EXECUTOR_IMAGE)
+  --executor-security-mode <mode>     Standard | UserNamespace | Privileged: executor pods of
+                                      McpServers that set none (default
+                                      $MCPWORKS_EXECUTOR_SECURITY_MODE, else Standard)
   --log-level <level>                 (default info)
 `;
 
@@ -47,6 +54,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'resync-period': { type: 'string', default: '600' },
       'gateway-image': { type: 'string' },
       'executor-image': { type: 'string' },
+      'executor-security-mode': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -82,6 +90,15 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     io.stderr(`mcpworks controller: ${(error as Error).message}\n`);
     return 2;
   }
+  const securityModeValue =
+    values['executor-security-mode'] ?? io.env['MCPWORKS_EXECUTOR_SECURITY_MODE'];
+  const securityMode = ExecutorSecurityModeSchema.safeParse(securityModeValue ?? 'Standard');
+  if (!securityMode.success) {
+    io.stderr(
+      `mcpworks controller: --executor-security-mode must be one of ${EXECUTOR_SECURITY_MODES.join(', ')}\n`,
+    );
+    return 2;
+  }
   const leaderElect = values['leader-elect'] === 'true';
   const leaseNamespace = values['leader-election-namespace'] ?? io.env['POD_NAMESPACE'];
   if (leaderElect && !leaseNamespace) {
@@ -114,6 +131,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     workloads: {
       ...(gatewayImage ? { gatewayImage } : {}),
       ...(executorImage ? { executorImage } : {}),
+      executorSecurityMode: securityMode.data,
     },
     ...(leaderElect
       ? {
