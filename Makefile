@@ -17,8 +17,10 @@ node_modules/.installed: package.json package-lock.json
 
 deps: node_modules/.installed
 
-components: ## build or find the cached test components (control plane, helm, nsjail)
+components: ## host packages, then build or find the cached test components (control plane, node, helm, nsjail)
+	@scripts/install-host-packages.sh
 	@test/controlplane/build.sh >/dev/null
+	@test/controlplane/build-node.sh >/dev/null
 	@scripts/install-nsjail.sh >/dev/null
 
 install: deps components ## dependencies and test components
