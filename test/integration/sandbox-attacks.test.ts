@@ -379,6 +379,17 @@ describe('forbidden system calls', () => {
   const cases: Array<[string, number, number[]]> = [
     ['ptrace', 101, [0, 0, 0, 0]],
     ['mount', 165, [0, 0, 0, 0, 0]],
+    // what could reach the old root left beneath the jail by --no_pivotroot (docs/adr/0004)
+    ['umount2', 166, [0, 2]],
+    ['chroot', 161, [0]],
+    ['pivot_root', 155, [0, 0]],
+    ['move_mount', 429, [-1, 0, -1, 0, 0]],
+    ['open_tree', 428, [-1, 0, 0]],
+    ['fsopen', 430, [0, 0]],
+    ['fsconfig', 431, [-1, 0, 0, 0, 0]],
+    ['fsmount', 432, [-1, 0, 0]],
+    ['fspick', 433, [-1, 0, 0]],
+    ['mount_setattr', 442, [-1, 0, 0, 0, 0]],
     ['unshare (new user namespace)', 272, [0x10000000]],
     ['setns', 308, [0, 0]],
     ['clone with namespace flags', 56, [0x10000000 | 17, 0, 0, 0, 0]],
