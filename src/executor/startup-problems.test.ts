@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { cgroupCreateProblem } from './cgroups.ts';
 import { explainJailFailure, startupProblem } from './startup-problems.ts';
@@ -80,4 +82,33 @@ describe("explainJailFailure reads nsjail's own log", () => {
   test('an unknown log explains nothing (the generic self-test failure stands)', () => {
     assert.equal(explainJailFailure('[E] something new'), undefined);
   });
+});
+
+describe('docs/troubleshooting.md quotes every start-up problem verbatim', () => {
+  const page = readFileSync(
+    fileURLToPath(new URL('../../docs/troubleshooting.md', import.meta.url)),
+    'utf8',
+  );
+  // The placeholders as the page writes them.
+  const messages = [
+    startupProblem.missingCapabilities(['<name>' as never]),
+    startupProblem.mountToolMissing(['/usr/bin/mount', '/bin/mount']),
+    startupProblem.procDirMissing('/opt/mcpworks/proc', ['<paths>']),
+    startupProblem.procMaskedInUserNamespace(['<paths>']),
+    startupProblem.procMountRefused('/opt/mcpworks/proc', "<mount's error>", ['<paths>']),
+    startupProblem.cgroupReadOnly('<path>', "<mount's error>"),
+    startupProblem.cgroupV1InUserNamespace('<path>', 'EACCES'),
+    startupProblem.cgroupV2NotDelegated('<path>', '<code>'),
+    explainJailFailure("pivot_root('/r', '/r'): Operation not permitted"),
+    explainJailFailure("chroot('/r'): Operation not permitted"),
+    explainJailFailure('write(/proc/self/uid_map): Operation not permitted'),
+    explainJailFailure('clone(flags=CLONE_NEWUSER): Operation not permitted'),
+    explainJailFailure("mount('none' -> '/r/proc'): procfs mount may fail if /proc has overmounts"),
+  ];
+  for (const message of messages) {
+    test(String(message).slice(0, 60), () => {
+      assert.ok(message !== undefined);
+      assert.ok(page.includes(`\`${message}\``), `not on the page: ${message}`);
+    });
+  }
 });
