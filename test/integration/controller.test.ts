@@ -76,7 +76,9 @@ test('an McpServer gets its gateway and executor workloads, owned, with the righ
     'SYS_ADMIN',
     'SETUID',
     'SETGID',
+    'SYS_CHROOT',
   ]);
+  assert.equal(exPod.hostUsers, undefined, 'Standard security mode by default');
   for (const [type, name] of [
     [Resources.Service, 'demo-gateway'],
     [Resources.Service, 'demo-executor'],
@@ -95,6 +97,30 @@ test('an McpServer gets its gateway and executor workloads, owned, with the righ
   assert.equal(condition(server, 'Progressing')?.status, 'True');
   assert.equal(condition(server, 'Ready')?.status, 'False');
   assert.equal((server['status'] as any).tools, 1);
+});
+
+test('each executor security mode gives a Deployment the API server accepts', async () => {
+  const ns = await cp.newNamespace('modes');
+  const expect: Record<string, (pod: any) => void> = {
+    UserNamespace: (pod) => {
+      assert.equal(pod.hostUsers, false);
+      assert.equal(pod.containers[0].securityContext.procMount, 'Unmasked');
+    },
+    Privileged: (pod) => assert.equal(pod.containers[0].securityContext.privileged, true),
+  };
+  for (const [mode, check] of Object.entries(expect)) {
+    const name = mode.toLowerCase();
+    const server = mcpServer(ns, name) as any;
+    server.spec.executor = { securityMode: mode };
+    await admin.create(Resources.McpServer, server);
+    const executor = await waitFor(`${mode} executor deployment`, () =>
+      get(Resources.Deployment, ns, `${name}-executor`),
+    );
+    check((executor['spec'] as any).template.spec);
+  }
+  const bad = mcpServer(ns, 'bad') as any;
+  bad.spec.executor = { securityMode: 'Root' };
+  await assert.rejects(admin.create(Resources.McpServer, bad), /securityMode|Unsupported value/);
 });
 
 test('a tool change changes the gateway pod template hash (a rollout)', async () => {
