@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { McpServerSchema } from '../api/v1alpha1/mcpserver.ts';
+import { EXECUTOR_SECURITY_MODES, McpServerSchema } from '../api/v1alpha1/mcpserver.ts';
 import { childShapes, prune } from './cache-shape.ts';
-import { DEFAULT_WORKLOAD_OPTIONS, desiredGatewayDeployment } from './desired-workloads.ts';
+import {
+  DEFAULT_WORKLOAD_OPTIONS,
+  desiredExecutorDeployment,
+  desiredGatewayDeployment,
+} from './desired-workloads.ts';
 import { upToDate } from './server-reconciler.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- builds a server-defaulted object */
@@ -58,4 +62,19 @@ test('user-set resources survive pruning (resources are kept whole)', () => {
     cpu: '500m',
     memory: '1Gi',
   });
+});
+
+test('an executor Deployment of every security mode stays up to date after pruning', () => {
+  const shape = childShapes().get('Deployment') ?? true;
+  for (const executorSecurityMode of EXECUTOR_SECURITY_MODES) {
+    const desired = desiredExecutorDeployment(
+      server,
+      { hash: 'h' },
+      { ...DEFAULT_WORKLOAD_OPTIONS, executorSecurityMode },
+    );
+    assert.ok(
+      upToDate(desired, prune(structuredClone(desired), shape) as any),
+      executorSecurityMode,
+    );
+  }
 });

@@ -5,7 +5,7 @@
  * pod template doubles in size on the server). Subtrees whose keys are not ours to know
  * (labels, resources, Secret data, security contexts) are kept whole.
  */
-import { McpServerSchema } from '../api/v1alpha1/mcpserver.ts';
+import { EXECUTOR_SECURITY_MODES, McpServerSchema } from '../api/v1alpha1/mcpserver.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import {
   desiredExecutorNetworkPolicy,
@@ -102,7 +102,13 @@ export function childShapes(): Map<string, Shape> {
   ]) {
     const objects: KubeObject[] = [
       desiredGatewayDeployment(server, token, DEFAULT_WORKLOAD_OPTIONS),
-      desiredExecutorDeployment(server, token, DEFAULT_WORKLOAD_OPTIONS),
+      // every security mode: each sets pod-level fields of its own (hostUsers)
+      ...EXECUTOR_SECURITY_MODES.map((executorSecurityMode) =>
+        desiredExecutorDeployment(server, token, {
+          ...DEFAULT_WORKLOAD_OPTIONS,
+          executorSecurityMode,
+        }),
+      ),
       desiredService(server, 'gateway'),
       desiredService(server, 'executor'),
       desiredGatewayServiceAccount(server),
