@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { controlPlaneBinDir, isExecutable } from './paths.ts';
-import { createPki, type Pki } from './pki.ts';
+import { createPki, issueCertificate, type Pki } from './pki.ts';
 import {
   Cleanup,
   freePort,
@@ -47,6 +47,22 @@ export interface ControlPlaneOptions {
   binDir?: string;
   /** Service ClusterIP range (default 10.0.0.0/24, 254 Services); wider for benchmarks. */
   serviceClusterIpRange?: string;
+  /**
+   * Node mode, set by startNodeCluster (node.ts): the API server binds and advertises on the
+   * node's bridge address, authorizes with Node,RBAC, admits with NodeRestriction and
+   * ServiceAccount, reaches kubelets with a client certificate and verifies their serving
+   * certificates; the controller manager runs every controller but nodeipam. Implies
+   * `controllerManager`. Off by default: the API-only tests keep the envtest-like setup.
+   */
+  node?: NodeModeOptions;
+}
+
+export interface NodeModeOptions {
+  /** The address to bind and advertise (the node bridge's). */
+  address: string;
+  /** The Service range; its first address (the `kubernetes` Service) joins the serving SANs. */
+  serviceClusterIpRange: string;
+  kubernetesServiceIp: string;
 }
 
 export interface ControlPlane {
@@ -94,7 +110,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const needed = [
     'etcd',
     'kube-apiserver',
-    ...(opts.controllerManager ? ['kube-controller-manager'] : []),
+    ...(opts.controllerManager || opts.node ? ['kube-controller-manager'] : []),
   ];
   const missing = missingBinaries(binDir, needed);
   if (missing.length > 0) {
@@ -144,15 +160,22 @@ async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<Con
   };
 
   try {
-    const pki = await createPki(dir);
+    const node = opts.node;
+    const pki = await createPki(dir, node ? [node.address, node.kubernetesServiceIp] : []);
     const etcdUrl = await startEtcd(dir, launch, timeoutMs);
     const port = await freePort();
-    const server = `https://127.0.0.1:${port}`;
+    const server = `https://${node?.address ?? '127.0.0.1'}:${port}`;
     const issuer = server;
+    const admissionPlugins = [
+      ...(node ? ['NodeRestriction'] : []),
+      ...(opts.admissionPlugins ?? []),
+    ];
     const apiserver = launch('kube-apiserver', [
-      ...apiserverArgs(dir, port, etcdUrl, issuer, opts.serviceClusterIpRange),
-      ...(opts.admissionPlugins?.length
-        ? [`--enable-admission-plugins=${opts.admissionPlugins.join(',')}`]
+      ...(node
+        ? await nodeModeApiserverArgs(dir, port, etcdUrl, issuer, node)
+        : apiserverArgs(dir, port, etcdUrl, issuer, opts.serviceClusterIpRange)),
+      ...(admissionPlugins.length > 0
+        ? [`--enable-admission-plugins=${admissionPlugins.join(',')}`]
         : []),
     ]);
     await waitFor(apiserver, timeoutMs, () => httpsOk(server, '/readyz', pki));
@@ -163,7 +186,7 @@ async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<Con
       mode: 0o600,
     });
 
-    if (opts.controllerManager) {
+    if (opts.controllerManager || node) {
       const kcm = launch('kube-controller-manager', [
         `--kubeconfig=${kubeconfigPath}`,
         `--service-account-private-key-file=${join(dir, 'sa.key')}`,
@@ -171,7 +194,14 @@ async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<Con
         '--leader-elect=false',
         '--use-service-account-credentials=false',
         '--secure-port=0',
-        `--controllers=${CONTROLLERS.join(',')}`,
+        ...(node
+          ? [
+              '--controllers=*,-nodeipam',
+              `--cluster-signing-cert-file=${join(dir, 'ca.crt')}`,
+              `--cluster-signing-key-file=${join(dir, 'ca.key')}`,
+              `--flex-volume-plugin-dir=${join(dir, 'flexvolume')}`,
+            ]
+          : [`--controllers=${CONTROLLERS.join(',')}`]),
         // Faster convergence in tests than the production defaults.
         '--concurrent-gc-syncs=5',
         '--namespace-sync-period=10s',
@@ -200,6 +230,8 @@ async function startOnce(binDir: string, opts: ControlPlaneOptions): Promise<Con
       async newNamespace(prefix = 'test') {
         const name = `${prefix}-${randomBytes(4).toString('hex')}`.slice(0, 63);
         await core.createNamespace({ body: { metadata: { name } } });
+        // With ServiceAccount admission on, Pods are refused until "default" exists.
+        if (node) await waitForDefaultServiceAccount(core, name, timeoutMs);
         return name;
       },
       kubeconfigFor(user) {
@@ -253,6 +285,61 @@ async function startEtcd(
     }
   });
   return client;
+}
+
+/** apiserverArgs for a control plane with a node: see ControlPlaneOptions.node. */
+async function nodeModeApiserverArgs(
+  dir: string,
+  port: number,
+  etcdUrl: string,
+  issuer: string,
+  node: NodeModeOptions,
+): Promise<string[]> {
+  const client = await issueCertificate(
+    dir,
+    '/O=system:masters/CN=kube-apiserver-kubelet-client',
+    'apiserver-kubelet-client',
+  );
+  // ServiceAccount admission stays on (kubelets mount the projected tokens); the lease endpoint
+  // reconciler keeps the `kubernetes` Service's endpoint, which is how pods reach the API server.
+  const loopbackOnly = new Set([
+    '--bind-address',
+    '--advertise-address',
+    '--service-cluster-ip-range',
+    '--authorization-mode',
+    '--disable-admission-plugins',
+    '--endpoint-reconciler-type',
+  ]);
+  return [
+    ...apiserverArgs(dir, port, etcdUrl, issuer).filter(
+      (arg) => !loopbackOnly.has(arg.split('=')[0] ?? ''),
+    ),
+    `--bind-address=${node.address}`,
+    `--advertise-address=${node.address}`,
+    `--service-cluster-ip-range=${node.serviceClusterIpRange}`,
+    '--authorization-mode=Node,RBAC',
+    `--kubelet-client-certificate=${client.certPath}`,
+    `--kubelet-client-key=${client.keyPath}`,
+    `--kubelet-certificate-authority=${join(dir, 'ca.crt')}`,
+    '--kubelet-preferred-address-types=InternalIP',
+  ];
+}
+
+async function waitForDefaultServiceAccount(
+  core: CoreV1Api,
+  namespace: string,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await core.readNamespacedServiceAccount({ name: 'default', namespace });
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 function apiserverArgs(

@@ -77,10 +77,10 @@ const leafArgs = (subj: string, out: string, ext: string[]): string[] =>
 
 /**
  * Writes into `dir` a CA (serving and client CA at once), the apiserver serving pair for
- * 127.0.0.1/localhost/kubernetes.default.svc, an admin client pair in group system:masters and a
- * ServiceAccount signing key pair; returns the PEM contents.
+ * 127.0.0.1/localhost/kubernetes.default.svc (and `extraIps`), an admin client pair in group
+ * system:masters and a ServiceAccount signing key pair; returns the PEM contents.
  */
-export async function createPki(dir: string): Promise<Pki> {
+export async function createPki(dir: string, extraIps: readonly string[] = []): Promise<Pki> {
   // No default extensions: every extension is added explicitly below.
   await writeFile(join(dir, 'openssl.cnf'), '[req]\ndistinguished_name=dn\n[dn]\n');
   await openssl(
@@ -95,6 +95,7 @@ export async function createPki(dir: string): Promise<Pki> {
   const sans = [
     'IP:127.0.0.1',
     'IP:10.0.0.1',
+    ...extraIps.map((ip) => `IP:${ip}`),
     'DNS:localhost',
     'DNS:kubernetes',
     'DNS:kubernetes.default',
@@ -145,4 +146,26 @@ export async function createPki(dir: string): Promise<Pki> {
     serviceAccountKey: saKey as string,
     serviceAccountPub: saPub as string,
   };
+}
+
+/**
+ * Issues `<out>.crt`/`<out>.key` in `dir` from the CA that createPki wrote there: a client
+ * certificate for `subject` (e.g. `/O=system:nodes/CN=system:node:n1`), or with `servingIps` a
+ * serving certificate for those addresses.
+ */
+export async function issueCertificate(
+  dir: string,
+  subject: string,
+  out: string,
+  servingIps: readonly string[] = [],
+): Promise<{ certPath: string; keyPath: string }> {
+  const ext =
+    servingIps.length > 0
+      ? [
+          'extendedKeyUsage=serverAuth',
+          `subjectAltName=${servingIps.map((ip) => `IP:${ip}`).join(',')}`,
+        ]
+      : ['extendedKeyUsage=clientAuth'];
+  await openssl(dir, leafArgs(subject, out, ext));
+  return { certPath: join(dir, `${out}.crt`), keyPath: join(dir, `${out}.key`) };
 }

@@ -1,0 +1,240 @@
+// Proves the real test node: kubelet + containerd + runc + CNI + kube-proxy + CoreDNS joined to
+// the test control plane, pods from the harness's own scratch image, Service DNS, and a pod
+// network that never leaves the machine (no route out, and the nftables guard's counters).
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { stringify } from 'yaml';
+import { HOST_PATHS, LOCK_DIR, RECORDED_SYSCTLS } from '../harness/node-host.ts';
+import { startNodeCluster, type NodeCluster } from '../harness/node.ts';
+import { eventually } from '../harness/wait.ts';
+
+/** What the node may change on the host; equal before start and after stop. */
+function hostSnapshot() {
+  const read = (key: string) => {
+    try {
+      return readFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const cmd = (c: string, args: string[]) => execFileSync(c, args, { encoding: 'utf8' });
+  return {
+    sysctls: Object.fromEntries(RECORDED_SYSCTLS.map((k) => [k, read(k)])),
+    paths: HOST_PATHS.filter((p) => existsSync(p)),
+    nftTables: cmd('nft', ['list', 'tables']),
+    iptables: cmd('iptables-save', []).replace(/^[#:].*$/gm, ''),
+    links: cmd('ip', ['-o', 'link', 'show'])
+      .split('\n')
+      .map((l) => l.split(':')[1]?.trim())
+      .filter(Boolean)
+      .sort(),
+  };
+}
+
+const podYaml = (name: string, args: string[], labels: Record<string, string> = {}) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, labels },
+  spec: {
+    terminationGracePeriodSeconds: 0,
+    automountServiceAccountToken: false,
+    containers: [
+      {
+        name: 'main',
+        image: '',
+        imagePullPolicy: 'Never',
+        args,
+        securityContext: {
+          runAsNonRoot: true,
+          runAsUser: 65534,
+          allowPrivilegeEscalation: false,
+          capabilities: { drop: ['ALL'] },
+          readOnlyRootFilesystem: true,
+        },
+      },
+    ],
+  },
+});
+
+describe('a real node joined to the test control plane', () => {
+  let cluster: NodeCluster;
+  let ns: string;
+  let hostBefore: ReturnType<typeof hostSnapshot>;
+  const exec = (args: string[]) =>
+    cluster.kubectl(['-n', ns, 'exec', 'client', '--', '/nettest', ...args], {
+      timeoutMs: 30_000,
+    });
+
+  before(async () => {
+    hostBefore = hostSnapshot();
+    const started = Date.now();
+    cluster = await startNodeCluster();
+    console.log(`# node Ready ${Date.now() - started} ms after startNodeCluster`);
+    ns = await cluster.newNamespace('node');
+    const image = cluster.images.nettest;
+    const withImage = (pod: ReturnType<typeof podYaml>) => {
+      const [container] = pod.spec.containers;
+      if (container) container.image = image;
+      return pod;
+    };
+    const manifests = [
+      withImage(podYaml('web', ['serve', '8080'], { app: 'web' })),
+      withImage(podYaml('client', ['serve', '8081'])),
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'web' },
+        spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
+      },
+    ];
+    await cluster.kubectl(['-n', ns, 'apply', '-f', '-'], {
+      input: manifests.map((m) => stringify(m)).join('---\n'),
+    });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test('the node is Ready and runs pods from a scratch image of ours', async () => {
+    const nodes = await cluster.kubectl(['get', 'node', cluster.nodeName, '-o', 'json']);
+    const node = JSON.parse(nodes.stdout);
+    assert.equal(
+      node.status.conditions.find((c: { type: string }) => c.type === 'Ready')?.status,
+      'True',
+    );
+    assert.deepEqual(
+      node.status.addresses.find((a: { type: string }) => a.type === 'InternalIP')?.address,
+      cluster.bridgeAddress,
+    );
+    const started = Date.now();
+    await cluster.kubectl(
+      ['-n', ns, 'wait', '--for=condition=Ready', 'pod/web', 'pod/client', '--timeout=90s'],
+      { timeoutMs: 100_000 },
+    );
+    console.log(`# two pods Ready ${Date.now() - started} ms after the wait began`);
+  });
+
+  test('a pod reaches another pod by its Service DNS name', async () => {
+    const full = await exec(['get', `http://web.${ns}.svc.cluster.local/`]);
+    assert.equal(full.stdout, 'hello from web\n');
+    // The short name works through the search path the kubelet writes.
+    const short = await exec(['get', 'http://web/']);
+    assert.equal(short.stdout, 'hello from web\n');
+  });
+
+  test('pods reach the API server as the kubernetes Service', async () => {
+    const res = await exec(['dial', 'kubernetes.default.svc.cluster.local:443']);
+    assert.match(res.stdout, /^connected to 10\.213\.1\.1:443/);
+  });
+
+  test('names outside cluster.local are NXDOMAIN: nothing is forwarded', async () => {
+    await assert.rejects(exec(['lookup', 'example.com']), /no such host/);
+  });
+
+  test('a connection to an outside address fails with no route, and nothing leaves', async () => {
+    const before = await cluster.guardCounters();
+    await assert.rejects(exec(['dial', '203.0.113.1:80']), /network is unreachable/);
+    const after = await cluster.guardCounters();
+    assert.equal(after.leaked, 0);
+    assert.deepEqual(after, before, 'the packet never left the pod');
+  });
+
+  test('the guard drops pod traffic the host would forward to another interface', async () => {
+    // A Service whose endpoint is outside: kube-proxy rewrites the pod's packet toward it and
+    // the host would forward it. The "outside" is a veth whose peer sits in a network namespace
+    // of this test, so even a broken guard could not send anything off the machine.
+    const netns = 'mcpworks-guard-test';
+    const ip = (...args: string[]) => execFileSync('ip', args);
+    ip('netns', 'add', netns);
+    try {
+      ip('link', 'add', 'mcpwt0', 'type', 'veth', 'peer', 'name', 'mcpwt1', 'netns', netns);
+      // IPv4 only, so the host's own IPv6 neighbour discovery does not show up on the peer.
+      writeFileSync('/proc/sys/net/ipv6/conf/mcpwt0/disable_ipv6', '1\n');
+      ip('addr', 'add', '198.51.100.1/24', 'dev', 'mcpwt0');
+      ip('link', 'set', 'mcpwt0', 'up');
+      ip('-n', netns, 'link', 'set', 'mcpwt1', 'up');
+      const peerReceived = () => {
+        const out = execFileSync('ip', ['-n', netns, '-s', '-j', 'link', 'show', 'mcpwt1'], {
+          encoding: 'utf8',
+        });
+        return Number(JSON.parse(out)[0]?.stats64?.rx?.packets ?? 0);
+      };
+      const receivedBefore = peerReceived();
+      const service = {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'outside' },
+        spec: { ports: [{ port: 80, targetPort: 80 }] },
+      };
+      const slice = {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'outside-1', labels: { 'kubernetes.io/service-name': 'outside' } },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: ['198.51.100.2'], conditions: { ready: true } }],
+        ports: [{ port: 80, protocol: 'TCP', name: '' }],
+      };
+      await cluster.kubectl(['-n', ns, 'apply', '-f', '-'], {
+        input: [service, slice].map((m) => stringify(m)).join('---\n'),
+      });
+      const before = await cluster.guardCounters();
+      // kube-proxy programs the rules within a second or two; retry until the guard sees it.
+      await eventually(
+        'the guard to drop the forwarded packet',
+        async () => {
+          await assert.rejects(exec(['dial', `outside.${ns}.svc:80`]));
+          const now = await cluster.guardCounters();
+          return now.forward_dropped > before.forward_dropped ? now : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 500 },
+      );
+      assert.equal(peerReceived(), receivedBefore, 'nothing reached the outside interface');
+      assert.equal((await cluster.guardCounters()).leaked, 0);
+    } finally {
+      execFileSync('ip', ['link', 'del', 'mcpwt0'], { stdio: 'ignore' });
+      ip('netns', 'del', netns);
+    }
+  });
+
+  test('stop() ends every component and leaves the host as it was', async () => {
+    const started = Date.now();
+    const problems = await cluster.stop();
+    console.log(`# teardown ${Date.now() - started} ms`);
+    assert.deepEqual(problems, []);
+    assert.deepEqual(hostSnapshot(), hostBefore);
+    assert.equal(existsSync(LOCK_DIR), false);
+  });
+});
+
+describe('teardown without stop()', () => {
+  test('SIGKILL of the owning process: the reaper restores the host', async () => {
+    const hostBefore = hostSnapshot();
+    const harness = new URL('../harness/node.ts', import.meta.url).href;
+    const script = `
+      import { startNodeCluster } from ${JSON.stringify(harness)};
+      const c = await startNodeCluster();
+      console.log(JSON.stringify({ node: c.nodeName }));
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let line: string | undefined;
+    for await (const l of createInterface({ input: child.stdout })) {
+      line = l;
+      break;
+    }
+    assert.ok(line, 'the child started no node');
+    assert.ok(existsSync(LOCK_DIR));
+    child.kill('SIGKILL');
+    await exited;
+    // The reaper renames the lock away while it cleans up and removes it when done.
+    const lockLeft = () => readdirSync('/run').some((n) => n.startsWith('mcpworks-node'));
+    await eventually('the reaper to restore the host', async () => (lockLeft() ? undefined : true));
+    assert.deepEqual(hostSnapshot(), hostBefore);
+  });
+});
