@@ -67,6 +67,13 @@ export async function mustRun(
   return result.stdout;
 }
 
+export interface ImageConfig {
+  User?: string;
+  Env?: string[];
+  Entrypoint?: string[];
+  Cmd?: string[];
+}
+
 /** A buildah whose image store lives in `storageDir` instead of /var/lib/containers. */
 export class Buildah {
   private readonly globalArgs: string[];
@@ -122,18 +129,9 @@ export class Buildah {
   }
 
   /** The image's OCI config (User, Env, Entrypoint, Cmd, ...). */
-  async imageConfig(
-    ref: string,
-  ): Promise<{ User?: string; Env?: string[]; Entrypoint?: string[] }> {
-    const out = await this.query([
-      'inspect',
-      '--type',
-      'image',
-      '--format',
-      '{{json .OCIv1.Config}}',
-      ref,
-    ]);
-    return JSON.parse(out) as { User?: string; Env?: string[]; Entrypoint?: string[] };
+  async imageConfig(ref: string): Promise<ImageConfig> {
+    const out = await this.query(['inspect', '--type', 'image', ref]);
+    return (JSON.parse(out) as { OCIv1: { config?: ImageConfig } }).OCIv1.config ?? {};
   }
 
   /** `buildah bud` of `dockerfile` in `contextDir`, tagged `ref`; local base images only. */

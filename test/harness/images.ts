@@ -19,10 +19,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { Buildah, mustRun, type CommandResult } from './buildah.ts';
+import { Buildah, mustRun, type CommandResult, type ImageConfig } from './buildah.ts';
 import {
   BASE_APT_SOURCES,
   debianSourcesText,
@@ -30,6 +30,7 @@ import {
   type BaseImage,
 } from './image-base.ts';
 import { readImagePins } from './image-pins.ts';
+import { runPrivileged } from './runc.ts';
 import { cacheDir, repoRoot } from './paths.ts';
 
 /** Bump when how the images are built changes (mounts, flags): the cache keys include it. */
@@ -221,7 +222,7 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
 
 /** `apt-get install` what the build needs when this machine lacks it (CI machines start bare). */
 async function ensureBuildTools(logPath: string): Promise<void> {
-  const missing = ['buildah', 'debootstrap'].filter((tool) => {
+  const missing = ['buildah', 'debootstrap', 'runc'].filter((tool) => {
     try {
       execFileSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`], {
         stdio: 'ignore',
@@ -288,7 +289,7 @@ async function ensureImage(
   const seconds = (Date.now() - started) / 1000;
   const bytes = statSync(tar).size;
   log(
-    `images: ${spec.ref} ${built ? `built in ${seconds.toFixed(1)} s` : 'up to date'}: ${relative(process.cwd(), tar) || tar} (${(bytes / 1e6).toFixed(0)} MB)`,
+    `images: ${spec.ref} ${built ? `built in ${seconds.toFixed(1)} s` : 'up to date'}: ${tar} (${(bytes / 1e6).toFixed(0)} MB)`,
   );
   return { name: spec.name, ref: spec.ref, tar, key, built, seconds, bytes };
 }
@@ -351,7 +352,7 @@ export function runInImage(
 export function imageConfig(
   ref: string,
   env: NodeJS.ProcessEnv = process.env,
-): ReturnType<Buildah['imageConfig']> {
+): Promise<ImageConfig> {
   return openBuildah(env).imageConfig(ref);
 }
 
@@ -362,6 +363,22 @@ export function withImageRootfs<T>(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<T> {
   return openBuildah(env).withMountedImage(ref, fn);
+}
+
+/**
+ * Runs `argv` as root with every capability in a fresh container of `ref` under runc (see
+ * runc.ts): for what a chroot cannot do, such as nsjail creating its namespaces.
+ */
+export function runPrivilegedInImage(
+  ref: string,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<CommandResult> {
+  return withImageRootfs(
+    ref,
+    (rootfs) => runPrivileged(rootfs, argv, join(imagesDir(env), 'runc')),
+    env,
+  );
 }
 
 /**
