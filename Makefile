@@ -6,7 +6,7 @@ NODE_BIN := $(shell scripts/ensure-node.sh)
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CACHE ?= $(or $(MCPWORKS_CACHE),$(XDG_CACHE_HOME),$(HOME)/.cache)/mcpworks
 
-.PHONY: help install deps components build lint typecheck test test-unit test-integration bench run crds dev-cluster dev-cluster-down clean
+.PHONY: help install deps components build lint typecheck test test-unit test-integration bench run crds images dev-cluster dev-cluster-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ run: deps ## mcpworks serve on the samples
 
 crds: deps ## regenerate crds/ and config/crd from the zod schemas
 	node src/cli/main.ts crds --write
+
+images: deps ## build the operator and sandbox images from their Dockerfiles (buildah, no registry); prints ref and docker-archive tar
+	@node test/harness/images.ts
 
 dev-cluster: install ## start a local control plane in the background; prints its KUBECONFIG
 	@node test/harness/dev-cluster.ts up
