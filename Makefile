@@ -64,10 +64,10 @@ crds: deps ## regenerate crds/ and config/crd from the zod schemas
 images: deps ## build the operator and sandbox images from their Dockerfiles (buildah, no registry); prints ref and docker-archive tar
 	@node test/harness/images.ts
 
-dev-cluster: install ## start a local control plane in the background; prints its KUBECONFIG
+dev-cluster: install ## start a local cluster (as root with a real node) in the background; prints its KUBECONFIG
 	@node test/harness/dev-cluster.ts up
 
-dev-cluster-down: ## stop the local control plane
+dev-cluster-down: ## stop the local cluster (also cleans up a node left by a killed test)
 	@node test/harness/dev-cluster.ts down
 
 clean:

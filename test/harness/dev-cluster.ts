@@ -1,13 +1,17 @@
-// A local control plane in the background for manual work and `mcpworks controller` runs:
-//   node test/harness/dev-cluster.ts up     starts it (once) and prints `export KUBECONFIG=...`
-//   node test/harness/dev-cluster.ts down   stops it
-// `up` starts this same file as a detached `serve` process that owns the control plane; its
-// state (pid, kubeconfig, log) lives in <cache>/dev-cluster. Every `up` starts an empty cluster.
+// A local cluster in the background for manual work and `mcpworks controller` runs:
+//   node test/harness/dev-cluster.ts up [--no-node]   starts it (once), prints `export KUBECONFIG=...`
+//   node test/harness/dev-cluster.ts down             stops it
+// `up` starts this same file as a detached `serve` process that owns the cluster; its state (pid,
+// kubeconfig, log) lives in <cache>/dev-cluster. Every `up` starts an empty cluster. As root, it
+// has a real node (node.ts: kubelet, containerd, CoreDNS) that runs pods from imported images;
+// `--no-node` (or not root) gives the API server and controller manager only.
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from './controlplane.ts';
+import { cleanUpStaleNode, isAlive, readState as readNodeState } from './node-host.ts';
+import { startNodeCluster } from './node.ts';
 import { cacheDir } from './paths.ts';
 import { tail } from './processes.ts';
 
@@ -21,6 +25,8 @@ interface State {
   server: string;
   kubeconfig: string;
   binDir: string;
+  /** With a node: how to import an image into its containerd. */
+  importCommand?: string;
 }
 
 function readState(): State | undefined {
@@ -44,6 +50,9 @@ function isServing(pid: number): boolean {
 function printUsage(state: State): void {
   console.log(`export KUBECONFIG=${state.kubeconfig}`);
   console.log(`# API server ${state.server}; kubectl and helm are in ${state.binDir}`);
+  if (state.importCommand) {
+    console.log(`# a node runs pods; import an image with: ${state.importCommand} <image.tar>`);
+  }
   console.log('# stop it with: make dev-cluster-down');
 }
 
@@ -58,7 +67,8 @@ async function up(): Promise<number> {
   rmSync(stateDir, { recursive: true, force: true });
   mkdirSync(stateDir, { recursive: true });
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'serve'], {
+  const serveArgs = process.argv.includes('--no-node') ? ['serve', '--no-node'] : ['serve'];
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...serveArgs], {
     detached: true,
     stdio: ['ignore', log, log],
   });
@@ -79,9 +89,17 @@ async function up(): Promise<number> {
 }
 
 async function serve(): Promise<number> {
-  const cp = await startControlPlane({ controllerManager: true });
+  const withNode = !process.argv.includes('--no-node') && process.getuid?.() === 0;
+  const node = withNode ? await startNodeCluster() : undefined;
+  const cp = node?.controlPlane ?? (await startControlPlane({ controllerManager: true }));
   copyFileSync(cp.kubeconfigPath, kubeconfig);
-  const state: State = { pid: process.pid, server: cp.server, kubeconfig, binDir: cp.binDir };
+  const state: State = {
+    pid: process.pid,
+    server: cp.server,
+    kubeconfig,
+    binDir: cp.binDir,
+    ...(node && { importCommand: node.importCommand }),
+  };
   writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
   console.log(`dev-cluster: serving ${cp.server} (pid ${process.pid})`);
   // Signal listeners do not keep the event loop alive; this interval does, until a signal.
@@ -90,6 +108,7 @@ async function serve(): Promise<number> {
     for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(signal, resolve);
   });
   clearInterval(keepAlive);
+  for (const problem of (await node?.stop()) ?? []) console.error(`dev-cluster: ${problem}`);
   await cp.stop();
   console.log('dev-cluster: stopped');
   return 0;
@@ -98,6 +117,8 @@ async function serve(): Promise<number> {
 async function down(): Promise<number> {
   const state = readState();
   if (!state || !isServing(state.pid)) {
+    // A node left behind by a serve process (or a test) that was killed.
+    await cleanUpStaleNodeIfOwnerDead();
     rmSync(stateDir, { recursive: true, force: true });
     console.log('dev-cluster: not running');
     return 0;
@@ -106,15 +127,21 @@ async function down(): Promise<number> {
   const deadline = Date.now() + 15_000;
   while (isServing(state.pid) && Date.now() < deadline) await sleep(100);
   if (isServing(state.pid)) process.kill(state.pid, 'SIGKILL');
+  await cleanUpStaleNodeIfOwnerDead();
   rmSync(stateDir, { recursive: true, force: true });
   console.log('dev-cluster: stopped');
   return 0;
 }
 
+async function cleanUpStaleNodeIfOwnerDead(): Promise<void> {
+  const node = await readNodeState();
+  if (node && !isAlive(node.owner)) await cleanUpStaleNode((line) => console.log(line));
+}
+
 const commands: Record<string, () => Promise<number>> = { up, down, serve };
 const command = commands[process.argv[2] ?? ''];
 if (!command) {
-  console.error('usage: node test/harness/dev-cluster.ts up|down');
+  console.error('usage: node test/harness/dev-cluster.ts up [--no-node] | down');
   process.exitCode = 2;
 } else {
   process.exitCode = await command();

@@ -393,13 +393,11 @@ export async function tearDownHost(state: NodeState): Promise<string[]> {
       }
     });
   }
-  const leftMounts = mountsUnder([state.dir, ...state.createdPaths]);
-  if (leftMounts.length > 0) {
-    problems.push(`still mounted, not removed: ${leftMounts.join(', ')}`);
-  } else {
-    for (const p of [...state.createdPaths, state.dir]) {
-      await attempt(`rm ${p}`, () => rm(p, { recursive: true, force: true }));
-    }
+  // Never rm -rf through a mount that is still there; remove everything else.
+  for (const p of [...state.createdPaths, state.dir]) {
+    const left = mountsUnder([p]);
+    if (left.length > 0) problems.push(`${p} not removed, still mounted: ${left.join(', ')}`);
+    else await attempt(`rm ${p}`, () => rm(p, { recursive: true, force: true }));
   }
   return problems;
 }

@@ -95,6 +95,8 @@ export interface NodeCluster {
   helm(args: readonly string[], opts?: { timeoutMs?: number }): Promise<CommandResult>;
   /** Imports a docker-archive (or OCI) tar into containerd's k8s.io namespace. */
   importImage(tar: string): Promise<void>;
+  /** The same as a shell command line, for a developer (the tar path goes last). */
+  importCommand: string;
   /** Packets the nftables guard dropped, and those it saw leave (`leaked` must stay 0). */
   guardCounters(): Promise<Record<(typeof GUARD_COUNTERS)[number], number>>;
   /** Stops everything, restores the host; safe to call twice. Returns teardown problems. */
@@ -401,6 +403,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
           },
         }),
       importImage,
+      importCommand: `${join(binDir, 'ctr')} --address ${socket} -n k8s.io images import --snapshotter overlayfs`,
       guardCounters,
       stop,
     };
