@@ -4,6 +4,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
@@ -196,6 +199,51 @@ describe('a real node joined to the test control plane', () => {
     } finally {
       execFileSync('ip', ['link', 'del', 'mcpwt0'], { stdio: 'ignore' });
       ip('netns', 'del', netns);
+    }
+  });
+
+  test('helm installs a chart and waits for its Deployment on the node', async () => {
+    const chart = await mkdtemp(join(tmpdir(), 'mcpworks-node-chart-'));
+    try {
+      await mkdir(join(chart, 'templates'));
+      await writeFile(
+        join(chart, 'Chart.yaml'),
+        stringify({ apiVersion: 'v2', name: 'probe', version: '0.1.0' }),
+      );
+      const pod = podYaml('probe', ['serve', '8080'], { app: 'probe' });
+      const [container] = pod.spec.containers;
+      if (container) container.image = cluster.images.nettest;
+      const deployment = {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'probe' },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app: 'probe' } },
+          template: { metadata: pod.metadata, spec: pod.spec },
+        },
+      };
+      await writeFile(join(chart, 'templates', 'deployment.yaml'), stringify(deployment));
+      await cluster.helm(['install', 'probe', chart, '-n', ns, '--wait', '--timeout=90s'], {
+        timeoutMs: 100_000,
+      });
+      const pods = await cluster.kubectl([
+        '-n',
+        ns,
+        'get',
+        'pods',
+        '-l',
+        'app=probe',
+        '-o',
+        'json',
+      ]);
+      const items = JSON.parse(pods.stdout).items as { status: { phase: string } }[];
+      assert.deepEqual(
+        items.map((p) => p.status.phase),
+        ['Running'],
+      );
+    } finally {
+      await rm(chart, { recursive: true, force: true });
     }
   });
 
