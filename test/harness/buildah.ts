@@ -3,7 +3,14 @@
 // docker-archive tars for `ctr images import`. No registry is contacted: images come from the
 // local store only.
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 export interface CommandResult {
@@ -92,11 +99,20 @@ export class Buildah {
       this.policyPath,
       JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }),
     );
+    // The run root holds mount counts and locks that a reboot makes stale (it is meant for a
+    // tmpfs); start it afresh after each boot.
+    const runroot = join(storageDir, 'runroot');
+    const bootIdFile = join(storageDir, 'boot-id');
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    if (!existsSync(bootIdFile) || readFileSync(bootIdFile, 'utf8').trim() !== bootId) {
+      rmSync(runroot, { recursive: true, force: true });
+      writeFileSync(bootIdFile, bootId);
+    }
     this.globalArgs = [
       '--root',
       join(storageDir, 'root'),
       '--runroot',
-      join(storageDir, 'runroot'),
+      runroot,
       '--storage-driver',
       'overlay',
     ];
