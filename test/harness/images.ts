@@ -187,6 +187,14 @@ export function hostRelaxesReleaseChecks(
   return /^Acquire::Check-Valid-Until "(false|no|0)";$/m.test(dump);
 }
 
+function ageMs(path: string): number {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
 /** Serializes builds across processes (a test and a node harness may both ask). */
 async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   for (;;) {
@@ -209,7 +217,9 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
           alive = false;
         }
       }
-      if (holder > 0 && !alive) rmSync(path, { recursive: true, force: true });
+      // A dead holder, or one that died between creating the lock and naming itself.
+      const orphaned = holder === 0 && ageMs(path) > 10_000;
+      if ((holder > 0 && !alive) || orphaned) rmSync(path, { recursive: true, force: true });
       else await new Promise((r) => setTimeout(r, 500));
     }
   }
