@@ -239,7 +239,7 @@ export function corefile(net: NodeNetwork, kubeconfig: string, readyPort: number
  * the bridge to the bridge, and nothing with a pod or Service address leaves by any other
  * interface. `leaked` counts, after NAT, what would still have gone out: it must stay 0.
  */
-export function guardRuleset(net: NodeNetwork): string {
+export function guardRuleset(net: NodeNetwork, componentCgroup?: string): string {
   const b = `"${net.bridge}"`;
   const ranges = `{ ${net.podCidr}, ${net.serviceCidr} }`;
   const own = [
@@ -248,9 +248,23 @@ export function guardRuleset(net: NodeNetwork): string {
     `ct original ip saddr ${ranges}`,
     `ct original ip daddr ${ranges}`,
   ];
+  // The node's own processes (kubelet, containerd and what it runs, kube-proxy, CoreDNS) run in
+  // one cgroup v2 (path relative to /sys/fs/cgroup): their sockets may reach only loopback and
+  // the node's ranges, so not even an image pull or a DNS lookup goes to the machine's network.
+  const components = componentCgroup ? `socket cgroupv2 level 1 "${componentCgroup}"` : '';
+  const hostEgress = componentCgroup
+    ? [
+        '  chain components {',
+        '    type filter hook output priority filter - 10; policy accept;',
+        `    ${components} ip daddr != { 127.0.0.0/8, ${net.podCidr}, ${net.serviceCidr} } counter name "egress_dropped" drop`,
+        `    ${components} ip6 daddr != ::1 counter name "egress_dropped" drop`,
+        '  }',
+      ]
+    : [];
   return [
     `table inet ${GUARD_TABLE} {`,
     ...GUARD_COUNTERS.map((c) => `  counter ${c} { }`),
+    ...hostEgress,
     '  chain forward {',
     '    type filter hook forward priority filter - 10; policy accept;',
     `    iifname ${b} oifname ${b} accept`,

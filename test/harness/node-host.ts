@@ -65,6 +65,15 @@ export interface NodeState {
   nftTablesBefore: string[];
   /** cgroup hierarchies that had no kubepods cgroup before. */
   kubepodsCgroups: string[];
+  /** The cgroup v2 the components run in (the guard limits its sockets); removed on teardown. */
+  componentCgroup: string;
+}
+
+/** The cgroup v2 mount: /sys/fs/cgroup/unified on hybrid cgroup v1 machines. */
+function cgroup2Root(): string {
+  return existsSync('/sys/fs/cgroup/unified/cgroup.procs')
+    ? '/sys/fs/cgroup/unified'
+    : '/sys/fs/cgroup';
 }
 
 async function run(cmd: string, args: string[], input?: string): Promise<string> {
@@ -172,6 +181,7 @@ export async function recordHost(
     chainsBefore,
     nftTablesBefore: await nftTables(),
     kubepodsCgroups: cgroupHierarchies().filter((h) => !existsSync(join(h, 'kubepods'))),
+    componentCgroup: join(cgroup2Root(), 'mcpworks-node'),
   };
 }
 
@@ -372,6 +382,7 @@ export async function tearDownHost(state: NodeState): Promise<string[]> {
     await attempt(`netns ${n}`, () => rm(join('/run/netns', n), { force: true }));
 
   for (const h of state.kubepodsCgroups) removeCgroupTree(join(h, 'kubepods'));
+  if (state.componentCgroup) removeCgroupTree(state.componentCgroup);
 
   await attempt('iptables', () => removeNewChains(state.chainsBefore));
   await attempt('nft guard', async () => {

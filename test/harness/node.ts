@@ -16,7 +16,7 @@ import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import {
@@ -97,6 +97,8 @@ export interface NodeCluster {
   importImage(tar: string): Promise<void>;
   /** The same as a shell command line, for a developer (the tar path goes last). */
   importCommand: string;
+  /** The cgroup v2 directory of the node's components, whose sockets the guard confines. */
+  componentCgroup: string;
   /** Packets the nftables guard dropped, and those it saw leave (`leaked` must stay 0). */
   guardCounters(): Promise<Record<(typeof GUARD_COUNTERS)[number], number>>;
   /** Stops everything, restores the host; safe to call twice. Returns teardown problems. */
@@ -245,12 +247,25 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       return problems;
     })());
   const logs = join(dir, 'logs');
+  // Each component joins the node's cgroup before it execs, so its first socket is guarded.
   const launch = async (
     name: string,
     args: string[],
     env: NodeJS.ProcessEnv = process.env,
   ): Promise<ManagedProcess> => {
-    const p = startProcess(name, join(binDir, name), args, join(logs, `${name}.log`), env);
+    const p = startProcess(
+      name,
+      '/bin/sh',
+      [
+        '-c',
+        'echo $$ > "$0/cgroup.procs" && exec "$@"',
+        state.componentCgroup,
+        join(binDir, name),
+        ...args,
+      ],
+      join(logs, `${name}.log`),
+      env,
+    );
     procs.push(p);
     state.processes.push(processRef(name, p.pid));
     await writeState(state);
@@ -259,7 +274,8 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
 
   try {
     await mkdir(logs);
-    await setUpNetwork(net);
+    await mkdir(state.componentCgroup, { recursive: true });
+    await setUpNetwork(net, relative('/sys/fs/cgroup', state.componentCgroup));
 
     cp = await startControlPlane({
       node: {
@@ -403,6 +419,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
           },
         }),
       importImage,
+      componentCgroup: state.componentCgroup,
       importCommand: `${join(binDir, 'ctr')} --address ${socket} -n k8s.io images import --snapshotter overlayfs`,
       guardCounters,
       stop,
@@ -418,8 +435,8 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
 }
 
 /** The bridge with its address (no IPv6), a host route for the Services, then the guard. */
-async function setUpNetwork(net: NodeNetwork): Promise<void> {
-  await runCommand('nft', ['-f', '-'], { input: guardRuleset(net) });
+async function setUpNetwork(net: NodeNetwork, componentCgroup: string): Promise<void> {
+  await runCommand('nft', ['-f', '-'], { input: guardRuleset(net, componentCgroup) });
   await sh('ip', ['link', 'add', net.bridge, 'type', 'bridge']);
   await writeFile(`/proc/sys/net/ipv6/conf/${net.bridge}/disable_ipv6`, '1\n');
   await sh('ip', ['addr', 'add', `${net.address}/${net.podCidr.split('/')[1]}`, 'dev', net.bridge]);

@@ -2,7 +2,7 @@
 // the test control plane, pods from the harness's own scratch image, Service DNS, and a pod
 // network that never leaves the machine (no route out, and the nftables guard's counters).
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -196,6 +196,22 @@ describe('a real node joined to the test control plane', () => {
       );
       assert.equal(peerReceived(), receivedBefore, 'nothing reached the outside interface');
       assert.equal((await cluster.guardCounters()).leaked, 0);
+
+      // The node's own processes are confined too: a socket from their cgroup to the outside.
+      const hostBefore = await cluster.guardCounters();
+      const dial = spawnSync(
+        '/bin/sh',
+        [
+          '-c',
+          'echo $$ > "$0/cgroup.procs" && exec timeout 3 bash -c "echo > /dev/tcp/198.51.100.2/80"',
+          cluster.componentCgroup,
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.notEqual(dial.status, 0, 'the connection from the components cgroup failed');
+      const hostAfter = await cluster.guardCounters();
+      assert.ok(hostAfter.egress_dropped > hostBefore.egress_dropped, 'the guard dropped it');
+      assert.equal(peerReceived(), receivedBefore, 'nothing reached the outside interface');
     } finally {
       execFileSync('ip', ['link', 'del', 'mcpwt0'], { stdio: 'ignore' });
       ip('netns', 'del', netns);
