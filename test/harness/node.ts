@@ -348,13 +348,12 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     const importImage = async (tar: string): Promise<void> => {
       await ctr(['-n', 'k8s.io', 'images', 'import', '--snapshotter', 'overlayfs', tar]);
     };
-    for (const tar of [
-      join(nodeDir, 'images', 'pause.tar'),
-      join(nodeDir, 'images', 'nettest.tar'),
-      ...(opts.imageTars ?? []),
-    ]) {
-      await importImage(tar);
-    }
+    // The sandbox image before the kubelet; the others while the node comes up.
+    await importImage(join(nodeDir, 'images', 'pause.tar'));
+    const imports = Promise.all(
+      [join(nodeDir, 'images', 'nettest.tar'), ...(opts.imageTars ?? [])].map(importImage),
+    );
+    imports.catch(() => {}); // awaited below; a failure must not go unhandled before then
 
     const controllers = [
       await launch(
@@ -388,6 +387,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       },
       [containerd, ...controllers],
     );
+    await imports;
     await until(
       'CoreDNS ready',
       timeoutMs,
