@@ -33,6 +33,21 @@ test('foreign, null and non-http origins are refused', () => {
   }
 });
 
+test('an Origin that is not a serialized origin is refused, whatever host its URL reads as', () => {
+  for (const o of [
+    'http://evil.com@127.0.0.1',
+    'http://evil.com:x@localhost:8080',
+    'http://127.0.0.1/evil',
+    'http://localhost?x=1',
+    'http://127.0.0.1#frag',
+    ' http://127.0.0.1',
+    'https://app.example.com/',
+    'https://user@app.example.com',
+  ]) {
+    assert.equal(checkOrigin(o, policy).ok, false, o);
+  }
+});
+
 test('the Host check accepts loopback names with ports and refuses rebound names', () => {
   assert.equal(checkHost('127.0.0.1:8080', policy).ok, true);
   assert.equal(checkHost('localhost', policy).ok, true);

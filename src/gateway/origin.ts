@@ -52,25 +52,41 @@ function hostnameOf(hostHeader: string): string {
   return colon === -1 ? h : h.slice(0, colon);
 }
 
-export function isLoopbackOrigin(origin: string): boolean {
+/**
+ * The URL of an Origin header that is a serialized origin (RFC 6454: `scheme://host[:port]` and
+ * nothing else), or undefined. A browser never sends user info, a path or a query in Origin, so
+ * `http://evil.com@127.0.0.1` is not an origin at all (its URL's host would read as loopback).
+ */
+function serializedOrigin(origin: string): URL | undefined {
   let url: URL;
   try {
     url = new URL(origin);
   } catch {
-    return false;
+    return undefined;
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
-  return LOOPBACK_HOSTNAMES.has(url.hostname.toLowerCase());
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  return url.origin === origin.toLowerCase() ? url : undefined;
+}
+
+export function isLoopbackOrigin(origin: string): boolean {
+  const url = serializedOrigin(origin);
+  return url !== undefined && LOOPBACK_HOSTNAMES.has(url.hostname.toLowerCase());
 }
 
 export function checkOrigin(origin: string | undefined, policy: OriginPolicy): GuardResult {
   if (origin === undefined) return { ok: true };
+  const rejected = {
+    ok: false,
+    code: GuardCode.OriginRejected,
+    message: 'Forbidden: origin not allowed',
+  } as const;
+  if (serializedOrigin(origin) === undefined) return rejected;
   if (isLoopbackOrigin(origin)) return { ok: true };
-  const normalized = origin.trim().toLowerCase().replace(/\/$/, '');
+  const normalized = origin.toLowerCase();
   if (policy.allowedOrigins.some((o) => o.toLowerCase().replace(/\/$/, '') === normalized)) {
     return { ok: true };
   }
-  return { ok: false, code: GuardCode.OriginRejected, message: 'Forbidden: origin not allowed' };
+  return rejected;
 }
 
 export function checkHost(host: string | undefined, policy: OriginPolicy): GuardResult {

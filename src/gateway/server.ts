@@ -281,7 +281,9 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
     }
 
     const auth = await authenticatorFor(ctx.snapshot).authenticate({
-      headers: req.headers,
+      // Node keeps only the first of repeated Authorization headers in req.headers; a proxy in
+      // front may pick another one, so the credential parser must see them all (and refuse).
+      headers: { ...req.headers, authorization: req.headersDistinct.authorization },
       url: req.url ?? '/',
     });
     if (!auth.ok) {

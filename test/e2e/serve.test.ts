@@ -1,6 +1,7 @@
 // End to end: the official SDK client against a real `mcpworks serve` child process running the
 // samples with real nsjail sandboxes; checks results and the decision records on disk.
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { DecisionRecord } from '../../src/gateway/decisions/record.ts';
 import {
@@ -168,6 +169,54 @@ test('a foreign Origin is refused with 403 even with a valid key (DNS rebinding)
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} }),
   });
   assert.equal(res.status, 403);
+});
+
+test('an Origin with user info naming loopback is refused with 403 (it is not a serialized origin)', async () => {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${DEMO_KEY}`,
+      origin: 'http://evil.com@127.0.0.1',
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} }),
+  });
+  assert.equal(res.status, 403);
+});
+
+test('two Authorization headers are refused with 400, whichever of them is valid', async () => {
+  const target = new URL(url);
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} });
+  for (const pair of [
+    [`Bearer ${DEMO_KEY}`, 'Bearer mcpw_demo_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'],
+    ['Bearer mcpw_demo_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', `Bearer ${DEMO_KEY}`],
+    [`Bearer ${DEMO_KEY}`, `Bearer ${DEMO_KEY}`],
+  ]) {
+    const count = (await serve.decisions()).length;
+    // Raw bytes: fetch and http.request would fold the two headers into one.
+    const socket = connect(Number(target.port), target.hostname);
+    socket.end(
+      [
+        `POST ${target.pathname} HTTP/1.1`,
+        `Host: ${target.host}`,
+        'Content-Type: application/json',
+        'Accept: application/json, text/event-stream',
+        `Authorization: ${pair[0]}`,
+        `Authorization: ${pair[1]}`,
+        `Content-Length: ${Buffer.byteLength(body)}`,
+        'Connection: close',
+        '',
+        body,
+      ].join('\r\n'),
+    );
+    let answer = '';
+    for await (const chunk of socket) answer += String(chunk);
+    assert.match(answer, /^HTTP\/1\.1 400 /, answer);
+    const [record, extra] = await recordsAfter(count, (r) => r.principal === null);
+    assert.equal(extra, undefined);
+    assert.equal(record!.outcome, 'unauthenticated');
+  }
 });
 
 test('a token in the query string is rejected', async () => {
