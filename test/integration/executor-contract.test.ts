@@ -158,6 +158,24 @@ describe('node', () => {
     assert.equal(text(r), 'exported');
   });
 
+  test('module.exports = <a function of any name, or none> works, as the samples document', async () => {
+    for (const code of [
+      'module.exports = function (args) { return args.v; };',
+      'module.exports = (args) => args.v;',
+      'module.exports = async function handler(args) { return args.v; };',
+      'function main(args) { return args.v; }\nmodule.exports = main;',
+    ]) {
+      const r = await executor.execute(toolCall('node', code, { args: { v: 'exported' } }));
+      assert.equal(text(r), 'exported', code);
+    }
+  });
+
+  test('node code that neither defines nor exports a function is an error that says how', async () => {
+    const r = await executor.execute(toolCall('node', 'module.exports = 42;'));
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /defines no function main\(args\) and exports none/);
+  });
+
   test('node built-in modules are available', async () => {
     const r = await executor.execute(
       toolCall(

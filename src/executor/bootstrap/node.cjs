@@ -46,9 +46,15 @@ async function serve() {
     const wrapped = `(function (require, module, exports) {\n${request.code}\n;return typeof main === 'function' ? main : undefined;\n})`;
     const factory = vm.runInThisContext(wrapped, { filename: '<tool>', lineOffset: -1 });
     const toolModule = { exports: {} };
-    const main = factory(require, toolModule, toolModule.exports) ?? toolModule.exports.main;
+    // A top-level main, else what the module exports: the function itself (`module.exports =
+    // function (args) {...}`, named or not) or its `main` member.
+    const main =
+      factory(require, toolModule, toolModule.exports) ??
+      (typeof toolModule.exports === 'function' ? toolModule.exports : toolModule.exports?.main);
     if (typeof main !== 'function')
-      throw new ReferenceError('the tool code defines no function main(args)');
+      throw new ReferenceError(
+        'the tool code defines no function main(args) and exports none (module.exports = main)',
+      );
     const value = await main(request.args ?? {});
     writeFrame({ ok: true, value: value === undefined ? null : value });
   } catch (error) {
