@@ -234,12 +234,22 @@ export function corefile(net: NodeNetwork, kubeconfig: string, readyPort: number
   ].join('\n');
 }
 
+export interface GuardOptions {
+  /** The components' cgroup v2, relative to /sys/fs/cgroup (see below). */
+  componentCgroup?: string;
+  /** Drop every forwarded packet that is not bridge to bridge (ip_forward was off before). */
+  forwardOnlyOnBridge?: boolean;
+}
+
 /**
  * The nftables guard, installed before any component starts: forwarded packets may only go from
  * the bridge to the bridge, and nothing with a pod or Service address leaves by any other
  * interface. `leaked` counts, after NAT, what would still have gone out: it must stay 0.
  */
-export function guardRuleset(net: NodeNetwork, componentCgroup?: string): string {
+export function guardRuleset(
+  net: NodeNetwork,
+  { componentCgroup, forwardOnlyOnBridge = false }: GuardOptions = {},
+): string {
   const b = `"${net.bridge}"`;
   const ranges = `{ ${net.podCidr}, ${net.serviceCidr} }`;
   const own = [
@@ -271,6 +281,9 @@ export function guardRuleset(net: NodeNetwork, componentCgroup?: string): string
     `    iifname ${b} counter name "forward_dropped" drop`,
     `    oifname ${b} counter name "forward_dropped" drop`,
     ...own.map((m) => `    ${m} counter name "forward_dropped" drop`),
+    // The node turns ip_forward on for the whole machine: when it was off, keep it off for
+    // every other interface.
+    ...(forwardOnlyOnBridge ? ['    counter name "forward_dropped" drop'] : []),
     '  }',
     '  chain egress {',
     '    type filter hook postrouting priority srcnat - 10; policy accept;',

@@ -39,6 +39,7 @@ import {
   NODE_NETWORK,
   registryHostsDir,
   registryHostsToml,
+  type GuardOptions,
   type NodeLayout,
   type NodeNetwork,
 } from './node-config.ts';
@@ -275,7 +276,10 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
   try {
     await mkdir(logs);
     await mkdir(state.componentCgroup, { recursive: true });
-    await setUpNetwork(net, relative('/sys/fs/cgroup', state.componentCgroup));
+    await setUpNetwork(net, {
+      componentCgroup: relative('/sys/fs/cgroup', state.componentCgroup),
+      forwardOnlyOnBridge: state.sysctls['net.ipv4.ip_forward'] === '0',
+    });
 
     cp = await startControlPlane({
       node: {
@@ -435,8 +439,8 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
 }
 
 /** The bridge with its address (no IPv6), a host route for the Services, then the guard. */
-async function setUpNetwork(net: NodeNetwork, componentCgroup: string): Promise<void> {
-  await runCommand('nft', ['-f', '-'], { input: guardRuleset(net, componentCgroup) });
+async function setUpNetwork(net: NodeNetwork, guard: GuardOptions): Promise<void> {
+  await runCommand('nft', ['-f', '-'], { input: guardRuleset(net, guard) });
   await sh('ip', ['link', 'add', net.bridge, 'type', 'bridge']);
   await writeFile(`/proc/sys/net/ipv6/conf/${net.bridge}/disable_ipv6`, '1\n');
   await sh('ip', ['addr', 'add', `${net.address}/${net.podCidr.split('/')[1]}`, 'dev', net.bridge]);
