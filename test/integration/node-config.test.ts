@@ -1,0 +1,71 @@
+// The test node's configuration files: what keeps pod traffic on this machine, checked without
+// starting a node (the nftables guard is checked by nft itself, without loading it).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { test } from 'node:test';
+import {
+  cniConflist,
+  containerdConfig,
+  corefile,
+  guardRuleset,
+  NODE_NETWORK,
+  registryHostsToml,
+  type NodeLayout,
+} from '../harness/node-config.ts';
+
+const layout = (over: Partial<NodeLayout> = {}): NodeLayout => ({
+  dir: '/state',
+  binDir: '/bin-dir',
+  cniBinDir: '/cni',
+  net: NODE_NETWORK,
+  nodeName: 'n1',
+  pauseImage: 'localhost/mcpworks/pause:1',
+  ...over,
+});
+
+test('pods get routes for the pod and Service ranges only: no default route, no masquerade', () => {
+  const conf = JSON.parse(cniConflist(layout()));
+  const bridge = conf.plugins[0];
+  assert.equal(bridge.isDefaultGateway, false);
+  assert.equal(bridge.ipMasq, false);
+  assert.deepEqual(
+    bridge.ipam.routes.map((r: { dst: string }) => r.dst),
+    [NODE_NETWORK.serviceCidr],
+  );
+});
+
+test('CoreDNS forwards nothing: every name outside the cluster zones is NXDOMAIN', () => {
+  const text = corefile(NODE_NETWORK, '/kubeconfig', 1234);
+  assert.doesNotMatch(text, /\bforward\b/);
+  assert.match(text, /\.:53 \{[^}]*template ANY ANY \{\s*rcode NXDOMAIN/);
+  assert.equal(
+    [...text.matchAll(/bind (\S+)/g)].every((m) => m[1] === NODE_NETWORK.address),
+    true,
+  );
+});
+
+test('containerd pulls from no registry and keeps to its own directories', () => {
+  assert.equal(registryHostsToml(), 'server = "http://127.0.0.1:9"\n');
+  const toml = containerdConfig(layout());
+  for (const key of ['root', 'state']) assert.match(toml, new RegExp(`^${key} = '/state/`, 'm'));
+  assert.match(toml, /restrict_oom_score_adj = true/);
+  assert.match(toml, /sandbox = 'localhost\/mcpworks\/pause:1'/);
+});
+
+test('the guard ruleset is valid nftables and drops all but bridge-to-bridge forwarding', () => {
+  const rules = guardRuleset(NODE_NETWORK, {
+    componentCgroup: '.',
+    forwardOnlyOnBridge: true,
+  });
+  const all = rules.split('\n');
+  const start = all.indexOf('  chain forward {');
+  const lines = all.slice(start + 1, all.indexOf('  }', start)).map((l) => l.trim());
+  assert.equal(
+    lines[1],
+    `iifname "${NODE_NETWORK.bridge}" oifname "${NODE_NETWORK.bridge}" accept`,
+  );
+  assert.equal(lines.at(-1), 'counter name "forward_dropped" drop');
+  assert.match(rules, /socket cgroupv2 level 1 "\." ip daddr != \{ 127\.0\.0\.0\/8, /);
+  // nft -c parses and checks against the kernel without changing anything.
+  execFileSync('nft', ['-c', '-f', '-'], { input: rules });
+});
