@@ -29,6 +29,7 @@ import {
   type ProtocolDeps,
 } from './mcp.ts';
 import { checkHost, checkOrigin, checkQuery, type OriginPolicy } from './origin.ts';
+import { checkRequestShape } from './request-shape.ts';
 import {
   DEFAULT_SESSION_LIMITS,
   SessionTable,
@@ -135,6 +136,11 @@ function sendJson(
     ...headers,
   });
   res.end(text);
+}
+
+/** The id to answer with: the request's own when it is a valid JSON-RPC id, else null. */
+function jsonRpcId(id: unknown): string | number | null {
+  return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : null;
 }
 
 function rpcError(
@@ -351,6 +357,15 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       ctx.method = typeof message.method === 'string' ? message.method.slice(0, 128) : 'response';
       if (ctx.method === 'tools/call' && typeof message.params?.name === 'string') {
         ctx.tool = message.params.name.slice(0, 128);
+      }
+      const shape = checkRequestShape(body as Parameters<typeof checkRequestShape>[0]);
+      if (!shape.ok) {
+        deny(ctx, ReasonCode.InvalidRequest, shape.message, 'invalid-request');
+        return sendJson(res, 200, {
+          jsonrpc: '2.0',
+          id: jsonRpcId((body as { id: unknown }).id),
+          error: { code: -32602, message: shape.message },
+        });
       }
     }
 

@@ -219,6 +219,54 @@ test('two Authorization headers are refused with 400, whichever of them is valid
   }
 });
 
+test('a malformed tools/call gets Invalid params in one line, no validation dump, and one record', async () => {
+  const headers = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    authorization: `Bearer ${DEMO_KEY}`,
+  };
+  const init = await fetch(url, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: {
+        protocolVersion: '2025-06-18',
+        capabilities: {},
+        clientInfo: { name: 't', version: '1' },
+      },
+    }),
+  });
+  assert.equal(init.status, 200);
+  const session = { ...headers, 'mcp-session-id': init.headers.get('mcp-session-id') ?? '' };
+  await init.text();
+  for (const [params, message] of [
+    [{ name: 5 }, 'Invalid params: tools/call params.name must be a string'],
+    [
+      { name: 'word_count', arguments: 'x' },
+      'Invalid params: tools/call params.arguments must be an object',
+    ],
+  ] as const) {
+    const count = (await serve.decisions()).length;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: session,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'call-1', method: 'tools/call', params }),
+    });
+    assert.deepEqual(await res.json(), {
+      jsonrpc: '2.0',
+      id: 'call-1',
+      error: { code: -32602, message },
+    });
+    const [record, extra] = await recordsAfter(count, (r) => r.method === 'tools/call');
+    assert.equal(extra, undefined);
+    assert.equal(record!.outcome, 'invalid-request');
+    assert.equal(record!.reason, message);
+  }
+});
+
 test('a token in the query string is rejected', async () => {
   const res = await fetch(`${url}?access_token=${DEMO_KEY}`, {
     method: 'POST',
