@@ -218,6 +218,32 @@ describe('a real node joined to the test control plane', () => {
     }
   });
 
+  test('an image pull goes to no registry: containerd resolves every host to a closed local port', async () => {
+    const before = await cluster.guardCounters();
+    const pod = podYaml('pull', ['serve', '8080']);
+    const [container] = pod.spec.containers;
+    if (container) {
+      container.image = 'docker.io/library/busybox:1.36';
+      container.imagePullPolicy = 'Always';
+    }
+    await cluster.kubectl(['-n', ns, 'apply', '-f', '-'], { input: stringify(pod) });
+    const message = await eventually(
+      'the pull to fail',
+      async () => {
+        const res = await cluster.kubectl(['-n', ns, 'get', 'pod', 'pull', '-o', 'json']);
+        const waiting = JSON.parse(res.stdout).status?.containerStatuses?.[0]?.state?.waiting;
+        return /ErrImagePull|ImagePullBackOff/.test(waiting?.reason ?? '')
+          ? String(waiting.message)
+          : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    assert.match(message, /127\.0\.0\.1:9/);
+    // No DNS lookup or connection of the node's own went out either.
+    assert.deepEqual(await cluster.guardCounters(), before);
+    await cluster.kubectl(['-n', ns, 'delete', 'pod', 'pull', '--wait=false']);
+  });
+
   test('helm installs a chart and waits for its Deployment on the node', async () => {
     const chart = await mkdtemp(join(tmpdir(), 'mcpworks-node-chart-'));
     try {
