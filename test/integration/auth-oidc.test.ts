@@ -88,10 +88,20 @@ function gateway(requiredScopes?: string[]): GatewayAuthenticator {
 
 /** A valid token; each modifier breaks one thing. */
 async function token(
-  modify: { claims?: JWTPayload; key?: CryptoKeyLike; iss?: string; aud?: string } = {},
+  modify: {
+    claims?: JWTPayload;
+    key?: CryptoKeyLike;
+    iss?: string;
+    aud?: string;
+    typ?: string;
+  } = {},
 ): Promise<string> {
   return new SignJWT({ sub: 'alice', groups: ['sre'], ...modify.claims })
-    .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+    .setProtectedHeader({
+      alg: 'RS256',
+      kid: 'k1',
+      ...(modify.typ === undefined ? {} : { typ: modify.typ }),
+    })
     .setIssuer(modify.iss ?? issuer)
     .setAudience(modify.aud ?? RESOURCE)
     .setIssuedAt(nowSeconds - 10)
@@ -134,6 +144,33 @@ describe('OIDC tokens over real discovery and JWKS', () => {
     assertRefused(result, 'missing-credentials');
     assert.ok(!result.ok);
     assert.match(auth.challenge(result), /^Bearer resource_metadata="[^"]+"$/);
+  });
+
+  test('access-token types are accepted: at+jwt (RFC 9068), JWT, or none', async () => {
+    for (const typ of ['at+jwt', 'application/at+jwt', 'JWT', undefined]) {
+      const result = await authenticate(gateway(), await token(typ === undefined ? {} : { typ }));
+      assert.ok(result.ok, `${typ}: ${JSON.stringify(result)}`);
+    }
+  });
+
+  test('a token of another type (logout, security event, DPoP proof) is refused', async () => {
+    for (const typ of ['logout+jwt', 'secevent+jwt', 'dpop+jwt', 'JOSE']) {
+      assertRefused(await authenticate(gateway(), await token({ typ })), 'wrong-token-type');
+    }
+  });
+
+  test('a token valid for longer than the maximum lifetime is refused, with or without iat', async () => {
+    const longLived = await token({ claims: { exp: nowSeconds - 10 + 86_400 * 7 } });
+    assertRefused(await authenticate(gateway(), longLived), 'lifetime-too-long');
+    const noIat = await new SignJWT({ sub: 'alice' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setIssuer(issuer)
+      .setAudience(RESOURCE)
+      .setExpirationTime(nowSeconds + 86_400 * 2)
+      .sign(signing.privateKey);
+    assertRefused(await authenticate(gateway(), noIat), 'lifetime-too-long');
+    const day = await token({ claims: { exp: nowSeconds - 10 + 86_400 } });
+    assert.ok((await authenticate(gateway(), day)).ok, 'exactly the maximum is accepted');
   });
 
   test('a malformed token is refused', async () => {

@@ -144,6 +144,13 @@ export const AuthSchema = withRules(
         groupsClaim: text(128, 1).default('groups'),
         requiredScopes: z.array(text(128, 1)).max(16).optional(),
         clockSkewSeconds: z.number().int().min(0).max(300).default(60),
+        maxTokenLifetimeSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(2_592_000)
+          .default(86_400)
+          .describe('Refuse tokens valid for longer than this (exp - iat), in seconds.'),
       })
       .optional()
       .describe('OpenID Connect bearer tokens (JWT) from this https issuer, for these audiences.'),

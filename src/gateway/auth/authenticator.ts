@@ -43,6 +43,7 @@ export interface AuthSpec {
         groupsClaim?: string | undefined;
         requiredScopes?: readonly string[] | undefined;
         clockSkewSeconds?: number | undefined;
+        maxTokenLifetimeSeconds?: number | undefined;
       }
     | undefined;
   serviceAccountTokens?: { audiences: readonly string[] } | undefined;
@@ -105,12 +106,22 @@ function checkAudiences(audiences: readonly string[] | undefined, what: string):
   }
 }
 
+/** A day by default; at most 30 days (RFC 9068 leaves it to the resource server). */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400;
+const MAX_TOKEN_LIFETIME = 2_592_000;
+
 function oidcSettings(spec: NonNullable<AuthSpec['oidc']>): OidcSettings {
   checkUrl(spec.issuer, 'oidc.issuer', true);
   checkAudiences(spec.audiences, 'oidc');
   const skew = spec.clockSkewSeconds ?? 60;
   if (!Number.isInteger(skew) || skew < 0 || skew > 300) {
     throw invalid('oidc.clockSkewSeconds must be an integer from 0 to 300');
+  }
+  const maxLifetime = spec.maxTokenLifetimeSeconds ?? DEFAULT_MAX_TOKEN_LIFETIME_SECONDS;
+  if (!Number.isInteger(maxLifetime) || maxLifetime < 60 || maxLifetime > MAX_TOKEN_LIFETIME) {
+    throw invalid(
+      `oidc.maxTokenLifetimeSeconds must be an integer from 60 to ${MAX_TOKEN_LIFETIME}`,
+    );
   }
   return {
     issuer: spec.issuer,
@@ -119,6 +130,7 @@ function oidcSettings(spec: NonNullable<AuthSpec['oidc']>): OidcSettings {
     groupsClaim: spec.groupsClaim ?? 'groups',
     requiredScopes: spec.requiredScopes === undefined ? undefined : [...spec.requiredScopes],
     clockSkewSeconds: skew,
+    maxTokenLifetimeSeconds: maxLifetime,
   };
 }
 

@@ -59,6 +59,7 @@ function settings(overrides: Partial<OidcSettings> = {}): OidcSettings {
     agentClaim: 'sub',
     groupsClaim: 'groups',
     clockSkewSeconds: 60,
+    maxTokenLifetimeSeconds: 86_400,
     ...overrides,
   };
 }

@@ -51,6 +51,8 @@ export interface OidcSettings {
   groupsClaim: string;
   requiredScopes?: readonly string[] | undefined;
   clockSkewSeconds: number;
+  /** The longest a token may be valid: exp - iat (or exp - now without iat), in seconds. */
+  maxTokenLifetimeSeconds: number;
 }
 
 export interface OidcVerifierOptions {
@@ -247,8 +249,12 @@ export class OidcVerifier implements CredentialVerifier {
   async #verifyFully(token: string): Promise<AuthResult> {
     const s = this.#settings;
     let payload: JWTPayload;
+    let typ: string | undefined;
     try {
-      ({ payload } = await jwtVerify(token, this.#keys.getKey, {
+      ({
+        payload,
+        protectedHeader: { typ },
+      } = await jwtVerify(token, this.#keys.getKey, {
         issuer: s.issuer,
         audience: [...s.audiences],
         algorithms: [...ALLOWED_JWT_ALGORITHMS],
@@ -258,6 +264,12 @@ export class OidcVerifier implements CredentialVerifier {
       }));
     } catch (err) {
       return this.#fail(joseFailureReason(err));
+    }
+    if (!isAccessTokenType(typ)) return this.#fail('wrong-token-type');
+    const nowSeconds = this.#clock.now().getTime() / 1000;
+    const validFrom = typeof payload.iat === 'number' ? payload.iat : nowSeconds;
+    if ((payload.exp as number) - validFrom > s.maxTokenLifetimeSeconds + s.clockSkewSeconds) {
+      return this.#fail('lifetime-too-long');
     }
 
     const agent = payload[s.agentClaim];
@@ -322,6 +334,17 @@ function tokenScopes(payload: JWTPayload): string[] {
 }
 
 /** jose's error codes → our bounded reasons; anything unrecognised is a bad token. */
+/**
+ * RFC 9068 access tokens say `typ: at+jwt`; most issuers still say `JWT` or nothing, and those are
+ * accepted. Any other type (an ID token marked as such, a logout or security-event token, DPoP
+ * proofs) is a token for something else and is refused.
+ */
+export function isAccessTokenType(typ: string | undefined): boolean {
+  if (typ === undefined) return true;
+  const type = typ.toLowerCase().replace(/^application\//, '');
+  return type === 'at+jwt' || type === 'jwt';
+}
+
 export function joseFailureReason(err: unknown): AuthFailureReason {
   if (err instanceof VerifierUnavailable) return 'verifier-unavailable';
   if (err instanceof joseErrors.JWTExpired) return 'expired';
