@@ -11,7 +11,7 @@ import type { TokenReviewer } from './auth/serviceaccount.ts';
 import type { Authenticator } from './auth/types.ts';
 import type { PolicyEngine } from './mcp.ts';
 import { decide, visibleTools } from './policy/engine.ts';
-import type { GatewaySnapshot } from './source/types.ts';
+import { serverKeyOf, type GatewaySnapshot } from './source/types.ts';
 
 export const policyEngine: PolicyEngine = { decide, visibleTools };
 
@@ -45,12 +45,20 @@ export function effectiveAuth(
 export function snapshotAuthenticatorFactory(
   options: AuthenticatorFactoryOptions,
 ): (snapshot: GatewaySnapshot) => Authenticator {
+  // Per server, the key ids seen across snapshots: each snapshot gets a fresh store, and this
+  // history is what lets it tell a revoked key (removed from the Secret) from one never issued.
+  const keyHistory = new Map<string, ApiKeyStore>();
   return (snapshot) => {
     const { auth } = effectiveAuth(snapshot.server.spec.auth, options.tokenReviewer !== undefined);
+    const entries = snapshot.apiKeySecretData ?? {};
+    const server = serverKeyOf(snapshot);
+    const history = keyHistory.get(server) ?? new ApiKeyStore();
+    history.replace(entries);
+    keyHistory.set(server, history);
     return createAuthenticator({
       auth,
       resourceUrl: options.resourceUrl(snapshot),
-      apiKeys: ApiKeyStore.from(snapshot.apiKeySecretData ?? {}),
+      apiKeys: ApiKeyStore.from(entries, history.revokedIds()),
       tokenReviewer: options.tokenReviewer,
       serviceAccountIssuer: options.serviceAccountIssuer,
       oidcCa: options.oidcCa,

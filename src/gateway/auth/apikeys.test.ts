@@ -167,6 +167,20 @@ describe('ApiKeyVerifier', () => {
     assert.equal(result.reason, 'revoked');
   });
 
+  test("a new store seeded with an earlier store's revoked ids still says revoked", async () => {
+    const k = await entry('ci');
+    const other = await entry('other');
+    const history = ApiKeyStore.from({ ci: k.json, other: other.json });
+    history.replace({ other: other.json });
+    assert.deepEqual(history.revokedIds(), ['ci']);
+    const fresh = ApiKeyStore.from({ other: other.json }, history.revokedIds());
+    const result = await verifierFor(fresh).verify(k.key);
+    assert.ok(!result.ok);
+    assert.equal(result.reason, 'revoked');
+    const reissued = ApiKeyStore.from({ ci: k.json }, history.revokedIds());
+    assert.equal(reissued.wasRevoked('ci'), false, 'an id that is back is not revoked');
+  });
+
   test('a key re-issued under the same id invalidates the old secret', async () => {
     const old = await entry('ci');
     const store = ApiKeyStore.from({ ci: old.json });

@@ -151,10 +151,24 @@ export class ApiKeyStore {
   #lastRejected: ReplaceResult['rejected'] = [];
   #listeners = new Set<() => void>();
 
-  static from(entries: Readonly<Record<string, string>>): ApiKeyStore {
+  /**
+   * A store of these entries. `revoked` carries the ids an earlier store of the same server saw
+   * removed (`revokedIds()`), so a configuration snapshot that builds a new store still names a
+   * revoked key as revoked rather than unknown.
+   */
+  static from(
+    entries: Readonly<Record<string, string>>,
+    revoked: Iterable<string> = [],
+  ): ApiKeyStore {
     const store = new ApiKeyStore();
+    for (const id of revoked) store.#revoked.add(id);
     store.replace(entries);
     return store;
+  }
+
+  /** The ids removed by a `replace` and not added back since (at most MAX_REVOKED_IDS). */
+  revokedIds(): string[] {
+    return [...this.#revoked];
   }
 
   get generation(): number {
