@@ -160,14 +160,29 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
     const ctx = contextOf(extra);
     const snapshot = ctx.snapshot;
     const principal = ctx.principal!;
+    const request: PolicyRequest = {
+      server: serverRef(snapshot),
+      principal: { ...principal, groups: [...principal.groups] },
+      method: 'tools/list',
+    };
+    // A listing is a decision too: which policies let this caller see anything. A caller no
+    // policy allows any tool gets an empty list, recorded as a (default) Deny.
+    const decision = deps.policy.decide(snapshot.policySet, request);
+    ctx.decision = decision;
+    ctx.reasonCode =
+      decision.effect === 'Allow'
+        ? ReasonCode.PolicyAllow
+        : decision.rule === undefined
+          ? ReasonCode.DefaultDeny
+          : ReasonCode.PolicyDeny;
+    if (decision.effect !== 'Allow') {
+      ctx.outcome = 'denied';
+      return { tools: [] };
+    }
     const names = new Set(
       deps.policy.visibleTools(
         snapshot.policySet,
-        {
-          server: serverRef(snapshot),
-          principal: { ...principal, groups: [...principal.groups] },
-          method: 'tools/list',
-        },
+        request,
         snapshot.tools.map((t) => t.name),
       ),
     );

@@ -138,6 +138,18 @@ function sendJson(
   res.end(text);
 }
 
+/**
+ * Requests the gateway serves without a policy decision: the session's handshake and liveness,
+ * notifications and the client's responses (JSON-RPC messages with no method), and the HTTP
+ * GET stream and DELETE of a session. tools/list and tools/call are decided by policy; any other
+ * method is not served.
+ */
+function isUngovernedMethod(method: string | undefined): boolean {
+  if (method === undefined) return true;
+  return UNGOVERNED_METHODS.has(method) || method.startsWith('notifications/');
+}
+const UNGOVERNED_METHODS = new Set(['initialize', 'ping', 'response', 'GET', 'DELETE']);
+
 /** The id to answer with: the request's own when it is a valid JSON-RPC id, else null. */
 function jsonRpcId(id: unknown): string | number | null {
   return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : null;
@@ -228,9 +240,17 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
     if (ctx.finished) return;
     ctx.finished = true;
     if (ctx.decision === undefined) {
-      if (ctx.method === 'tools/call') {
-        // The handler never ran: the SDK refused the params before authorization.
-        deny(ctx, ReasonCode.InvalidRequest, 'invalid tools/call request', 'invalid-request');
+      if (ctx.method === 'tools/call' || ctx.method === 'tools/list') {
+        // The handler never ran: the SDK refused the request before authorization.
+        deny(ctx, ReasonCode.InvalidRequest, `invalid ${ctx.method} request`, 'invalid-request');
+      } else if (!isUngovernedMethod(ctx.method)) {
+        // The SDK answered Method not found: nothing was allowed, so the record says so.
+        deny(
+          ctx,
+          ReasonCode.MethodNotFound,
+          `method "${ctx.method}" is not served by this gateway`,
+          'invalid-request',
+        );
       } else {
         ctx.decision = gatewayDecision('Allow', `authenticated ${ctx.method} request`);
         ctx.reasonCode = ReasonCode.Authenticated;

@@ -103,12 +103,18 @@ export const DEMO_KEY = 'mcpw_demo_xp1v1W41ra6mbD8xjT_7Bg9CmWvtQLA2AGGde393Ark';
 
 /**
  * config/samples plus a second agent (`e2e-agent`, allowed every demo tool) whose key is returned,
- * in a temporary directory: the samples stay untouched.
+ * and a third (`unlisted-agent`) that no policy names, in a temporary directory: the samples
+ * stay untouched.
  */
-export async function samplesWithSecondAgent(): Promise<{ dir: string; key: string }> {
+export async function samplesWithSecondAgent(): Promise<{
+  dir: string;
+  key: string;
+  unlistedKey: string;
+}> {
   const dir = await mkdtemp(join(tmpdir(), 'mcpworks-samples-'));
   const samples = join(repoRoot, 'config', 'samples');
   const key = generateApiKey('e2e');
+  const unlistedKey = generateApiKey('unlisted');
   for (const name of await readdir(samples)) {
     if (!name.endsWith('.yaml') || name === 'kustomization.yaml') continue;
     if (name.includes('secret')) {
@@ -119,6 +125,10 @@ export async function samplesWithSecondAgent(): Promise<{ dir: string; key: stri
         hash: await hashApiKey(key, { N: 1024 }),
         agent: 'e2e-agent',
         groups: ['e2e'],
+      });
+      secret.stringData['unlisted'] = JSON.stringify({
+        hash: await hashApiKey(unlistedKey, { N: 1024 }),
+        agent: 'unlisted-agent',
       });
       await writeFile(join(dir, name), stringify(secret));
     } else {
@@ -144,7 +154,7 @@ export async function samplesWithSecondAgent(): Promise<{ dir: string; key: stri
       },
     }),
   );
-  return { dir, key };
+  return { dir, key, unlistedKey };
 }
 
 export async function connectClient(url: string, token?: string): Promise<Client> {

@@ -15,11 +15,13 @@ import {
 
 let serve: RunningServe;
 let e2eKey: string;
+let unlistedKey: string;
 let url: string;
 
 before(async () => {
   const fixture = await samplesWithSecondAgent();
   e2eKey = fixture.key;
+  unlistedKey = fixture.unlistedKey;
   serve = await startServe([fixture.dir]);
   url = `${serve.base}/mcp/default/demo`;
 });
@@ -45,6 +47,43 @@ test('tools/list shows demo-agent the tools its policy allows and hides the deni
   const names = (await client.listTools()).tools.map((t) => t.name).sort();
   assert.deepEqual(names, ['json_summary', 'word_count']);
   await client.close();
+});
+
+test('a tools/list is a decision: recorded with the policies that let the caller see tools', async () => {
+  const count = (await serve.decisions()).length;
+  const client = await connectClient(url, DEMO_KEY);
+  await client.listTools();
+  await client.close();
+  const [record, extra] = await recordsAfter(count, (r) => r.method === 'tools/list');
+  assert.equal(extra, undefined);
+  assert.equal(record!.effect, 'Allow');
+  assert.ok(
+    record!.policies.includes('AgentPolicy/default/demo-agent-access'),
+    record!.policies.join(),
+  );
+});
+
+test('a caller no policy allows anything lists no tools, recorded as a Deny, not a blanket Allow', async () => {
+  const count = (await serve.decisions()).length;
+  const client = await connectClient(url, unlistedKey);
+  assert.deepEqual((await client.listTools()).tools, []);
+  await client.close();
+  const [record, extra] = await recordsAfter(count, (r) => r.method === 'tools/list');
+  assert.equal(extra, undefined);
+  assert.equal(record!.effect, 'Deny');
+  assert.equal(record!.outcome, 'denied');
+  assert.match(record!.reason, /no policy allows agent "unlisted-agent" any tool on server default\/demo/);
+});
+
+test('a method the gateway does not serve is Method not found, recorded as a Deny', async () => {
+  const client = await connectClient(url, DEMO_KEY);
+  const count = (await serve.decisions()).length;
+  await assert.rejects(client.listResources(), /Method not found|-32601/);
+  await client.close();
+  const [record, extra] = await recordsAfter(count, (r) => r.method === 'resources/list');
+  assert.equal(extra, undefined);
+  assert.equal(record!.effect, 'Deny');
+  assert.equal(record!.reason, 'method "resources/list" is not served by this gateway');
 });
 
 test('the python tool runs in the sandbox and its call is recorded as allowed', async () => {

@@ -116,7 +116,9 @@ export const stubAuthenticatorFactory = (snap: GatewaySnapshot): Authenticator =
 export const stubPolicy: PolicyEngine = {
   decide(policySet, request) {
     const grants = policySet as unknown as Grants;
-    const allowed = (grants[request.principal.name] ?? []).includes(request.tool ?? '');
+    const mine = grants[request.principal.name] ?? [];
+    const allowed =
+      request.method === 'tools/list' ? mine.length > 0 : mine.includes(request.tool ?? '');
     return allowed
       ? {
           effect: 'Allow',

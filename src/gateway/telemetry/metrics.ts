@@ -39,6 +39,8 @@ export const ReasonCode = {
   SessionLimit: 'session_limit',
   NotFound: 'not_found',
   MethodNotAllowed: 'method_not_allowed',
+  /** A JSON-RPC method the gateway does not serve (the SDK answered Method not found). */
+  MethodNotFound: 'method_not_found',
   InternalError: 'internal_error',
 } as const;
 export type ReasonCode = (typeof ReasonCode)[keyof typeof ReasonCode];
