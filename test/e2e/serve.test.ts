@@ -72,7 +72,10 @@ test('a caller no policy allows anything lists no tools, recorded as a Deny, not
   assert.equal(extra, undefined);
   assert.equal(record!.effect, 'Deny');
   assert.equal(record!.outcome, 'denied');
-  assert.match(record!.reason, /no policy allows agent "unlisted-agent" any tool on server default\/demo/);
+  assert.match(
+    record!.reason,
+    /no policy allows agent "unlisted-agent" any tool on server default\/demo/,
+  );
 });
 
 test('a method the gateway does not serve is Method not found, recorded as a Deny', async () => {
