@@ -5,7 +5,7 @@
 // so teardown also happens after the owning test process died: by the reaper (node-reaper.ts),
 // by the next startNodeCluster, or by `dev-cluster down`.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GUARD_TABLE, type NodeNetwork } from './node-config.ts';
@@ -214,7 +214,7 @@ export async function acquireNodeLock(owner: ProcessRef, timeoutMs: number): Pro
     }
     const holder = await lockOwner();
     if (!holder || !isAlive(holder)) {
-      await cleanUpStaleNode();
+      if (!(await cleanUpStaleNode())) await new Promise((r) => setTimeout(r, 500));
       continue;
     }
     if (Date.now() > deadline) {
@@ -242,27 +242,39 @@ async function lockOwner(): Promise<ProcessRef | undefined> {
 }
 
 /**
- * Tears down a node whose owner is gone. The lock directory is first renamed away, so of two
- * processes finding the same stale lock only one cleans up.
+ * Tears down a node whose owner is gone. The lock stays in place until the host is restored (a
+ * new owner must not record a half-restored host); `cleaning/` inside it, made atomically, says
+ * which process does it, so of two finding the same stale lock only one cleans up. Returns true
+ * when it cleaned (or the lock was gone), false when another live process is cleaning.
  */
 export async function cleanUpStaleNode(log: (line: string) => void = () => {}): Promise<boolean> {
-  const stale = `${LOCK_DIR}.stale-${process.pid}`;
+  const claim = join(LOCK_DIR, 'cleaning');
+  const cleanerFile = join(claim, 'cleaner.json');
   try {
-    await rename(LOCK_DIR, stale);
-  } catch {
+    await mkdir(claim);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true; // the lock itself is gone
+    if (code !== 'EEXIST') throw err;
+    let cleaner: ProcessRef | undefined;
+    try {
+      cleaner = JSON.parse(await readFile(cleanerFile, 'utf8')) as ProcessRef;
+    } catch {
+      // Just claimed, not yet written: give its cleaner a moment.
+      const made = statSync(claim, { throwIfNoEntry: false });
+      if (made && Date.now() - made.mtimeMs < 2000) return false;
+    }
+    if (cleaner && isAlive(cleaner)) return false;
+    await rm(claim, { recursive: true, force: true }); // its cleaner died: claim it anew
     return false;
   }
-  let state: NodeState | undefined;
-  try {
-    state = JSON.parse(await readFile(join(stale, 'state.json'), 'utf8')) as NodeState;
-  } catch {
-    state = undefined;
-  }
+  await writeFile(cleanerFile, JSON.stringify(processRef('cleaner', process.pid)) + '\n');
+  const state = await readState();
   if (state) {
     log(`test node: cleaning up after pid ${state.owner.pid} (${state.dir})`);
     for (const problem of await tearDownHost(state)) log(`test node: ${problem}`);
   }
-  await rm(stale, { recursive: true, force: true });
+  await releaseNodeLock();
   return true;
 }
 

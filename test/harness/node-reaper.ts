@@ -11,7 +11,7 @@ for (;;) {
   // stop() ran (no state), or another owner holds the node now: nothing left for us.
   if (!state || state.owner.pid !== owner.pid || state.owner.start !== owner.start) break;
   if (!isAlive(owner)) {
-    await cleanUpStaleNode((line) => console.error(line));
+    await cleanUpStaleNode((line) => console.error(`${new Date().toISOString()} ${line}`));
     break;
   }
   await sleep(1000);

@@ -13,7 +13,7 @@
 // whatever would leave by another interface; guardCounters() reads its counters. Teardown (also
 // after a crash, see node-host.ts) stops every process by pid, unmounts, and restores the host.
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -67,6 +67,16 @@ export interface NodeClusterOptions {
   lockTimeoutMs?: number;
   /** Directory with the node build (default `$MCPWORKS_NODE_DIR` or `<cache>/node`). */
   nodeDir?: string;
+  /**
+   * Runs once this process holds the machine's node lock, before anything on the host changes
+   * (a test records the host there: another test's node may have run until just before).
+   */
+  onLocked?: () => void | Promise<void>;
+}
+
+export interface StopOptions {
+  /** Runs after the host is restored, while this process still holds the node lock. */
+  beforeRelease?: () => void | Promise<void>;
 }
 
 export interface CommandResult {
@@ -103,7 +113,7 @@ export interface NodeCluster {
   /** Packets the nftables guard dropped, and those it saw leave (`leaked` must stay 0). */
   guardCounters(): Promise<Record<(typeof GUARD_COUNTERS)[number], number>>;
   /** Stops everything, restores the host; safe to call twice. Returns teardown problems. */
-  stop(): Promise<string[]>;
+  stop(opts?: StopOptions): Promise<string[]>;
 }
 
 export const NODE_BINARIES = [
@@ -206,6 +216,12 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
 
   const owner = processRef('owner', process.pid);
   await acquireNodeLock(owner, opts.lockTimeoutMs ?? 600_000);
+  try {
+    await opts.onLocked?.();
+  } catch (err) {
+    await releaseNodeLock();
+    throw err;
+  }
   const dir = await mkdtemp(join(tmpdir(), 'mcpworks-node-'));
   const layout: NodeLayout = {
     dir,
@@ -224,19 +240,23 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     await releaseNodeLock();
     throw err;
   }
+  // Not the test's stdio: a detached holder of its pipes would keep a test runner waiting.
+  const reaperLog = openSync(join(nodeDir, 'reaper.log'), 'a');
   const reaper = spawn(process.execPath, [reaperPath, String(owner.pid), owner.start], {
     detached: true,
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', reaperLog, reaperLog],
   });
+  closeSync(reaperLog);
   reaper.unref();
 
   const procs: ManagedProcess[] = [];
   let cp: ControlPlane | undefined;
   let stopped: Promise<string[]> | undefined;
-  const stop = (): Promise<string[]> =>
+  const stop = (stopOpts: StopOptions = {}): Promise<string[]> =>
     (stopped ??= (async () => {
       const problems = await tearDownHost(state);
       await cp?.stop();
+      await stopOpts.beforeRelease?.();
       if (reaper.pid) {
         try {
           process.kill(reaper.pid, 'SIGKILL');

@@ -3,14 +3,23 @@
 // network that never leaves the machine (no route out, and the nftables guard's counters).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { HOST_PATHS, LOCK_DIR, RECORDED_SYSCTLS } from '../harness/node-host.ts';
+import {
+  acquireNodeLock,
+  HOST_PATHS,
+  isAlive,
+  processRef,
+  readState,
+  RECORDED_SYSCTLS,
+  releaseNodeLock,
+  type ProcessRef,
+} from '../harness/node-host.ts';
 import { startNodeCluster, type NodeCluster } from '../harness/node.ts';
 import { eventually } from '../harness/wait.ts';
 
@@ -28,11 +37,14 @@ function hostSnapshot() {
     sysctls: Object.fromEntries(RECORDED_SYSCTLS.map((k) => [k, read(k)])),
     paths: HOST_PATHS.filter((p) => existsSync(p)),
     nftTables: cmd('nft', ['list', 'tables']),
-    iptables: cmd('iptables-save', []).replace(/^[#:].*$/gm, ''),
+    // Only what the node's components write: others on this machine may change the rest.
+    iptables: cmd('iptables-save', [])
+      .split('\n')
+      .filter((l) => /KUBE-|CNI-/.test(l)),
     links: cmd('ip', ['-o', 'link', 'show'])
       .split('\n')
-      .map((l) => l.split(':')[1]?.trim())
-      .filter(Boolean)
+      .map((l) => l.split(':')[1]?.trim() ?? '')
+      .filter((name) => name.startsWith('mcpw'))
       .sort(),
   };
 }
@@ -72,9 +84,12 @@ describe('a real node joined to the test control plane', () => {
     });
 
   before(async () => {
-    hostBefore = hostSnapshot();
     const started = Date.now();
-    cluster = await startNodeCluster();
+    cluster = await startNodeCluster({
+      onLocked: () => {
+        hostBefore = hostSnapshot();
+      },
+    });
     console.log(`# node Ready ${Date.now() - started} ms after startNodeCluster`);
     ns = await cluster.newNamespace('node');
     const image = cluster.images.nettest;
@@ -291,22 +306,39 @@ describe('a real node joined to the test control plane', () => {
 
   test('stop() ends every component and leaves the host as it was', async () => {
     const started = Date.now();
-    const problems = await cluster.stop();
+    let hostAfter: ReturnType<typeof hostSnapshot> | undefined;
+    const problems = await cluster.stop({
+      beforeRelease: () => {
+        hostAfter = hostSnapshot();
+      },
+    });
     console.log(`# teardown ${Date.now() - started} ms`);
     assert.deepEqual(problems, []);
-    assert.deepEqual(hostSnapshot(), hostBefore);
-    assert.equal(existsSync(LOCK_DIR), false);
+    assert.deepEqual(hostAfter, hostBefore);
   });
 });
 
 describe('teardown without stop()', () => {
   test('SIGKILL of the owning process: the reaper restores the host', async () => {
-    const hostBefore = hostSnapshot();
+    // Host snapshots are taken holding the node lock: another test's node may run meanwhile.
+    const me = processRef('test', process.pid);
+    const underLock = async <T>(fn: () => T): Promise<T> => {
+      await acquireNodeLock(me, 600_000);
+      try {
+        return fn();
+      } finally {
+        await releaseNodeLock();
+      }
+    };
+    const hostBefore = await underLock(hostSnapshot);
     const harness = new URL('../harness/node.ts', import.meta.url).href;
+    const host = new URL('../harness/node-host.ts', import.meta.url).href;
     const script = `
       import { startNodeCluster } from ${JSON.stringify(harness)};
-      const c = await startNodeCluster();
-      console.log(JSON.stringify({ node: c.nodeName }));
+      import { readState } from ${JSON.stringify(host)};
+      await startNodeCluster();
+      const { owner, dir, processes } = await readState();
+      console.log(JSON.stringify({ owner, dir, processes }));
       setInterval(() => {}, 1000);
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
@@ -319,12 +351,21 @@ describe('teardown without stop()', () => {
       break;
     }
     assert.ok(line, 'the child started no node');
-    assert.ok(existsSync(LOCK_DIR));
+    const node = JSON.parse(line) as { owner: ProcessRef; dir: string; processes: ProcessRef[] };
+    assert.equal(node.processes.length, 5);
+    assert.ok(node.processes.every(isAlive));
     child.kill('SIGKILL');
     await exited;
-    // The reaper renames the lock away while it cleans up and removes it when done.
-    const lockLeft = () => readdirSync('/run').some((n) => n.startsWith('mcpworks-node'));
-    await eventually('the reaper to restore the host', async () => (lockLeft() ? undefined : true));
-    assert.deepEqual(hostSnapshot(), hostBefore);
+    await eventually(
+      "the dead owner's node to be torn down",
+      async () => {
+        const holder = await readState();
+        return holder?.owner.pid === node.owner.pid ? undefined : true;
+      },
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(node.processes.filter(isAlive).length, 0, 'every component was killed');
+    assert.equal(existsSync(node.dir), false);
+    assert.deepEqual(await underLock(hostSnapshot), hostBefore);
   });
 });
