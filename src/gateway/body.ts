@@ -6,13 +6,14 @@
  * refused here, at the edge, before it can overflow a stack further in.
  */
 import type { IncomingMessage } from 'node:http';
+import { decodeUtf8Strict, unfaithfulJson } from './faithful-json.ts';
 
 export type BodyResult =
   | { ok: true; value: unknown }
   | {
       ok: false;
       status: 413 | 400;
-      code: 'body_too_large' | 'parse_error' | 'too_deep';
+      code: 'body_too_large' | 'parse_error' | 'too_deep' | 'unfaithful_json';
       message: string;
     };
 
@@ -59,7 +60,15 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
     }
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks, size).toString('utf8');
+  const text = decodeUtf8Strict(Buffer.concat(chunks, size));
+  if (text === undefined) {
+    return {
+      ok: false,
+      status: 400,
+      code: 'parse_error',
+      message: 'Parse error: the body is not UTF-8',
+    };
+  }
   if (jsonNestingDepth(text) > MAX_JSON_DEPTH) {
     return {
       ok: false,
@@ -68,9 +77,21 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
       message: `Invalid Request: JSON nested deeper than ${MAX_JSON_DEPTH} levels`,
     };
   }
+  let value: unknown;
   try {
-    return { ok: true, value: JSON.parse(text) as unknown };
+    value = JSON.parse(text) as unknown;
   } catch {
     return { ok: false, status: 400, code: 'parse_error', message: 'Parse error: invalid JSON' };
   }
+  // What the policy judges must be what the tool gets (./faithful-json.ts).
+  const unfaithful = unfaithfulJson(text);
+  if (unfaithful !== undefined) {
+    return {
+      ok: false,
+      status: 400,
+      code: 'unfaithful_json',
+      message: `Invalid Request: ${unfaithful}; JSON that does not survive parsing unchanged is refused`,
+    };
+  }
+  return { ok: true, value };
 }

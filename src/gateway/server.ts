@@ -347,7 +347,7 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
         const code =
           read.code === 'body_too_large'
             ? ReasonCode.BodyTooLarge
-            : read.code === 'too_deep'
+            : read.code === 'too_deep' || read.code === 'unfaithful_json'
               ? ReasonCode.InvalidRequest
               : ReasonCode.ParseError;
         deny(ctx, code, read.message, 'invalid-request');

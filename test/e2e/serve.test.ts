@@ -309,6 +309,43 @@ test('a malformed tools/call gets Invalid params in one line, no validation dump
   }
 });
 
+test('arguments whose parse would not reach the tool unchanged are refused at the edge, one record each', async () => {
+  const call = (args: string) =>
+    `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"word_count","arguments":${args}}}`;
+  const cases: [string | Uint8Array, RegExp][] = [
+    // A condition `args.limit <= 100` would pass Infinity... and the tool would get null.
+    [call('{"text":"a","limit":1e400}'), /the number 1e400 is too large for a double/],
+    [call('{"text":"a","limit":12345678901234567890}'), /cannot be represented exactly/],
+    [call('{"text":"a","limit":-0}'), /negative zero/],
+    // First-wins readers (and grep) see "a"; JSON.parse keeps the second.
+    [call('{"text":"a","text":"rm -rf"}'), /the key "text" appears twice/],
+    [call('{"text":"\\ud800"}'), /unpaired UTF-16 surrogate/],
+    [
+      Buffer.concat([Buffer.from(call('{"text":"')), Buffer.from([0xff]), Buffer.from('"}')]),
+      /not UTF-8/,
+    ],
+  ];
+  for (const [body, message] of cases) {
+    const count = (await serve.decisions()).length;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `Bearer ${DEMO_KEY}`,
+      },
+      body,
+    });
+    assert.equal(res.status, 400, String(body));
+    const answer = (await res.json()) as { error: { message: string } };
+    assert.match(answer.error.message, message);
+    const [record, extra] = await recordsAfter(count, (r) => r.outcome === 'invalid-request');
+    assert.equal(extra, undefined);
+    assert.equal(record!.effect, 'Deny');
+    assert.match(record!.reason, message);
+  }
+});
+
 test('a token in the query string is rejected', async () => {
   const res = await fetch(`${url}?access_token=${DEMO_KEY}`, {
     method: 'POST',
