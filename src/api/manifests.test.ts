@@ -144,7 +144,7 @@ describe('loadManifests', () => {
     const message = await loadError([sub]);
     assert.match(
       message,
-      /bad\.yaml: McpServer default\/demo: spec\.tools\[1\]\.name: must start with a letter/,
+      /bad\.yaml: McpServer default\/demo: spec\.tools\[1\]\.name: must be lower case: a letter first/,
     );
     assert.match(message, /bad\.yaml: AgentPolicy default\/p: spec\.servers: Required value/);
     assert.match(message, /AgentPolicy default\/p: spec\.rules: Too small/);

@@ -89,6 +89,18 @@ test('a method the gateway does not serve is Method not found, recorded as a Den
   assert.equal(record!.reason, 'method "resources/list" is not served by this gateway');
 });
 
+test('a tool name in capitals is matched in lower case: the *shell* guardrail denies RunShell', async () => {
+  const client = await connectClient(url, e2eKey);
+  const result = await client.callTool({ name: 'RunShell', arguments: {} });
+  await client.close();
+  assert.equal(result.isError, true);
+  assert.match(JSON.stringify(result.content), /denied by policy/);
+  const records = await serve.decisions();
+  const record = records.findLast((r) => r.tool === 'RunShell');
+  assert.equal(record?.effect, 'Deny');
+  assert.equal(record?.rule?.kind, 'ClusterAgentPolicy');
+});
+
 test('the python tool runs in the sandbox and its call is recorded as allowed', async () => {
   const client = await connectClient(url, DEMO_KEY);
   const count = (await serve.decisions()).length;

@@ -187,6 +187,11 @@ export const INVALID_CASES: InvalidCase[] = [
     field: 'spec.tools[0].name',
   },
   {
+    name: 'tool name with capitals (a *shell* guardrail would miss RunShell)',
+    object: server(set('spec.tools[0].name', 'RunShell')),
+    field: 'spec.tools[0].name',
+  },
+  {
     name: 'tool name with a space',
     object: server(set('spec.tools[0].name', 'my tool')),
     field: 'spec.tools[0].name',
@@ -330,6 +335,11 @@ export const INVALID_CASES: InvalidCase[] = [
   {
     name: 'tool pattern with shell characters',
     object: policy(set('spec.rules[0].tools', ['echo; rm -rf /'])),
+    field: 'spec.rules[0].tools[0]',
+  },
+  {
+    name: 'tool pattern with capitals (it could never match a tool name)',
+    object: policy(set('spec.rules[0].tools', ['*Shell*'])),
     field: 'spec.rules[0].tools[0]',
   },
   {

@@ -41,10 +41,11 @@ export const METHODS = ['tools/call', 'tools/list'] as const;
 export const MethodSchema = z.enum(METHODS);
 export type Method = z.infer<typeof MethodSchema>;
 
-/** Glob over tool names (`*`, `?`, `[a-z]`, `{a,b}`). */
-export const TOOL_PATTERN = '^[A-Za-z0-9_.*?{},\\[\\]!-]{1,128}$';
+/** Glob over tool names (`*`, `?`, `[a-z]`, `{a,b}`); lower case, like the names it matches. */
+export const TOOL_PATTERN = '^[a-z0-9_.*?{},\\[\\]!-]{1,128}$';
 export const ToolPatternSchema = z.string().min(1).max(128).regex(new RegExp(TOOL_PATTERN), {
-  message: 'must be a glob of letters, digits, "_", "-", ".", "*", "?", "[...]" or "{a,b}"',
+  message:
+    'must be a lower-case glob of a-z, 0-9, "_", "-", ".", "*", "?", "[...]" or "{a,b}" (tool names are lower case)',
 });
 
 /**

@@ -24,10 +24,15 @@ export const RUNTIMES = ['python', 'node', 'bash'] as const;
 export const RuntimeSchema = z.enum(RUNTIMES);
 export type Runtime = z.infer<typeof RuntimeSchema>;
 
-/** MCP tool names: a letter first, then letters, digits, `_`, `-` or `.`; at most 64 characters. */
-export const TOOL_NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_.-]{0,63}$';
+/**
+ * MCP tool names: lower case only, a letter first, then letters, digits, `_`, `-` or `.`; at most
+ * 64 characters. Policies match names exactly, so one case everywhere keeps a guardrail such as
+ * `*shell*` from missing a tool named `RunShell` (docs/api.md, "Tool names").
+ */
+export const TOOL_NAME_PATTERN = '^[a-z][a-z0-9_.-]{0,63}$';
 export const ToolNameSchema = z.string().min(1).max(64).regex(new RegExp(TOOL_NAME_PATTERN), {
-  message: 'must start with a letter and contain only letters, digits, "_", "-" or "." (max 64)',
+  message:
+    'must be lower case: a letter first, then only a-z, 0-9, "_", "-" or "." (max 64); policies match tool names exactly',
 });
 
 /** Hard caps: a tool can ask for less, never more. */

@@ -157,8 +157,11 @@ export function decide(set: CompiledPolicySet, request: PolicyRequest): Decision
   if (tool.length > MAX_TOOL_NAME_LENGTH)
     return denied(`tool name longer than ${MAX_TOOL_NAME_LENGTH} characters`);
 
-  const candidates = collect(view.enforced, keys, tool);
-  const auditCandidates = view.audit.size === 0 ? [] : collect(view.audit, keys, tool);
+  // Tool names and patterns are lower case by admission; a caller asking for `RunShell` is
+  // matched as `runshell`, so a `*shell*` guardrail still applies to it.
+  const matched = tool.toLowerCase();
+  const candidates = collect(view.enforced, keys, matched);
+  const auditCandidates = view.audit.size === 0 ? [] : collect(view.audit, keys, matched);
   const policies = policyIds(candidates, auditCandidates);
   const lazy = lazyArguments(request, tool);
 
@@ -214,7 +217,7 @@ export function visibleTools(
   const keys = principalKeys(request.principal);
   return toolNames.filter((tool) => {
     if (tool.length > MAX_TOOL_NAME_LENGTH) return false;
-    const candidates = collect(view.enforced, keys, tool);
+    const candidates = collect(view.enforced, keys, tool.toLowerCase());
     let allowed = false;
     for (const rule of candidates) {
       if (rule.effect === 'Deny' && rule.conditions.length === 0) return false;
