@@ -428,6 +428,32 @@ describe('forbidden system calls', () => {
     });
   }
 
+  // A watch on the shared runtime files would show another call's imports and the pool refill.
+  const watches: Array<[string, number, number[]]> = [
+    ['inotify_init', 253, []],
+    ['inotify_init1', 294, [0]],
+    ['fanotify_init', 300, [0, 0]],
+  ];
+  for (const [name, nr, args] of watches) {
+    test(`${name} answers ENOSYS: no watching files other sandboxes share`, async () => {
+      const r = await call(
+        'python',
+        `import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n${py(`return [libc.syscall(${[nr, ...args].join(', ')}), ctypes.get_errno()]`)}`,
+      );
+      assert.equal(r.outcome, 'ok', `${name}: ${text(r)}`);
+      assert.deepEqual(JSON.parse(text(r)), [-1, 38], name);
+    });
+  }
+
+  test('node fs.watch on a runtime file fails instead of reporting other calls', async () => {
+    const r = await call(
+      'node',
+      `function main() { try { require('fs').watch(process.execPath).close(); return 'watching'; } catch (e) { return e.code; } }`,
+    );
+    assert.equal(r.outcome, 'ok', text(r));
+    assert.equal(text(r), 'ENOSYS');
+  });
+
   test('setuid(0) is refused', async () => {
     const r = await call('python', `import os\n${py('os.setuid(0)\nreturn "root"')}`);
     assert.equal(r.outcome, 'error');
