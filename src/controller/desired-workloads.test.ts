@@ -125,6 +125,13 @@ test('executors use the sandbox roots prepared in the image, not copies in their
   assert.ok(pod.containers[0].args.includes('--runtime-roots=/opt/mcpworks/runtime-roots'));
 });
 
+test('a stopping gateway keeps serving while kube-proxy learns it is terminating', () => {
+  const pod = podSpec(desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
+  assert.ok(pod.containers[0].args.includes('--shutdown-delay-seconds=5'));
+  // The delay fits in the default grace period, so the drain after it is not cut short.
+  assert.equal(pod.terminationGracePeriodSeconds, undefined);
+});
+
 test('a tool change changes the gateway spec hash; the same spec gives the same hash', () => {
   const a = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);
   const same = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);

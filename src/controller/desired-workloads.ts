@@ -34,6 +34,9 @@ export const DEFAULT_WORKLOAD_OPTIONS: WorkloadOptions = {
   executorSecurityMode: 'Standard',
 };
 
+/** Seconds a stopping gateway keeps serving (within the pod's default 30 s grace period). */
+export const GATEWAY_SHUTDOWN_DELAY_SECONDS = 5;
+
 const DEFAULT_RESOURCES = {
   gateway: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } },
   executor: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2Gi' } },
@@ -103,7 +106,8 @@ export function desiredGatewayDeployment(
       {
         name: 'gateway',
         image: options.gatewayImage,
-        args: ['gateway'],
+        // Requests keep arriving until kube-proxy has seen the pod terminating: serve them.
+        args: ['gateway', `--shutdown-delay-seconds=${GATEWAY_SHUTDOWN_DELAY_SECONDS}`],
         ports: [{ name: 'http', containerPort: Ports.gateway, protocol: 'TCP' }],
         env: [
           { name: 'MCPWORKS_SERVER_NAMESPACE', value: namespace },

@@ -657,3 +657,107 @@ step(
   },
   400_000,
 );
+step(
+  '8. a tool code change rolls out while an agent calls in a loop: no failed call',
+  async () => {
+    const loop = agent<{ results: CallResult[]; timedOut: boolean }>(
+      {
+        op: 'loop',
+        url: POLY_URL,
+        token: apiKey,
+        tool: 'hello_python',
+        args: { name: 'loop' },
+        stopFile: '/tmp/stop',
+        marker: '"v2"',
+        afterStop: 3,
+        maxMs: 180_000,
+      },
+      200_000,
+    );
+    await sleep(2000);
+    await kubectl(['apply', '-f', '-'], yamlDocs(polyglotServer('v2')));
+    await eventually(
+      'polyglot Ready at the new generation',
+      async () => ((await serverReady('polyglot')) ? true : undefined),
+      {
+        timeoutMs: 120_000,
+        intervalMs: 1000,
+      },
+    );
+    for (const d of ['polyglot-gateway', 'polyglot-executor'])
+      await kubectl(
+        ['-n', NS, 'rollout', 'status', `deployment/${d}`, '--timeout=120s'],
+        undefined,
+        130_000,
+      );
+    await kubectl([
+      '-n',
+      NS,
+      'exec',
+      'agent',
+      '--',
+      'node',
+      '-e',
+      'require("node:fs").writeFileSync("/tmp/stop", "")',
+    ]);
+    const { results, timedOut } = await loop;
+    assert.equal(timedOut, false);
+    const failed = results.filter((r) => !r.ok);
+    assert.deepEqual(failed, [], `${failed.length} of ${results.length} calls failed`);
+    assert.ok(
+      results.some((r) => r.text?.includes('"v1"')),
+      'the loop started on the old code',
+    );
+    assert.ok(results.at(-1)?.text?.includes('"v2"'));
+    console.log(`# ${results.length} calls during the rollout, none failed`);
+    for (const runtime of ['node', 'bash']) {
+      const r = await callWithKey(POLY_URL, `hello_${runtime}`, { name: 'after' });
+      assert.match(r.text ?? '', /"v2"/);
+    }
+  },
+  400_000,
+);
+
+step(
+  '9. deleting the servers and helm uninstall leave nothing of ours',
+  async () => {
+    await kubectl(
+      ['-n', NS, 'delete', 'mcpservers', '--all', '--wait=true', '--timeout=120s'],
+      undefined,
+      130_000,
+    );
+    await kubectl(['delete', 'namespace', NS, '--wait=true', '--timeout=180s'], undefined, 190_000);
+    await cluster.helm(
+      ['uninstall', 'mcpworks', '--namespace', SYSTEM_NS, '--wait', '--timeout=120s'],
+      { timeoutMs: 130_000 },
+    );
+    const ours = async () =>
+      (
+        await kubectl([
+          'get',
+          'deployments,pods,services,networkpolicies,configmaps,secrets,serviceaccounts,roles,rolebindings',
+          '-A',
+          '-l',
+          'app.kubernetes.io/part-of=mcpworks',
+          '-o',
+          'name',
+        ])
+      ).stdout.trim();
+    await eventually(
+      'no labelled objects left',
+      async () => ((await ours()) === '' ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 1000 },
+    );
+    const system = (await kubectl(['-n', SYSTEM_NS, 'get', 'all', '-o', 'name'])).stdout.trim();
+    assert.equal(system, '', 'nothing left in mcpworks-system');
+    const cluster_ = (await kubectl(['get', 'clusterroles,clusterrolebindings', '-o', 'name']))
+      .stdout;
+    assert.doesNotMatch(cluster_, /mcpworks/);
+    // docs/install.md: helm keeps the CRDs; no custom resource is left in them.
+    for (const kind of ['mcpservers', 'agentpolicies', 'clusteragentpolicies']) {
+      await kubectl(['get', 'crd', `${kind}.mcpworks.io`]);
+      assert.equal((await kubectl(['get', kind, '-A', '-o', 'name'])).stdout.trim(), '', kind);
+    }
+  },
+  500_000,
+);

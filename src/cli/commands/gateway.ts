@@ -35,6 +35,10 @@ const USAGE = `usage: mcpworks gateway [options]
   --executor-url <url>  executor Service (env MCPWORKS_EXECUTOR_URL)
   --public-url <url>    scheme://host[:port] clients use (resource metadata; default from Host)
   --kubeconfig <file>   default: in-cluster, else $KUBECONFIG
+  --shutdown-delay-seconds <n>
+                        on SIGTERM, keep accepting requests this long before closing (default 0):
+                        the Service stops sending new connections only once kube-proxy has seen
+                        the pod terminating; the operator sets 5 in gateway pods
   The executor token comes from env MCPWORKS_EXECUTOR_TOKEN (the controller's Secret).
 `;
 
@@ -49,6 +53,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'executor-url': { type: 'string' },
       'public-url': { type: 'string' },
       kubeconfig: { type: 'string' },
+      'shutdown-delay-seconds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -76,6 +81,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     io.stderr('mcpworks gateway: --port must be 0..65535\n');
+    return 2;
+  }
+  const shutdownDelaySeconds = Number(values['shutdown-delay-seconds'] ?? 0);
+  if (!Number.isInteger(shutdownDelaySeconds) || shutdownDelaySeconds < 0) {
+    io.stderr('mcpworks gateway: --shutdown-delay-seconds must be a non-negative integer\n');
     return 2;
   }
 
@@ -172,8 +182,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   logger.info({ server: serverKey, port }, 'gateway listening');
 
   return new Promise<number>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'stopping');
+    const close = () => {
       http.close();
       http.closeIdleConnections();
       void app
@@ -185,6 +194,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
           http.closeAllConnections();
           resolve(0);
         });
+    };
+    const stop = (signal: string) => {
+      logger.info({ signal, shutdownDelaySeconds }, 'stopping');
+      if (shutdownDelaySeconds === 0) close();
+      else setTimeout(close, shutdownDelaySeconds * 1000);
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
