@@ -35,6 +35,11 @@ export interface RequestContext {
   executor?: string;
   /** Settles when a tool call started by this request is over (for post-conditions). */
   pending?: Promise<unknown>;
+  /**
+   * Set when the gateway ended the request itself before the SDK answered it (cancelled, the
+   * session closed): the record's outcome, whatever the aborted handler wrote afterwards.
+   */
+  endedEarly?: 'cancelled' | 'session-closed';
   finished: boolean;
 }
 
@@ -96,7 +101,7 @@ export function toDecisionEntry(
     policies: decision.policies,
     effect: decision.effect,
     reason: decision.reason,
-    outcome: ctx.outcome ?? (decision.effect === 'Allow' ? 'ok' : 'denied'),
+    outcome: ctx.endedEarly ?? ctx.outcome ?? (decision.effect === 'Allow' ? 'ok' : 'denied'),
     durationMs: Math.max(0, Math.round(durationMs * 1000) / 1000),
   };
   if (ctx.sessionId !== undefined) entry.sessionId = ctx.sessionId;

@@ -150,6 +150,105 @@ function isUngovernedMethod(method: string | undefined): boolean {
 }
 const UNGOVERNED_METHODS = new Set(['initialize', 'ping', 'response', 'GET', 'DELETE']);
 
+/** How the gateway ends a request the SDK will never answer. */
+interface EarlyEnd {
+  outcome: 'cancelled' | 'session-closed';
+  code: number;
+  message: string;
+}
+const SESSION_CLOSED: EarlyEnd = {
+  outcome: 'session-closed',
+  code: -32000,
+  message: 'the session was closed while the request ran',
+};
+const CANCELLED: EarlyEnd = {
+  outcome: 'cancelled',
+  code: -32800,
+  message: 'request cancelled by the client (notifications/cancelled)',
+};
+
+/**
+ * The JSON-RPC requests in flight per session transport. The SDK maps responses by request id
+ * and silently drops a pending one when its id is reused, when the client cancels it, or when
+ * the session closes; the HTTP request would then never end and never be recorded. Here a
+ * reused id is refused at once, and a cancelled request or one whose session closed is answered
+ * with a JSON-RPC error, so every request ends with exactly one record that says what happened.
+ */
+class InFlightRequests {
+  readonly #byTransport = new WeakMap<object, Map<string, (end: EarlyEnd) => void>>();
+  readonly #refuseDuplicate: (ctx: RequestContext, reason: string) => void;
+
+  constructor(refuseDuplicate: (ctx: RequestContext, reason: string) => void) {
+    this.#refuseDuplicate = refuseDuplicate;
+  }
+
+  async handle(
+    transport: object,
+    ctx: RequestContext,
+    res: ServerResponse,
+    body: unknown,
+    forward: () => Promise<void>,
+  ): Promise<void> {
+    const message = (body ?? {}) as { id?: unknown; method?: unknown; params?: unknown };
+    const flights = this.#flights(transport);
+    if (message.method === 'notifications/cancelled') {
+      await forward();
+      const requestId = (message.params as { requestId?: unknown } | undefined)?.requestId;
+      flights.get(flightKey(requestId))?.(CANCELLED);
+      return;
+    }
+    if (typeof message.method !== 'string' || message.id === undefined || message.id === null) {
+      return forward();
+    }
+    const key = flightKey(message.id);
+    if (flights.has(key)) {
+      const reason = `Invalid Request: a request with id ${key.slice(0, 64)} is still in flight in this session`;
+      this.#refuseDuplicate(ctx, reason);
+      return sendJson(res, 200, {
+        jsonrpc: '2.0',
+        id: jsonRpcId(message.id),
+        error: { code: -32600, message: reason },
+      });
+    }
+    let endEarly!: (end: EarlyEnd) => void;
+    const ended = new Promise<EarlyEnd>((resolve) => (endEarly = resolve));
+    flights.set(key, endEarly);
+    try {
+      const early = await Promise.race([forward().then(() => undefined), ended]);
+      if (early !== undefined && !res.headersSent) {
+        ctx.endedEarly = early.outcome;
+        sendJson(res, 200, {
+          jsonrpc: '2.0',
+          id: jsonRpcId(message.id),
+          error: { code: early.code, message: early.message },
+        });
+      }
+    } finally {
+      if (flights.get(key) === endEarly) flights.delete(key);
+    }
+  }
+
+  endAll(transport: object, end: EarlyEnd): void {
+    const flights = this.#byTransport.get(transport);
+    if (flights === undefined) return;
+    for (const settle of [...flights.values()]) settle(end);
+  }
+
+  #flights(transport: object): Map<string, (end: EarlyEnd) => void> {
+    let flights = this.#byTransport.get(transport);
+    if (flights === undefined) {
+      flights = new Map();
+      this.#byTransport.set(transport, flights);
+    }
+    return flights;
+  }
+}
+
+/** JSON-RPC ids `1` and `"1"` are different requests: key them by their JSON text. */
+function flightKey(id: unknown): string {
+  return typeof id === 'string' || typeof id === 'number' ? JSON.stringify(id) : '';
+}
+
 /** The id to answer with: the request's own when it is a valid JSON-RPC id, else null. */
 function jsonRpcId(id: unknown): string | number | null {
   return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : null;
@@ -186,6 +285,9 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
   const initial = source.current();
   const serverKey = serverKeyOf(initial);
   const sessions = new SessionTable(limits.sessions);
+  const inFlight = new InFlightRequests((ctx, reason) =>
+    deny(ctx, ReasonCode.InvalidRequest, reason, 'duplicate-id'),
+  );
   const stateless = options.sessionMode === 'stateless';
   // Schemas compile when a configuration arrives, so a broken one is logged then, not on a call.
   const argumentValidators = createArgumentValidators(logger);
@@ -447,6 +549,8 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       transport.onclose = () => {
         if (transport.sessionId !== undefined) sessions.remove(transport.sessionId);
         reportSessions();
+        // The SDK drops the pending responses of a closed transport: end them here.
+        inFlight.endAll(transport, SESSION_CLOSED);
       };
       await protocol.connect(transport);
       await transport.handleRequest(req, res, body);
@@ -472,7 +576,9 @@ export function createGatewayApp(options: GatewayAppOptions): GatewayApp {
       return rpcError(res, 404, -32001, 'Session not found');
     }
     ctx.sessionId = session.id;
-    await session.transport.handleRequest(req, res, body);
+    await inFlight.handle(session.transport, ctx, res, body, () =>
+      session.transport.handleRequest(req, res, body),
+    );
   };
 
   return {

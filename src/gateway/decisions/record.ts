@@ -31,6 +31,12 @@ export const DECISION_OUTCOMES = [
   'executor-unavailable',
   'overloaded',
   'internal-error',
+  /** The client cancelled the request (notifications/cancelled) while it ran. */
+  'cancelled',
+  /** The session was closed (DELETE, evicted, expired) while the request ran. */
+  'session-closed',
+  /** Refused: a request with the same JSON-RPC id was still in flight in the session. */
+  'duplicate-id',
 ] as const;
 export const DecisionOutcomeSchema = z.enum(DECISION_OUTCOMES);
 export type DecisionOutcome = z.infer<typeof DecisionOutcomeSchema>;
