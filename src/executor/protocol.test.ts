@@ -9,6 +9,7 @@ function run(overrides: Partial<SandboxRun> = {}): SandboxRun {
     timedOut: false,
     outputExceeded: false,
     aborted: false,
+    logsExceeded: false,
     result: Buffer.from('{"ok": true, "value": {"a": 1}}\n'),
     resultBytes: 32,
     logTail: '',

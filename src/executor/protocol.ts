@@ -40,6 +40,13 @@ export function encodeCall(runtime: Runtime, payload: CallPayload): Buffer {
   ]);
 }
 
+/**
+ * The most a call may write to its logs (stderr, and stdout for python/node, which are not the
+ * result channel). Beyond it the sandbox is stopped: a flooding tool would otherwise keep the
+ * executor busy reading and discarding what it writes.
+ */
+export const LOG_CAP_BYTES = 1024 * 1024;
+
 /** What the runner observed about one finished sandbox. */
 export interface SandboxRun {
   runtime: Runtime;
@@ -51,6 +58,8 @@ export interface SandboxRun {
   outputExceeded: boolean;
   /** The sandbox was stopped because the caller went away. */
   aborted: boolean;
+  /** The code's logs (stderr, and stdout for python/node) went over LOG_CAP_BYTES; stopped. */
+  logsExceeded: boolean;
   /** The result channel (fd 3 for python/node, stdout for bash), at most maxOutputBytes. */
   result: Buffer;
   /** Total bytes written to the result channel, even beyond the cap. */
@@ -160,6 +169,12 @@ export function classifyRun(run: SandboxRun): ResultCore {
     return failure(
       SandboxOutcome.Error,
       'cancelled: the caller went away before the tool finished',
+    );
+  }
+  if (run.logsExceeded) {
+    return failure(
+      SandboxOutcome.OutputTruncated,
+      `output truncated: the tool wrote more than ${LOG_CAP_BYTES} bytes of logs (stdout/stderr); it was stopped`,
     );
   }
   if (run.outputExceeded) {

@@ -20,7 +20,7 @@ import {
   type JailLayout,
   type RootSwitch,
 } from './nsjail-config.ts';
-import type { SandboxRun } from './protocol.ts';
+import { LOG_CAP_BYTES, type SandboxRun } from './protocol.ts';
 import type { RuntimeLayout } from './runtime-files.ts';
 
 export const RESULT_FD = 3;
@@ -162,6 +162,8 @@ export async function spawnSandbox(
   let keptBytes = 0;
   let maxOutputBytes = Number.POSITIVE_INFINITY;
   let outputExceeded = false;
+  let logBytes = 0;
+  let logsExceeded = false;
   let used = false;
   let exited = false;
   let onOutputExceeded: (() => void) | undefined;
@@ -207,17 +209,29 @@ export async function spawnSandbox(
   const ready = new Promise<void>((resolve) => {
     markReady = resolve;
   });
+  const pushLog = (chunk: Buffer) => {
+    if (logsExceeded) return;
+    logBytes += chunk.length;
+    logTail.push(chunk);
+    if (logBytes > LOG_CAP_BYTES) {
+      logsExceeded = true;
+      // Stop reading at once: the pipes fill, the tool blocks, the kill ends it.
+      child.stderr?.pause();
+      if (runtime !== 'bash') child.stdout?.pause();
+      kill();
+    }
+  };
   child.stderr?.on('data', (chunk: Buffer) => {
     // The bootstrap's first stderr byte (0x06) says the interpreter is up and waiting.
     if (!readySeen && chunk[0] === READY_MARKER) {
       readySeen = true;
       markReady();
-      if (chunk.length > 1) logTail.push(chunk.subarray(1));
+      if (chunk.length > 1) pushLog(chunk.subarray(1));
       return;
     }
-    logTail.push(chunk);
+    pushLog(chunk);
   });
-  if (runtime !== 'bash') child.stdout?.on('data', (chunk: Buffer) => logTail.push(chunk));
+  if (runtime !== 'bash') child.stdout?.on('data', pushLog);
   (child.stdio[JAIL_LOG_FD] as Readable | null)?.on('data', (chunk: Buffer) => jailLog.push(chunk));
   child.stdin?.on('error', () => undefined); // EPIPE when the jail died first: reported by the exit status
 
@@ -354,6 +368,7 @@ export async function spawnSandbox(
         timedOut,
         outputExceeded,
         aborted,
+        logsExceeded,
         result: Buffer.concat(resultChunks),
         resultBytes,
         logTail: logTail.text(),

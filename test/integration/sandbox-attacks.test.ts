@@ -347,6 +347,30 @@ describe('limits', () => {
     assert.equal(r.outcome, 'output-truncated');
   });
 
+  // stdout/stderr are not the result channel, but a flood of them costs the executor CPU.
+  const floods: Array<[Runtime, string]> = [
+    [
+      'python',
+      `import sys\n${py('while True:\n        sys.stdout.write("x" * 65536)\n        sys.stderr.write("y" * 65536)')}`,
+    ],
+    [
+      'node',
+      `function main() { const s = 'x'.repeat(65536); for (;;) { process.stdout.write(s); process.stderr.write(s); } }`,
+    ],
+    ['bash', 'while :; do echo yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy >&2; done'],
+  ];
+  for (const [runtime, code] of floods) {
+    test(`${runtime} flooding its logs is stopped at the log cap and the call says so`, async () => {
+      const r = await call(runtime, code, { timeoutSeconds: 20 });
+      assert.ok(r.durationMs < 10_000, `stopped at a cap, not the timeout: ${r.durationMs} ms`);
+      // Node queues pipe writes in memory when the reader is slower, so its flood may meet the
+      // memory limit before the log cap: either stops it, and the record says which.
+      if (runtime === 'node' && r.outcome === 'memory-limit') return;
+      assert.equal(r.outcome, 'output-truncated', text(r));
+      assert.match(text(r), /more than 1048576 bytes of logs/);
+    });
+  }
+
   test('a timeout while a background child holds the output pipe open still ends at the timeout', async () => {
     const r = await call('bash', '(sleep 60; echo late) & echo early; sleep 60', {
       timeoutSeconds: 1,
