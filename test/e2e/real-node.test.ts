@@ -3,15 +3,19 @@
 // pod through the gateway Service. Every step depends on the ones before it: a failed step fails
 // all later ones (none is skipped), and the pods' description and logs are printed.
 import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { stringify } from 'yaml';
 import { main } from '../../src/cli/main.ts';
 import { ensureProjectImages } from '../harness/images.ts';
 import { startNodeCluster, type NodeCluster } from '../harness/node.ts';
 import { repoRoot } from '../harness/paths.ts';
+import { freePort } from '../harness/processes.ts';
+import { binary } from '../integration/chart-support.ts';
 import { eventually } from '../harness/wait.ts';
 
 const NS = 'mcp-team';
@@ -105,7 +109,7 @@ async function getJson<T>(args: string[]): Promise<T> {
 
 interface PodList {
   items: {
-    metadata: { name: string; labels?: Record<string, string> };
+    metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string };
     status: { podIP?: string; phase?: string };
   }[];
 }
@@ -227,7 +231,7 @@ const polyglotTools = (version: string) => [
   },
 ];
 
-const polyglotServer = (version: string) => ({
+const polyglotServer = (version: string, warmPoolSize = 2) => ({
   apiVersion: 'mcpworks.io/v1alpha1',
   kind: 'McpServer',
   metadata: { name: 'polyglot', namespace: NS },
@@ -238,7 +242,7 @@ const polyglotServer = (version: string) => ({
       serviceAccountTokens: { audiences: ['mcpworks'] },
     },
     gateway: { replicas: 1 },
-    executor: { replicas: 1 },
+    executor: { replicas: 1, warmPoolSize },
   },
 });
 
@@ -306,12 +310,16 @@ const agentPod = {
   },
 };
 
-before(async () => {
-  const images = await ensureProjectImages({ log: (l) => console.log(`# ${l}`) });
-  const started = Date.now();
-  cluster = await startNodeCluster({ imageTars: [images.operator.tar, images.sandbox.tar] });
-  console.log(`# node Ready with the images ${Date.now() - started} ms after startNodeCluster`);
-});
+before(
+  async () => {
+    const images = await ensureProjectImages({ log: (l) => console.log(`# ${l}`) });
+    const started = Date.now();
+    cluster = await startNodeCluster({ imageTars: [images.operator.tar, images.sandbox.tar] });
+    console.log(`# node Ready with the images ${Date.now() - started} ms after startNodeCluster`);
+    // Cold: the images' base and both builds (~10 min on 2 cores), then maybe another test's node.
+  },
+  { timeout: 45 * 60_000 },
+);
 
 after(async () => {
   const problems = (await cluster?.stop()) ?? [];
@@ -470,6 +478,49 @@ step(
     const words = await callWithKey(TOOLS_URL, 'word_count', { text: 'hello from the cluster' });
     assert.equal(words.ok, true, JSON.stringify(words));
     assert.deepEqual(JSON.parse(words.text ?? ''), { words: 4 });
+
+    // Part 2, step 4 as written: a port-forward to the gateway Service and the example client.
+    const port = await freePort();
+    const forward = spawn(
+      binary('kubectl'),
+      [
+        '--kubeconfig',
+        cluster.kubeconfigPath,
+        '-n',
+        NS,
+        'port-forward',
+        'service/tools-gateway',
+        `${port}:8080`,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      await eventually(
+        'the port-forward',
+        async () =>
+          (await fetch(`http://127.0.0.1:${port}/healthz`).then(
+            (res) => res.ok,
+            () => false,
+          ))
+            ? true
+            : undefined,
+        { timeoutMs: 30_000, intervalMs: 300 },
+      );
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [
+          join(repoRoot, 'examples', 'client', 'mcp-call.ts'),
+          '--url',
+          `http://127.0.0.1:${port}/mcp`,
+          'word_count',
+          '{"text": "hello from the cluster"}',
+        ],
+        { env: { ...process.env, MCP_TOKEN: apiKey }, timeout: 60_000 },
+      );
+      assert.deepEqual(JSON.parse(stdout).structuredContent, { words: 4 });
+    } finally {
+      forward.kill();
+    }
 
     const pins = readFileSync(join(repoRoot, 'sandbox-image', 'runtimes.env'), 'utf8');
     const nodeVersion = /^NODE_VERSION=(\S+)/m.exec(pins)?.[1];
@@ -633,6 +684,7 @@ step(
       '--wait=false',
     ]);
     const r = await inFlight;
+    console.log(`# the agent got: ${r.text ?? r.error}`);
     assert.equal(r.ok, false, JSON.stringify(r));
     assert.match(r.text ?? r.error ?? '', /executor|unavailable/i, JSON.stringify(r));
     const [gateway] = (await componentPods('polyglot', 'gateway')).items;
@@ -674,6 +726,9 @@ step(
       },
       200_000,
     );
+    const gatewaysBefore = (await componentPods('polyglot', 'gateway')).items.map(
+      (p) => p.metadata.name,
+    );
     await sleep(2000);
     await kubectl(['apply', '-f', '-'], yamlDocs(polyglotServer('v2')));
     await eventually(
@@ -710,10 +765,76 @@ step(
     );
     assert.ok(results.at(-1)?.text?.includes('"v2"'));
     console.log(`# ${results.length} calls during the rollout, none failed`);
+    const gatewaysAfter = (await componentPods('polyglot', 'gateway')).items
+      .filter((p) => p.metadata.deletionTimestamp === undefined)
+      .map((p) => p.metadata.name);
+    assert.ok(!gatewaysAfter.some((name) => gatewaysBefore.includes(name)), 'the gateway rolled');
     for (const runtime of ['node', 'bash']) {
       const r = await callWithKey(POLY_URL, `hello_${runtime}`, { name: 'after' });
       assert.match(r.text ?? '', /"v2"/);
     }
+  },
+  400_000,
+);
+
+step(
+  '8b. an executor change rolls out while an agent calls in a loop: no failed call',
+  async () => {
+    const executorsBefore = (await componentPods('polyglot', 'executor')).items.map(
+      (p) => p.metadata.name,
+    );
+    const loop = agent<{ results: CallResult[]; timedOut: boolean }>(
+      {
+        op: 'loop',
+        url: POLY_URL,
+        token: apiKey,
+        tool: 'hello_python',
+        args: { name: 'loop' },
+        stopFile: '/tmp/stop-executor',
+        marker: '"v2"',
+        afterStop: 3,
+        maxMs: 180_000,
+      },
+      200_000,
+    );
+    await sleep(2000);
+    await kubectl(['apply', '-f', '-'], yamlDocs(polyglotServer('v2', 1)));
+    await eventually(
+      'polyglot Ready at the new generation',
+      async () => ((await serverReady('polyglot')) ? true : undefined),
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    );
+    await kubectl(
+      ['-n', NS, 'rollout', 'status', 'deployment/polyglot-executor', '--timeout=120s'],
+      undefined,
+      130_000,
+    );
+    // The old pod drains after the new one is Ready: wait until it is gone.
+    await eventually(
+      'the old executor pod to go',
+      async () => {
+        const names = (await componentPods('polyglot', 'executor')).items.map(
+          (p) => p.metadata.name,
+        );
+        return names.some((n) => executorsBefore.includes(n)) ? undefined : names;
+      },
+      { timeoutMs: 90_000, intervalMs: 1000 },
+    );
+    await kubectl([
+      '-n',
+      NS,
+      'exec',
+      'agent',
+      '--',
+      'node',
+      '-e',
+      'require("node:fs").writeFileSync("/tmp/stop-executor", "")',
+    ]);
+    const { results, timedOut } = await loop;
+    assert.equal(timedOut, false);
+    const failed = results.filter((r) => !r.ok);
+    assert.deepEqual(failed.slice(0, 3), [], `${failed.length} of ${results.length} calls failed`);
+    console.log(`# ${results.length} calls during the executor rollout, none failed`);
   },
   400_000,
 );
