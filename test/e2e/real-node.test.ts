@@ -637,32 +637,6 @@ step('6. the attack battery inside the executor pod, as tool code', async () => 
   assert.doesNotMatch(seen.passwd, /^(?!root|nobody).+:x:/m);
 });
 
-step('5b. the denial is an Event on the McpServer', async () => {
-  // Gateway Events are aggregated per reason and minute.
-  await eventually(
-    'the ToolCallDenied Event',
-    async () => {
-      const out = (
-        await kubectl([
-          '-n',
-          NS,
-          'get',
-          'events',
-          '--field-selector',
-          'reason=ToolCallDenied',
-          '-o',
-          'wide',
-        ])
-      ).stdout;
-      return out.includes('mcpserver/tools') &&
-        out.includes(`report-bot was denied tool drop_table: ${DENY_REASON}`)
-        ? true
-        : undefined;
-    },
-    { timeoutMs: 120_000, intervalMs: 2000 },
-  );
-});
-
 step(
   '7. the executor pod deleted mid-call: a clear error and exactly one decision record',
   async () => {
@@ -838,6 +812,33 @@ step(
   },
   400_000,
 );
+
+step('5b. the denial is an Event on the McpServer', async () => {
+  // Gateway Events are aggregated per reason and minute: checked after steps 6 to 8b, which
+  // fill most of that minute.
+  await eventually(
+    'the ToolCallDenied Event',
+    async () => {
+      const out = (
+        await kubectl([
+          '-n',
+          NS,
+          'get',
+          'events',
+          '--field-selector',
+          'reason=ToolCallDenied',
+          '-o',
+          'wide',
+        ])
+      ).stdout;
+      return out.includes('mcpserver/tools') &&
+        out.includes(`report-bot was denied tool drop_table: ${DENY_REASON}`)
+        ? true
+        : undefined;
+    },
+    { timeoutMs: 120_000, intervalMs: 2000 },
+  );
+});
 
 step(
   '9. deleting the servers and helm uninstall leave nothing of ours',
