@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CommandIo } from '../io.ts';
+import { run } from './gateway.ts';
+
+function capture(): CommandIo & { err: string } {
+  const io = {
+    err: '',
+    stdout: () => {},
+    stderr: (t: string) => void (io.err += t),
+    env: {
+      MCPWORKS_SERVER_NAMESPACE: 'team',
+      MCPWORKS_SERVER_NAME: 'tools',
+      MCPWORKS_EXECUTOR_URL: 'http://127.0.0.1:1',
+      MCPWORKS_EXECUTOR_TOKEN: 'token',
+    },
+    cwd: '.',
+  };
+  return io;
+}
+
+for (const bad of ['-1', '1.5', 'soon']) {
+  test(`--shutdown-delay-seconds=${bad} is refused before anything starts`, async () => {
+    const io = capture();
+    assert.equal(await run([`--shutdown-delay-seconds=${bad}`], io), 2);
+    assert.match(io.err, /--shutdown-delay-seconds must be a non-negative integer/);
+  });
+}
+
+test('the usage names the shutdown delay the operator sets in gateway pods', async () => {
+  let out = '';
+  const io = { ...capture(), stdout: (t: string) => void (out += t) };
+  assert.equal(await run(['--help'], io), 0);
+  assert.match(out, /--shutdown-delay-seconds <n>/);
+});
