@@ -166,3 +166,46 @@ export async function connectClient(url: string, token?: string): Promise<Client
   );
   return client;
 }
+
+/** Headers of a raw JSON-RPC POST made with `key`, plus `extra`. */
+export function rpcHeaders(
+  key: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    authorization: `Bearer ${key}`,
+    ...extra,
+  };
+}
+
+/** A raw `initialize` POST with these headers (no client library: the tests shape each byte). */
+export function postInitialize(url: string, headers: Record<string, string>): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: {
+        protocolVersion: '2025-06-18',
+        capabilities: {},
+        clientInfo: { name: 'raw-http-test', version: '1' },
+      },
+    }),
+  });
+}
+
+/** Opens a session by raw HTTP; returns the headers its next requests carry. */
+export async function openRawSession(url: string, key: string): Promise<Record<string, string>> {
+  const init = await postInitialize(url, rpcHeaders(key));
+  if (init.status !== 200)
+    throw new Error(`initialize answered ${init.status}: ${await init.text()}`);
+  await init.text();
+  return rpcHeaders(key, {
+    'mcp-session-id': init.headers.get('mcp-session-id') ?? '',
+    'mcp-protocol-version': '2025-06-18',
+  });
+}

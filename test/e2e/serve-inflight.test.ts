@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { stringify } from 'yaml';
 import type { DecisionRecord } from '../../src/gateway/decisions/record.ts';
 import { repoRoot } from '../harness/paths.ts';
-import { DEMO_KEY, startServe, type RunningServe } from './serve-harness.ts';
+import { DEMO_KEY, openRawSession, startServe, type RunningServe } from './serve-harness.ts';
 
 let serve: RunningServe;
 let url: string;
@@ -60,35 +60,7 @@ after(async () => {
   await serve?.stop();
 });
 
-const HEADERS = {
-  'content-type': 'application/json',
-  accept: 'application/json, text/event-stream',
-  authorization: `Bearer ${DEMO_KEY}`,
-};
-
-async function openSession(): Promise<Record<string, string>> {
-  const init = await fetch(url, {
-    method: 'POST',
-    headers: HEADERS,
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 0,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-06-18',
-        capabilities: {},
-        clientInfo: { name: 't', version: '1' },
-      },
-    }),
-  });
-  assert.equal(init.status, 200);
-  await init.text();
-  return {
-    ...HEADERS,
-    'mcp-session-id': init.headers.get('mcp-session-id') ?? '',
-    'mcp-protocol-version': '2025-06-18',
-  };
-}
+const openSession = () => openRawSession(url, DEMO_KEY);
 
 /** A tools/call that must end within 10 s (the tool sleeps at most 2 s); its JSON answer. */
 async function call(session: Record<string, string>, id: number, s: number, tag: string) {

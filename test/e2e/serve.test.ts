@@ -7,6 +7,9 @@ import type { DecisionRecord } from '../../src/gateway/decisions/record.ts';
 import {
   connectClient,
   DEMO_KEY,
+  openRawSession,
+  postInitialize,
+  rpcHeaders,
   samplesWithSecondAgent,
   startServe,
   waitForDecisions,
@@ -212,30 +215,18 @@ test('a wrong API key is refused with 401', async () => {
 });
 
 test('a foreign Origin is refused with 403 even with a valid key (DNS rebinding)', async () => {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      authorization: `Bearer ${DEMO_KEY}`,
-      origin: 'https://attacker.example',
-    },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} }),
-  });
+  const res = await postInitialize(
+    url,
+    rpcHeaders(DEMO_KEY, { origin: 'https://attacker.example' }),
+  );
   assert.equal(res.status, 403);
 });
 
 test('an Origin with user info naming loopback is refused with 403 (it is not a serialized origin)', async () => {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      authorization: `Bearer ${DEMO_KEY}`,
-      origin: 'http://evil.com@127.0.0.1',
-    },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} }),
-  });
+  const res = await postInitialize(
+    url,
+    rpcHeaders(DEMO_KEY, { origin: 'http://evil.com@127.0.0.1' }),
+  );
   assert.equal(res.status, 403);
 });
 
@@ -274,28 +265,7 @@ test('two Authorization headers are refused with 400, whichever of them is valid
 });
 
 test('a malformed tools/call gets Invalid params in one line, no validation dump, and one record', async () => {
-  const headers = {
-    'content-type': 'application/json',
-    accept: 'application/json, text/event-stream',
-    authorization: `Bearer ${DEMO_KEY}`,
-  };
-  const init = await fetch(url, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-06-18',
-        capabilities: {},
-        clientInfo: { name: 't', version: '1' },
-      },
-    }),
-  });
-  assert.equal(init.status, 200);
-  const session = { ...headers, 'mcp-session-id': init.headers.get('mcp-session-id') ?? '' };
-  await init.text();
+  const session = await openRawSession(url, DEMO_KEY);
   for (const [params, message] of [
     [{ name: 5 }, 'Invalid params: tools/call params.name must be a string'],
     [
@@ -339,15 +309,7 @@ test('arguments whose parse would not reach the tool unchanged are refused at th
   ];
   for (const [body, message] of cases) {
     const count = (await serve.decisions()).length;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        authorization: `Bearer ${DEMO_KEY}`,
-      },
-      body,
-    });
+    const res = await fetch(url, { method: 'POST', headers: rpcHeaders(DEMO_KEY), body });
     assert.equal(res.status, 400, String(body));
     const answer = (await res.json()) as { error: { message: string } };
     assert.match(answer.error.message, message);
