@@ -876,6 +876,8 @@ step(
       .stdout;
     assert.doesNotMatch(cluster_, /mcpworks/);
     // docs/install.md: helm keeps the CRDs; no custom resource is left in them.
+    // Nothing of the whole walk-through left the machine.
+    assert.equal((await cluster.guardCounters()).leaked, 0);
     for (const kind of ['mcpservers', 'agentpolicies', 'clusteragentpolicies']) {
       await kubectl(['get', 'crd', `${kind}.mcpworks.io`]);
       assert.equal((await kubectl(['get', kind, '-A', '-o', 'name'])).stdout.trim(), '', kind);
