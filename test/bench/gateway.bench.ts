@@ -23,7 +23,6 @@ import type { ToolCallResult, ToolExecutor } from '../../src/executor/types.ts';
 import {
   createDecisionRecorder,
   jsonLineDecisionSink,
-  pinoDecisionSink,
   type DecisionRecorder,
 } from '../../src/gateway/decisions/recorder.ts';
 import { entry } from '../../src/gateway/decisions/testing/builders.ts';
@@ -208,7 +207,8 @@ async function recordFigures(suite: string): Promise<BenchFigure[]> {
     const recorder = (sink: Parameters<typeof createDecisionRecorder>[0]['sinks'][number]) =>
       createDecisionRecorder({ sinks: [sink], clock: systemClock, writerId: 'bench' });
     const [pinoCost, lineCost] = await recordCost([
-      recorder(pinoDecisionSink(logger)),
+      // What pino costs for the same record (it serializes it again): the baseline.
+      recorder({ write: (record) => logger.info(record, 'decision') }),
       recorder(jsonLineDecisionSink(direct)),
     ]);
     await Promise.all(

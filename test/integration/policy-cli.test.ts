@@ -10,7 +10,11 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { main } from '../../src/cli/main.ts';
 import type { CommandIo } from '../../src/cli/io.ts';
-import { createDecisionRecorder, pinoDecisionSink } from '../../src/gateway/decisions/recorder.ts';
+import {
+  createDecisionRecorder,
+  decisionLine,
+  jsonLineDecisionSink,
+} from '../../src/gateway/decisions/recorder.ts';
 import { entry } from '../../src/gateway/decisions/testing/builders.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { createLogger } from '../../src/shared/logger.ts';
@@ -390,7 +394,7 @@ describe('mcpworks audit verify', () => {
     const logger = createLogger({ destination, level: 'info' });
     logger.info('gateway listening');
     const recorder = createDecisionRecorder({
-      sinks: [pinoDecisionSink(logger)],
+      sinks: [jsonLineDecisionSink({ write: (line: string) => destination.write(line) })],
       clock: manualClock(),
       writerId: 'gw-0',
     });
@@ -479,9 +483,7 @@ describe('as real processes', () => {
       clock: manualClock(),
       writerId: 'gw-stdin',
     });
-    const text = [0, 1, 2]
-      .map(() => JSON.stringify({ msg: 'decision', ...recorder.record(entry()) }))
-      .join('\n');
+    const text = [0, 1, 2].map(() => decisionLine(recorder.record(entry()))).join('\n');
     const child = execFile(process.execPath, [cli, 'audit', 'verify', '-'], { cwd: dir });
     let stdout = '';
     child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -496,7 +498,7 @@ describe('as real processes', () => {
     const records = [0, 1, 2].map(() => recorder.record(entry()));
     return file(
       'broken-process.log',
-      [records[0], records[2]].map((r) => JSON.stringify({ msg: 'decision', ...r })).join('\n'),
+      [records[0], records[2]].map((r) => decisionLine(r!)).join('\n'),
     );
   }
 });

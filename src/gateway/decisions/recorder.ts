@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import type { Clock } from '../../shared/clock.ts';
 import { canonicalJson, canonicalJsonOfShape, sha256Hex } from './canonical.ts';
 import {
@@ -192,6 +191,26 @@ function isObject(value: unknown): value is object {
 }
 
 /**
+ * The exact line jsonLineDecisionSink writes for `record` (arguments as the line carries them,
+ * also a redacted string): what `audit verify` compares each decision line with, byte for byte,
+ * so a line the recorder could not have written (a repeated key, an extra or re-ordered member,
+ * other spacing) does not verify even when its fields would.
+ */
+export function decisionLine(record: DecisionRecord, args: unknown = record.arguments): string {
+  const members = hashedMembers(
+    record,
+    record.decisionId,
+    record.writerId,
+    record.seq,
+    record.prevHash,
+    record.timestamp,
+  );
+  let json = hashedJson(members).slice(1, -1);
+  if (args !== undefined) json += `,"arguments":${canonicalJson(args)}`;
+  return `{"level":"info",${json},"hash":${JSON.stringify(record.hash)},"msg":"decision"}`;
+}
+
+/**
  * The decision log: one JSON line per record, `{"level":"info", ...record, "msg":"decision"}`,
  * the line pino would write, built from the text the recorder already serialized and written
  * straight to the destination (e.g. `pino.destination(...)`), without serializing the record a
@@ -201,19 +220,6 @@ export function jsonLineDecisionSink(destination: { write(line: string): unknown
   return {
     write(_record, json) {
       destination.write(`{"level":"info",${json.slice(1, -1)},"msg":"decision"}\n`);
-    },
-  };
-}
-
-/**
- * One JSON line per record through a pino logger, `msg: "decision"`, the record's fields at the
- * top level. Pino serializes the record again (and applies the logger's redaction);
- * jsonLineDecisionSink is the cheaper choice for a dedicated decision log.
- */
-export function pinoDecisionSink(logger: Logger): DecisionSink {
-  return {
-    write(record) {
-      logger.info(record, 'decision');
     },
   };
 }

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { manualClock } from '../../shared/clock.ts';
 import { argumentsDigest } from './canonical.ts';
 import { computeRecordHash, type DecisionRecord } from './record.ts';
-import { createDecisionRecorder } from './recorder.ts';
+import { createDecisionRecorder, decisionLine } from './recorder.ts';
 import { entry } from './testing/builders.ts';
 import { verifyChain } from './verify.ts';
 
@@ -12,7 +12,8 @@ function records(count: number, writerId = 'gw-1'): DecisionRecord[] {
   return Array.from({ length: count }, (_, i) => recorder.record(entry({ durationMs: i })));
 }
 
-const line = (record: object) => JSON.stringify({ level: 'info', msg: 'decision', ...record });
+/** The line as the recorder's sink writes it, for any (possibly tampered) record. */
+const line = (record: object) => decisionLine(record as DecisionRecord);
 const lines = (list: object[]) => list.map(line);
 
 describe('verifyChain', () => {
@@ -106,19 +107,55 @@ describe('verifyChain', () => {
     assert.match(report.break?.message ?? '', /arguments do not match/);
   });
 
-  test('nested members the schema does not know are still covered by the hash', () => {
+  test('lines the recorder could not have written do not verify, though their fields would', () => {
     const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
-    const principal = {
-      kind: 'Agent' as const,
-      name: 'a',
-      groups: [],
-      authMethod: 'api-key' as const,
-      tenant: 't1',
+    const record = recorder.record(
+      entry({ outcome: 'denied', effect: 'Deny', argumentsSha256: argumentsDigest({ a: 1 }) }),
+    );
+    const genuine = line(record);
+    assert.equal(verifyChain([genuine]).ok, true);
+    const { hash, ...unhashed } = record;
+    const forgeries = {
+      // First-wins readers (and grep) would see "ok".
+      'a repeated key before the genuine one': genuine.replace(
+        '{"level":"info",',
+        '{"level":"info","outcome":"ok",',
+      ),
+      'an extra top-level member': genuine.replace(
+        ',"msg":"decision"}',
+        ',"approvedBy":"ciso","msg":"decision"}',
+      ),
+      'an extra nested member': genuine.replace('"kind":"Agent"', '"kind":"Agent","tenant":"t2"'),
+      'other spacing': genuine.replace('"level":"info",', '"level": "info", '),
+      'members in another order': JSON.stringify({
+        level: 'info',
+        hash,
+        ...unhashed,
+        msg: 'decision',
+      }),
     };
-    const record = recorder.record(entry({ principal }));
-    assert.equal(verifyChain([line(record)]).ok, true);
-    const altered = { ...record, principal: { ...principal, tenant: 't2' } };
-    assert.equal(verifyChain([line(altered)]).break?.problem, 'altered');
+    for (const [what, forged] of Object.entries(forgeries)) {
+      assert.notEqual(forged, genuine, what);
+      const report = verifyChain([forged]);
+      assert.equal(report.break?.problem, 'malformed', what);
+      assert.match(report.break?.message ?? '', /not a line the recorder writes/, what);
+    }
+    assert.match(
+      verifyChain([forgeries['a repeated key before the genuine one']]).break?.message ?? '',
+      /the key "outcome" appears twice/,
+    );
+  });
+
+  test('arguments added to a record the recorder wrote without them are an alteration', () => {
+    const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
+    const { argumentsSha256: _none, ...bare } = entry();
+    const record = recorder.record(bare);
+    const report = verifyChain([decisionLine(record, { path: '/etc/shadow' })]);
+    assert.equal(report.break?.problem, 'altered');
+    assert.match(
+      report.break?.message ?? '',
+      /carries arguments but the recorder wrote no argumentsSha256/,
+    );
   });
 
   test('a damaged decision line is malformed', () => {
@@ -131,7 +168,7 @@ describe('verifyChain', () => {
 
   test('a decision line missing a field is malformed and names the field', () => {
     const { hash: _hash, ...rest } = records(1)[0] as DecisionRecord;
-    const report = verifyChain([line(rest)]);
+    const report = verifyChain([JSON.stringify({ level: 'info', ...rest, msg: 'decision' })]);
     assert.equal(report.break?.problem, 'malformed');
     assert.match(report.break?.message ?? '', /hash/);
   });

@@ -1,4 +1,6 @@
+import { unfaithfulJson } from '../faithful-json.ts';
 import { argumentsDigest } from './canonical.ts';
+import { decisionLine } from './recorder.ts';
 import {
   DecisionRecordSchema,
   GENESIS_HASH,
@@ -174,6 +176,15 @@ export class ChainVerifier {
         message: `record at ${at} was altered: its content does not match its hash`,
       });
     }
+    if (record.arguments !== undefined && record.argumentsSha256 === undefined) {
+      return fail({
+        problem: 'altered',
+        line,
+        writerId,
+        seq,
+        message: `record at ${at} was altered: it carries arguments but the recorder wrote no argumentsSha256 for it`,
+      });
+    }
     if (
       record.arguments !== undefined &&
       record.argumentsSha256 !== undefined &&
@@ -268,7 +279,9 @@ function parseLine(text: string, line: number): Parsed | undefined {
     value = JSON.parse(trimmed);
   } catch {
     // Not JSON: another program's output, unless it claims to be a decision (a damaged record).
-    return /"msg"\s*:\s*"decision"/.test(trimmed)
+    return /"msg"\s*:\s*"decision"|^\{"level":"info","(argumentsSha256|audit|authentication|decisionId)"/.test(
+      trimmed,
+    )
       ? { line, malformed: 'not valid JSON' }
       : undefined;
   }
@@ -279,11 +292,24 @@ function parseLine(text: string, line: number): Parsed | undefined {
   )
     return undefined;
   const candidate = { ...(value as Record<string, unknown>) };
+  const args = candidate['arguments'];
   // A log pipeline may redact raw arguments (pino's redaction writes a string); they are outside the hash.
-  if (typeof candidate['arguments'] !== 'object' || candidate['arguments'] === null)
-    delete candidate['arguments'];
+  if (typeof args !== 'object' || args === null) delete candidate['arguments'];
   const result = DecisionRecordSchema.safeParse(candidate);
   if (result.success) {
+    // Only the exact bytes the recorder writes: first-wins readers and grep would see a forged
+    // value placed before the genuine one, and members the schema ignores are not what was hashed.
+    if (decisionLine(result.data, args) !== trimmed) {
+      const repeated = unfaithfulJson(trimmed);
+      return {
+        line,
+        malformed:
+          repeated !== undefined
+            ? `not a line the recorder writes: ${repeated}`
+            : 'not a line the recorder writes: its members, their order or its spacing differ from the canonical form',
+        seqHint: result.data.seq,
+      };
+    }
     const written: Record<string, unknown> = {};
     for (const key of RECORD_KEYS) if (candidate[key] !== undefined) written[key] = candidate[key];
     return { line, record: result.data, written };
