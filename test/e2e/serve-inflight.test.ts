@@ -150,3 +150,18 @@ test('closing the session while a call runs ends it with an error and one sessio
   assert.equal(records.length, 1);
   assert.equal(records[0]!.outcome, 'session-closed');
 });
+
+test('a session evicted by the per-principal cap while a call runs ends it with one session-closed record', async () => {
+  const oldest = await openSession();
+  const count = (await serve.decisions()).length;
+  const pending = call(oldest, 13, 2, 'evicted');
+  await pause(300);
+  // The default cap is 32 sessions per principal: the 32nd new one closes the oldest.
+  for (let i = 0; i < 32; i++) await openSession();
+  const answer = await pending;
+  assert.equal(answer.id, 13);
+  assert.match(answer.error?.message ?? '', /the session was closed while the request ran/);
+  const records = await callRecords(count, 1);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.outcome, 'session-closed');
+});
