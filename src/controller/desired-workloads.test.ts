@@ -132,6 +132,13 @@ test('a stopping gateway keeps serving while kube-proxy learns it is terminating
   assert.equal(pod.terminationGracePeriodSeconds, undefined);
 });
 
+test('a stopping executor keeps accepting calls, then drains, within its grace period', () => {
+  const pod = podSpec(desiredExecutorDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
+  assert.ok(pod.containers[0].args.includes('--shutdown-delay-seconds=10'));
+  assert.ok(pod.containers[0].args.includes('--drain-seconds=30'));
+  assert.ok(pod.terminationGracePeriodSeconds > 10 + 30);
+});
+
 test('a tool change changes the gateway spec hash; the same spec gives the same hash', () => {
   const a = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);
   const same = desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS);

@@ -37,6 +37,15 @@ export const DEFAULT_WORKLOAD_OPTIONS: WorkloadOptions = {
 /** Seconds a stopping gateway keeps serving (within the pod's default 30 s grace period). */
 export const GATEWAY_SHUTDOWN_DELAY_SECONDS = 5;
 
+/**
+ * A stopping executor keeps accepting calls this long (not ready, so the endpoints drop it while
+ * gateways may still have its address), then waits up to EXECUTOR_DRAIN_SECONDS for running
+ * calls; the pod's grace period covers both.
+ */
+export const EXECUTOR_SHUTDOWN_DELAY_SECONDS = 10;
+export const EXECUTOR_DRAIN_SECONDS = 30;
+const EXECUTOR_GRACE_SECONDS = EXECUTOR_SHUTDOWN_DELAY_SECONDS + EXECUTOR_DRAIN_SECONDS + 5;
+
 const DEFAULT_RESOURCES = {
   gateway: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } },
   executor: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '2Gi' } },
@@ -221,6 +230,7 @@ export function desiredExecutorDeployment(
   return deployment(server, 'executor', executor.replicas, hash, {
     automountServiceAccountToken: false,
     enableServiceLinks: false,
+    terminationGracePeriodSeconds: EXECUTOR_GRACE_SECONDS,
     ...security.pod,
     containers: [
       {
@@ -234,6 +244,8 @@ export function desiredExecutorDeployment(
           // roots prepared at image build (sandbox-image/Dockerfile): /tmp here is memory
           '--runtime-roots=/opt/mcpworks/runtime-roots',
           `--termination-message-path=${EXECUTOR_TERMINATION_MESSAGE_PATH}`,
+          `--shutdown-delay-seconds=${EXECUTOR_SHUTDOWN_DELAY_SECONDS}`,
+          `--drain-seconds=${EXECUTOR_DRAIN_SECONDS}`,
           ...security.executorArgs,
         ],
         ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],

@@ -25,6 +25,9 @@ const USAGE = `usage: mcpworks executor [options]
   --warm-pool-size <n>     warm sandboxes per runtime and limit set (default 2)
   --max-concurrency <n>    calls at once; more are refused with 429 (default 8)
   --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
+  --shutdown-delay-seconds <n>
+                           on SIGTERM, first report not ready and keep accepting calls this long,
+                           while the gateways learn the pod is going (default 0)
   --runtime-roots <dir>    use the sandbox roots prepared in <dir> (checked at start; refused
                            if they differ from this host's runtimes) instead of building them
   --no-pivot-root          nsjail enters each jail with chroot instead of pivot_root (pods whose
@@ -64,6 +67,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'warm-pool-size': { type: 'string' },
       'max-concurrency': { type: 'string' },
       'drain-seconds': { type: 'string' },
+      'shutdown-delay-seconds': { type: 'string' },
       'runtime-roots': { type: 'string' },
       'prepare-runtime-roots': { type: 'string' },
       'no-pivot-root': { type: 'boolean' },
@@ -91,11 +95,17 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     }
   }
   let port: number, warmPoolSize: number, maxConcurrency: number, drainSeconds: number;
+  let shutdownDelaySeconds: number;
   try {
     port = integer(values['port'] as string | undefined, 8081, 'port');
     warmPoolSize = integer(values['warm-pool-size'] as string | undefined, 2, 'warm-pool-size');
     maxConcurrency = integer(values['max-concurrency'] as string | undefined, 8, 'max-concurrency');
     drainSeconds = integer(values['drain-seconds'] as string | undefined, 30, 'drain-seconds');
+    shutdownDelaySeconds = integer(
+      values['shutdown-delay-seconds'] as string | undefined,
+      0,
+      'shutdown-delay-seconds',
+    );
   } catch (error) {
     io.stderr(`mcpworks executor: ${(error as Error).message}\n`);
     return 2;
@@ -182,9 +192,15 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      logger.info({ signal, inFlight: service.inFlight }, 'draining');
-      void service
-        .drain(drainSeconds * 1000)
+      logger.info({ signal, inFlight: service.inFlight, shutdownDelaySeconds }, 'stopping');
+      // Not ready at once (the endpoints drop this pod), but calls still accepted meanwhile: a
+      // gateway that resolved the pod a moment ago must not find its port closed.
+      service.setReady(false);
+      void new Promise((r) => setTimeout(r, shutdownDelaySeconds * 1000))
+        .then(() => {
+          logger.info({ inFlight: service.inFlight }, 'draining');
+          return service.drain(drainSeconds * 1000);
+        })
         .then(() => executor.close())
         .then(
           () => resolve(0),
