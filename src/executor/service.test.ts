@@ -118,4 +118,17 @@ describe('executor service', () => {
     assert.equal((await fetch(`${url}/nope`)).status, 404);
     assert.equal((await fetch(`${url}/v1/calls`)).status, 405);
   });
+
+  // Last in this group: stopping cannot be undone.
+  test('a stopping executor answers /readyz with 503 but still runs the calls it is sent', async () => {
+    service.setReady(true);
+    service.markStopping();
+    const readyz = await fetch(`${url}/readyz`);
+    assert.equal(readyz.status, 503);
+    assert.equal(await readyz.text(), 'stopping\n');
+    const call = post(TOKEN);
+    while (gate.pending() === 0) await new Promise((resolve) => setImmediate(resolve));
+    gate.releaseAll();
+    assert.equal((await call).status, 200);
+  });
 });

@@ -34,6 +34,11 @@ export interface ExecutorService {
   listen(port: number, host: string): Promise<AddressInfo>;
   /** Marks the sandbox probe as passed: /readyz turns 200 and calls are accepted. */
   setReady(ready: boolean): void;
+  /**
+   * The pod is going: /readyz answers 503 so the endpoints drop it, while calls are still
+   * accepted from gateways that resolved it a moment ago (drain comes after).
+   */
+  markStopping(): void;
   /** Stops accepting calls, waits for running ones (at most `timeoutMs`), closes the listener. */
   drain(timeoutMs: number): Promise<void>;
   readonly inFlight: number;
@@ -90,6 +95,7 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
   const metrics = options.metrics;
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   let ready = false;
+  let stopping = false;
   let draining = false;
   let inFlight = 0;
   let idle: (() => void) | undefined;
@@ -211,9 +217,9 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') return send(res, 200, 'ok\n');
     if (req.method === 'GET' && path === '/readyz') {
-      return ready && !draining
+      return ready && !draining && !stopping
         ? send(res, 200, 'ready\n')
-        : send(res, 503, draining ? 'draining\n' : 'not ready\n');
+        : send(res, 503, draining ? 'draining\n' : stopping ? 'stopping\n' : 'not ready\n');
     }
     if (req.method === 'GET' && path === '/metrics') {
       void metrics.registry.metrics().then(
@@ -250,6 +256,10 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
     setReady(value) {
       ready = value;
       metrics.ready.set(value ? 1 : 0);
+    },
+    markStopping() {
+      stopping = true;
+      metrics.ready.set(0);
     },
     async drain(timeoutMs) {
       draining = true;

@@ -195,7 +195,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       logger.info({ signal, inFlight: service.inFlight, shutdownDelaySeconds }, 'stopping');
       // Not ready at once (the endpoints drop this pod), but calls still accepted meanwhile: a
       // gateway that resolved the pod a moment ago must not find its port closed.
-      service.setReady(false);
+      service.markStopping();
       void new Promise((r) => setTimeout(r, shutdownDelaySeconds * 1000))
         .then(() => {
           logger.info({ inFlight: service.inFlight }, 'draining');
