@@ -35,6 +35,19 @@ const kubectl = (args: string[], input?: string, timeoutMs = 120_000) =>
   cluster.kubectl(args, { ...(input === undefined ? {} : { input }), timeoutMs });
 const yamlDocs = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 
+/** Tells the agent pod's calling loop to stop: it watches for this file. */
+const stopAgentLoop = (file: string) =>
+  kubectl([
+    '-n',
+    NS,
+    'exec',
+    'agent',
+    '--',
+    'node',
+    '-e',
+    `require("node:fs").writeFileSync("${file}", "")`,
+  ]);
+
 /** A step of the walk-through; after a failure the later steps fail too, naming the first. */
 function step(name: string, fn: () => Promise<void>, timeoutMs = 300_000): void {
   test(name, { timeout: timeoutMs }, async () => {
@@ -719,16 +732,7 @@ step(
         undefined,
         130_000,
       );
-    await kubectl([
-      '-n',
-      NS,
-      'exec',
-      'agent',
-      '--',
-      'node',
-      '-e',
-      'require("node:fs").writeFileSync("/tmp/stop", "")',
-    ]);
+    await stopAgentLoop('/tmp/stop');
     const { results, timedOut } = await loop;
     assert.equal(timedOut, false);
     const failed = results.filter((r) => !r.ok);
@@ -794,16 +798,7 @@ step(
       },
       { timeoutMs: 90_000, intervalMs: 1000 },
     );
-    await kubectl([
-      '-n',
-      NS,
-      'exec',
-      'agent',
-      '--',
-      'node',
-      '-e',
-      'require("node:fs").writeFileSync("/tmp/stop-executor", "")',
-    ]);
+    await stopAgentLoop('/tmp/stop-executor');
     const { results, timedOut } = await loop;
     assert.equal(timedOut, false);
     const failed = results.filter((r) => !r.ok);

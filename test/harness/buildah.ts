@@ -195,18 +195,17 @@ export class Buildah {
     ]);
   }
 
+  /** A fresh working container of the local image `ref` (never pulled); the caller removes it. */
+  #workingContainer(ref: string): Promise<string> {
+    return this.query(['from', '--pull=never', '--signature-policy', this.policyPath, ref]);
+  }
+
   /**
    * Runs `fn` with the root filesystem of a fresh working container of `ref` mounted at the path
    * it is given; the container is removed afterwards, also when `fn` throws.
    */
   async withMountedImage<T>(ref: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
-    const container = await this.query([
-      'from',
-      '--pull=never',
-      '--signature-policy',
-      this.policyPath,
-      ref,
-    ]);
+    const container = await this.#workingContainer(ref);
     try {
       const rootfs = await this.query(['mount', container]);
       return await fn(rootfs);
@@ -220,13 +219,7 @@ export class Buildah {
    * network); resolves its output and exit code. The container is removed afterwards.
    */
   async runInImage(ref: string, argv: readonly string[]): Promise<CommandResult> {
-    const container = await this.query([
-      'from',
-      '--pull=never',
-      '--signature-policy',
-      this.policyPath,
-      ref,
-    ]);
+    const container = await this.#workingContainer(ref);
     try {
       return await runCommand('buildah', [
         ...this.globalArgs,
