@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { classifyRun, encodeCall, scrubHostPaths, type SandboxRun } from './protocol.ts';
+import {
+  callTimings,
+  classifyRun,
+  encodeCall,
+  scrubHostPaths,
+  type SandboxRun,
+} from './protocol.ts';
 
 function run(overrides: Partial<SandboxRun> = {}): SandboxRun {
   return {
@@ -15,6 +21,7 @@ function run(overrides: Partial<SandboxRun> = {}): SandboxRun {
     logTail: '',
     jailLog: '',
     usage: { memoryLimitHit: false, pidsLimitHit: false, memoryPeakBytes: 1, pidsPeak: 1 },
+    marks: { writeUs: 1_000 },
     durationMs: 5,
     maxOutputBytes: 1024,
     timeoutSeconds: 10,
@@ -26,9 +33,19 @@ function run(overrides: Partial<SandboxRun> = {}): SandboxRun {
 const frame = (value: unknown) => Buffer.from(JSON.stringify(value) + '\n');
 
 describe('encodeCall', () => {
-  test('python and node get one JSON document', () => {
-    const bytes = encodeCall('python', { code: 'x', args: { a: 1 }, env: { K: 'v' } });
-    assert.deepEqual(JSON.parse(bytes.toString()), { code: 'x', args: { a: 1 }, env: { K: 'v' } });
+  test('python and node get one JSON document on one line', () => {
+    const bytes = encodeCall('python', {
+      code: 'a\nb',
+      args: { a: 'line\nbreak' },
+      env: { K: 'v' },
+    });
+    const text = bytes.toString();
+    assert.equal(text.indexOf('\n'), text.length - 1, 'the only newline ends the call');
+    assert.deepEqual(JSON.parse(text), {
+      code: 'a\nb',
+      args: { a: 'line\nbreak' },
+      env: { K: 'v' },
+    });
   });
 
   test('bash gets a NUL-separated header, then the arguments as JSON', () => {
@@ -168,5 +185,38 @@ describe('classifyRun', () => {
 
   test('a cancelled call is an error saying so', () => {
     assert.match(classifyRun(run({ aborted: true, exitCode: null })).message ?? '', /cancelled/);
+  });
+});
+
+describe('callTimings', () => {
+  test('the frame stamps split the run into hand-off, interpreter and return', () => {
+    const timings = callTimings(
+      run({
+        frame: { ok: true, value: 1, t: [1_500, 1_750] },
+        marks: { writeUs: 1_000, frameUs: 2_000, countersUs: 2_300 },
+      }),
+    );
+    assert.deepEqual(timings, {
+      countersMs: 0.3,
+      handoffMs: 0.5,
+      interpreterMs: 0.25,
+      returnMs: 0.25,
+    });
+  });
+
+  test('stamps that do not fit the host marks (a tool writing its own frame) are ignored', () => {
+    for (const t of [[500, 1_750], [1_800, 1_700], [1_500, 9_000], ['1500', 1_750], [1_500]]) {
+      const timings = callTimings(
+        run({
+          frame: { ok: true, t },
+          marks: { writeUs: 1_000, frameUs: 2_000, countersUs: 2_100 },
+        }),
+      );
+      assert.deepEqual(timings, { countersMs: 0.1 }, JSON.stringify(t));
+    }
+  });
+
+  test('a run without a frame has no sandbox phases', () => {
+    assert.deepEqual(callTimings(run({ marks: { writeUs: 1_000 } })), {});
   });
 });

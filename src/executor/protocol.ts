@@ -4,7 +4,12 @@
  */
 import type { Runtime } from '../api/v1alpha1/mcpserver.ts';
 import type { CgroupUsage } from './cgroups.ts';
-import { SandboxOutcome, type TextContent, type ToolCallResult } from './types.ts';
+import {
+  SandboxOutcome,
+  type CallTimings,
+  type TextContent,
+  type ToolCallResult,
+} from './types.ts';
 
 /** nsjail exits 128+n when the jailed process died of signal n. */
 export const SIGNAL_EXIT_BASE = 128;
@@ -22,8 +27,10 @@ export interface CallPayload {
 /** What one sandbox wants on stdin. */
 export function encodeCall(runtime: Runtime, payload: CallPayload): Buffer {
   if (runtime !== 'bash') {
+    // One line: JSON text never holds a raw newline, so the bootstrap starts on the newline
+    // without waiting for the pipe to close (EOF comes a loop turn later, after other work).
     return Buffer.from(
-      JSON.stringify({ code: payload.code, args: payload.args, env: payload.env }),
+      JSON.stringify({ code: payload.code, args: payload.args, env: payload.env }) + '\n',
       'utf8',
     );
   }
@@ -69,6 +76,10 @@ export interface SandboxRun {
   /** nsjail's own log lines (setup failures). */
   jailLog: string;
   usage: CgroupUsage;
+  /** The python/node frame, parsed once when it arrived whole (undefined otherwise). */
+  frame?: unknown;
+  /** Host monotonic microseconds: call written, frame seen, counters read (see callTimings). */
+  marks: { writeUs: number; frameUs?: number; countersUs?: number };
   durationMs: number;
   maxOutputBytes: number;
   timeoutSeconds: number;
@@ -210,11 +221,13 @@ export function classifyRun(run: SandboxRun): ResultCore {
     return failure(SandboxOutcome.Error, message, details);
   }
   if (run.resultBytes > 0) {
-    let frame: unknown;
-    try {
-      frame = JSON.parse(run.result.toString('utf8'));
-    } catch {
-      return failure(SandboxOutcome.Error, 'the sandbox returned a malformed result');
+    let frame = run.frame;
+    if (frame === undefined) {
+      try {
+        frame = JSON.parse(run.result.toString('utf8'));
+      } catch {
+        return failure(SandboxOutcome.Error, 'the sandbox returned a malformed result');
+      }
     }
     return frameToResult(frame);
   }
@@ -236,9 +249,40 @@ export function classifyRun(run: SandboxRun): ResultCore {
 
 function looksOk(run: SandboxRun): boolean {
   if (run.runtime === 'bash') return run.exitCode === 0;
+  if (run.frame !== undefined) return (run.frame as { ok?: unknown }).ok === true;
   try {
     return (JSON.parse(run.result.toString('utf8')) as { ok?: unknown }).ok === true;
   } catch {
     return false;
   }
+}
+
+/** The clock the bootstraps stamp frames with (CLOCK_MONOTONIC, shared with the sandbox), in µs. */
+export function monotonicMicros(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+const ms = (micros: number) => Math.round(micros) / 1000;
+
+/**
+ * Where a sandbox run's time went, from the host's marks and the two stamps the python/node
+ * bootstraps put in their frame (`t: [call read, frame written]`, same monotonic clock): the
+ * hand-off of the call into the sandbox, the interpreter's own work, the frame's way back, and
+ * reading the cgroup counters. Stamps that do not fit the host's marks (a tool may write its own
+ * frame) are ignored rather than trusted.
+ */
+export function callTimings(run: SandboxRun): CallTimings {
+  const { writeUs, frameUs, countersUs } = run.marks;
+  const timings: CallTimings = {};
+  if (frameUs !== undefined && countersUs !== undefined)
+    timings.countersMs = ms(countersUs - frameUs);
+  const stamps = (run.frame as { t?: unknown } | undefined)?.t;
+  if (frameUs === undefined || !Array.isArray(stamps) || stamps.length !== 2) return timings;
+  const [readUs, wroteUs] = stamps as unknown[];
+  if (typeof readUs !== 'number' || typeof wroteUs !== 'number') return timings;
+  if (!(writeUs <= readUs && readUs <= wroteUs && wroteUs <= frameUs)) return timings;
+  timings.handoffMs = ms(readUs - writeUs);
+  timings.interpreterMs = ms(wroteUs - readUs);
+  timings.returnMs = ms(frameUs - wroteUs);
+  return timings;
 }

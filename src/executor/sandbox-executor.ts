@@ -24,7 +24,7 @@ import { prepareContainer, runsInUserNamespace } from './container-setup.ts';
 import { ETC_FILES } from './etc-files.ts';
 import { explainJailFailure } from './startup-problems.ts';
 import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
-import { classifyRun, encodeCall } from './protocol.ts';
+import { callTimings, classifyRun, encodeCall, type SandboxRun } from './protocol.ts';
 import {
   DEFAULT_RUNTIME_PATHS,
   resolveRuntimeLayout,
@@ -343,6 +343,7 @@ export async function createSandboxExecutor(
       // e.g. a NUL character a bash call cannot carry: refused before any sandbox starts
       return refusal(SandboxOutcome.Error, (error as Error).message, executorName);
     }
+    const acquireStarted = clock.monotonicMs();
     let sandbox: Sandbox | undefined = pool.take(tool.runtime, limits);
     const kind = sandbox ? 'warm' : 'cold';
     try {
@@ -359,11 +360,17 @@ export async function createSandboxExecutor(
         `${executorName}/${kind}`,
       );
     }
-    const run = await sandbox.run(call, {
-      timeoutSeconds: tool.timeoutSeconds,
-      maxOutputBytes: limits.maxOutputBytes,
-      ...(signal ? { signal } : {}),
-    });
+    const acquireMs = Math.round((clock.monotonicMs() - acquireStarted) * 1000) / 1000;
+    let run: SandboxRun;
+    try {
+      run = await sandbox.run(call, {
+        timeoutSeconds: tool.timeoutSeconds,
+        maxOutputBytes: limits.maxOutputBytes,
+        ...(signal ? { signal } : {}),
+      });
+    } finally {
+      pool.callEnded();
+    }
     if (run.exitCode === 255 && /\[[EF]\]/.test(run.jailLog) && run.resultBytes === 0) {
       logger.error(
         { callId: request.callId, jailLog: run.jailLog },
@@ -382,6 +389,7 @@ export async function createSandboxExecutor(
       durationMs: Math.round((clock.monotonicMs() - started) * 1000) / 1000,
       outputBytes: run.resultBytes,
       executor: `${executorName}/${kind}`,
+      timings: { acquireMs, ...callTimings(run) },
     };
     logger.info(
       {

@@ -20,7 +20,7 @@ import {
   type JailLayout,
   type RootSwitch,
 } from './nsjail-config.ts';
-import { LOG_CAP_BYTES, type SandboxRun } from './protocol.ts';
+import { LOG_CAP_BYTES, monotonicMicros, type SandboxRun } from './protocol.ts';
 import type { RuntimeLayout } from './runtime-files.ts';
 
 export const RESULT_FD = 3;
@@ -187,6 +187,7 @@ export async function spawnSandbox(
       if (match) markStatus(Number(match[1]));
     });
   }
+  let frameUs: number | undefined;
   let markFrameEnd: () => void = () => undefined;
   const frameEnded = new Promise<void>((resolve) => {
     markFrameEnd = resolve;
@@ -202,7 +203,10 @@ export async function spawnSandbox(
       outputExceeded = true;
       onOutputExceeded?.();
     }
-    if (runtime !== 'bash' && chunk.includes(0x0a)) markFrameEnd();
+    if (runtime !== 'bash' && frameUs === undefined && chunk.includes(0x0a)) {
+      frameUs = monotonicMicros();
+      markFrameEnd();
+    }
   });
   let readySeen = false;
   let markReady: () => void = () => undefined;
@@ -306,6 +310,9 @@ export async function spawnSandbox(
       };
       options.signal?.addEventListener('abort', onAbort, { once: true });
       if (options.signal?.aborted) onAbort();
+      const writeUs = monotonicMicros();
+      let frame: unknown;
+      let countersUs: number | undefined;
       try {
         child.stdin?.end(call);
       } catch {
@@ -323,9 +330,10 @@ export async function spawnSandbox(
               await new Promise((resolve) => setImmediate(resolve));
               return 'frame' as const;
             })
-          : frameEnded.then(() =>
-              completeFrame(resultChunks, outputExceeded) ? ('frame' as const) : undefined,
-            );
+          : frameEnded.then(() => {
+              frame = completeFrame(resultChunks, outputExceeded);
+              return frame === undefined ? undefined : ('frame' as const);
+            });
       const first = await Promise.race([closed.then(() => 'exit' as const), early]);
       let code: number | null;
       let usage: CgroupUsage = {
@@ -349,6 +357,7 @@ export async function spawnSandbox(
         } catch {
           // unreadable counters: the frame alone decides
         }
+        countersUs = monotonicMicros();
         void closed.then(removeCgroup);
       } else {
         code = (await closed).code;
@@ -374,6 +383,12 @@ export async function spawnSandbox(
         logTail: logTail.text(),
         jailLog: jailLog.text(),
         usage,
+        ...(frame === undefined ? {} : { frame }),
+        marks: {
+          writeUs,
+          ...(frameUs === undefined ? {} : { frameUs }),
+          ...(countersUs === undefined ? {} : { countersUs }),
+        },
         durationMs,
         maxOutputBytes: options.maxOutputBytes,
         timeoutSeconds: options.timeoutSeconds,
@@ -384,13 +399,18 @@ export async function spawnSandbox(
   };
 }
 
-/** True when the result channel holds one whole JSON frame (python/node write exactly one). */
-function completeFrame(chunks: Buffer[], exceeded: boolean): boolean {
-  if (exceeded || chunks.length === 0) return false;
+/**
+ * The frame when the result channel holds one whole JSON frame (python/node write exactly one),
+ * parsed here once for the classification too; undefined when it is not one.
+ */
+function completeFrame(chunks: Buffer[], exceeded: boolean): unknown {
+  if (exceeded || chunks.length === 0) return undefined;
   try {
     const frame = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ok?: unknown };
-    return typeof frame === 'object' && frame !== null && typeof frame.ok === 'boolean';
+    return typeof frame === 'object' && frame !== null && typeof frame.ok === 'boolean'
+      ? frame
+      : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }

@@ -57,6 +57,21 @@ export interface ToolCallResult {
   executor: string;
   /** A short, client-safe explanation for non-ok outcomes; never contains host paths. */
   message?: string;
+  /** Where the call's time went inside the executor (diagnostics and `make bench`). */
+  timings?: CallTimings;
+}
+
+/**
+ * One call's time inside the executor, in ms, each present where it was measured: getting a
+ * sandbox (a warm take, or a cold start until the interpreter waits), handing the call into it,
+ * the interpreter's work, the frame's way back, and reading the cgroup counters.
+ */
+export interface CallTimings {
+  acquireMs?: number;
+  handoffMs?: number;
+  interpreterMs?: number;
+  returnMs?: number;
+  countersMs?: number;
 }
 
 export interface ToolExecutor {

@@ -40,13 +40,14 @@ function fakeSandbox(
   return sandbox;
 }
 
-function pool(size = 1, maxIdleMs = 60_000, maxKeys = 8) {
+function pool(size = 1, maxIdleMs = 60_000, maxKeys = 8, refillDelayMs?: number) {
   const clock = manualClock();
   const spawned: Array<Sandbox & { discarded: boolean }> = [];
   const warm = new WarmPool({
     size,
     maxKeys,
     maxIdleMs,
+    ...(refillDelayMs === undefined ? {} : { refillDelayMs }),
     clock,
     logger: silentLogger(),
     spawn: async (runtime, limits) => {
@@ -100,6 +101,31 @@ describe('WarmPool', () => {
     const second = warm.take('python', LIMITS);
     assert.ok(first && second && first !== second);
     assert.equal(spawned.length >= 2, true);
+    await warm.close();
+  });
+
+  test('a take refills only once the call has its answer, not while it runs', async () => {
+    const { warm, spawned } = pool(1, 60_000, 8, 60_000);
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    assert.ok(warm.take('python', LIMITS));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(spawned.length, 1, 'no spawn competes with the running call');
+    warm.callEnded();
+    assert.equal(spawned.length, 1, 'not in the turn that sends the answer');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(spawned.length, 2);
+    await warm.close();
+  });
+
+  test('a long call does not keep the pool empty: the refill starts after refillDelayMs', async () => {
+    const { warm, spawned } = pool(1, 60_000, 8, 5);
+    warm.register('python', LIMITS);
+    await warm.whenFilled();
+    assert.ok(warm.take('python', LIMITS));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(spawned.length, 2);
+    assert.equal(warm.idleCount, 1);
     await warm.close();
   });
 

@@ -27,6 +27,12 @@ export interface WarmPoolOptions {
   /** A warm sandbox older than this is replaced (bounds nsjail's own time limit). */
   maxIdleMs: number;
   spawn(runtime: Runtime, limits: ToolLimits): Promise<Sandbox>;
+  /**
+   * How long a refill waits after a take unless the call ends first (`callEnded`): a spawn
+   * costs the event loop a few milliseconds and the interpreter's start-up a core, which the
+   * call that just took a sandbox would otherwise wait for. Default 20 ms.
+   */
+  refillDelayMs?: number;
   clock: Clock;
   logger: Logger;
 }
@@ -44,6 +50,7 @@ export class WarmPool {
   private fillAgain = false;
   private closed = false;
   private recycleTimer: NodeJS.Timeout | undefined;
+  private refillTimer: NodeJS.Timeout | undefined;
 
   constructor(options: WarmPoolOptions) {
     this.options = options;
@@ -82,13 +89,33 @@ export class WarmPool {
     while (entry.idle.length > 0) {
       const sandbox = entry.idle.shift()!;
       if (sandbox.usable && now - sandbox.spawnedAt < this.options.maxIdleMs) {
-        this.fill();
+        this.fillSoon();
         return sandbox;
       }
       void sandbox.discard();
     }
-    this.fill();
+    this.fillSoon();
     return undefined;
+  }
+
+  /** A call that took (or could not take) a sandbox has its answer: refill now. */
+  callEnded(): void {
+    if (this.refillTimer === undefined) return;
+    clearTimeout(this.refillTimer);
+    // After the answer is sent (the caller sends it in this turn's microtasks).
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined;
+      this.fill();
+    }, 0);
+  }
+
+  private fillSoon(): void {
+    if (this.refillTimer !== undefined || this.closed) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined;
+      this.fill();
+    }, this.options.refillDelayMs ?? 20);
+    this.refillTimer.unref();
   }
 
   get idleCount(): number {
@@ -99,12 +126,18 @@ export class WarmPool {
 
   /** Resolves when every key has its full complement (for start-up and tests). */
   async whenFilled(): Promise<void> {
+    if (this.refillTimer !== undefined) {
+      clearTimeout(this.refillTimer);
+      this.refillTimer = undefined;
+      this.fill();
+    }
     while (this.filling) await this.filling;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.recycleTimer) clearInterval(this.recycleTimer);
+    if (this.refillTimer) clearTimeout(this.refillTimer);
     await this.filling?.catch(() => undefined);
     const all = [...this.entries.values()].flatMap((e) => e.idle);
     this.entries.clear();

@@ -17,7 +17,10 @@ function frameError(error) {
   return { ok: false, error: { type, message: message.slice(0, 4096), line } };
 }
 
-function writeFrame(frame) {
+/** Monotonic µs (the host's clock too): the executor tells hand-off from work with them. */
+const micros = () => Number(process.hrtime.bigint() / 1000n);
+
+function writeFrame(frame, readUs) {
   let text;
   try {
     text = JSON.stringify(frame);
@@ -31,20 +34,58 @@ function writeFrame(frame) {
       ),
     );
   }
+  text = text.slice(0, -1) + ', "t": [' + readUs + ', ' + micros() + ']}';
   const buffer = Buffer.from(text + '\n', 'utf8'); // the newline ends the frame
   let offset = 0;
   while (offset < buffer.length) offset += fs.writeSync(3, buffer, offset);
   fs.closeSync(3);
 }
 
+/** The call is one line (the executor ends it with a newline): read up to it, not to EOF. */
+function readCall() {
+  const chunks = [];
+  const chunk = Buffer.allocUnsafe(65536);
+  for (;;) {
+    const n = fs.readSync(0, chunk, 0, chunk.length, null);
+    if (n === 0) break;
+    chunks.push(Buffer.from(chunk.subarray(0, n)));
+    if (chunk[n - 1] === 0x0a) break;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Takes one call's path once on a dummy before the sandbox reports ready, so compiling and first
+ * running it (V8 compiles lazily) is not paid by the call. Nothing it creates survives.
+ */
+function prewarm() {
+  const request = JSON.parse(
+    '{"code":"function main(args) { return [args, 1.5, \\"x\\"]; }","args":{"a":[1]},"env":{}}',
+  );
+  const factory = vm.runInThisContext(toolWrapper(request.code), {
+    filename: '<prewarm>',
+    lineOffset: -1,
+  });
+  const main = factory(require, { exports: {} }, {});
+  JSON.stringify({ ok: true, value: main(request.args) });
+}
+
+function toolWrapper(code) {
+  return `(function (require, module, exports) {\n${code}\n;return typeof main === 'function' ? main : undefined;\n})`;
+}
+
 async function serve() {
+  prewarm();
   fs.writeSync(2, '\x06'); // ready: the interpreter is up and waits for its one call
-  const raw = fs.readFileSync(0, 'utf8');
+  const raw = readCall();
+  const readUs = micros();
   try {
     const request = JSON.parse(raw);
     for (const [name, value] of Object.entries(request.env ?? {})) process.env[name] = value;
-    const wrapped = `(function (require, module, exports) {\n${request.code}\n;return typeof main === 'function' ? main : undefined;\n})`;
-    const factory = vm.runInThisContext(wrapped, { filename: '<tool>', lineOffset: -1 });
+    const factory = vm.runInThisContext(toolWrapper(request.code), {
+      filename: '<tool>',
+      lineOffset: -1,
+    });
     const toolModule = { exports: {} };
     // A top-level main, else what the module exports: the function itself (`module.exports =
     // function (args) {...}`, named or not) or its `main` member.
@@ -56,9 +97,9 @@ async function serve() {
         'the tool code defines no function main(args) and exports none (module.exports = main)',
       );
     const value = await main(request.args ?? {});
-    writeFrame({ ok: true, value: value === undefined ? null : value });
+    writeFrame({ ok: true, value: value === undefined ? null : value }, readUs);
   } catch (error) {
-    writeFrame(frameError(error));
+    writeFrame(frameError(error), readUs);
   }
 }
 
