@@ -112,8 +112,9 @@ describe('WarmPool', () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     assert.equal(spawned.length, 1, 'no spawn competes with the running call');
     warm.callEnded();
-    assert.equal(spawned.length, 1, 'not in the turn that sends the answer');
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(spawned.length, 1, 'not while the answer is on its way out');
+    await new Promise((resolve) => setTimeout(resolve, 30));
     assert.equal(spawned.length, 2);
     await warm.close();
   });
