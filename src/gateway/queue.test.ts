@@ -193,7 +193,7 @@ test("a caller's waiting calls beyond its share are refused, naming the per-agen
   assert.equal(refused.refusal, 'principal-share');
   assert.equal(
     refused.message,
-    "agent 'alice' already has 1 calls running and 2 waiting (limit per agent: 1 running, 2 waiting); try again later",
+    "agent 'alice' already has 1 call running and 2 waiting (limit per agent: 1 running, 2 waiting); try again later",
   );
   assert.equal(refused.content[0]?.text, refused.message);
   // Only alice is at her limit: bob starts in the free slot.
@@ -208,14 +208,14 @@ test('service accounts and anonymous callers are named as such', async () => {
   void g.q.execute(sa);
   assert.match(
     (await g.q.execute({ ...sa, callId: 's2' })).message ?? '',
-    /^service account 'system:serviceaccount:ci:runner' already has 1 calls running/,
+    /^service account 'system:serviceaccount:ci:runner' already has 1 call running/,
   );
   await g.finish('s1');
   const anonymous = { ...request('n1'), caller: 'Anonymous:anonymous' };
   void g.q.execute(anonymous);
   assert.match(
     (await g.q.execute({ ...anonymous, callId: 'n2' })).message ?? '',
-    /^the anonymous caller already has 1 calls running/,
+    /^the anonymous caller already has 1 call running/,
   );
 });
 
@@ -228,7 +228,7 @@ test('a full queue refuses a caller within its share, naming the total limit', a
   assert.equal(refused.refusal, 'queue-full');
   assert.equal(
     refused.message,
-    'the sandbox is busy: 1 calls running, 2 waiting (limit: 1 running, 2 waiting); try again later',
+    'the sandbox is busy: 1 call running, 2 waiting (limit: 1 running, 2 waiting); try again later',
   );
   assert.deepEqual(g.started, ['a1']);
 });

@@ -135,6 +135,10 @@ function refused(message: string, refusal?: RefusalReason): ToolCallResult {
   };
 }
 
+function calls(n: number): string {
+  return n === 1 ? '1 call' : `${n} calls`;
+}
+
 function seconds(ms: number): string {
   return String(Math.round(ms) / 1000);
 }
@@ -253,21 +257,21 @@ export function withFairQueue(
     const l = limits;
     if (flow.waiters.length >= l.maxQueuedPerPrincipal) {
       return refused(
-        `${describeCaller(caller)} already has ${flow.running} calls running and ${flow.waiters.length} waiting ` +
+        `${describeCaller(caller)} already has ${calls(flow.running)} running and ${flow.waiters.length} waiting ` +
           `(limit per agent: ${l.maxConcurrentPerPrincipal} running, ${l.maxQueuedPerPrincipal} waiting); try again later`,
         RefusalReason.PrincipalShare,
       );
     }
     if (waiting >= l.maxQueued) {
       return refused(
-        `the sandbox is busy: ${running} calls running, ${waiting} waiting ` +
+        `the sandbox is busy: ${calls(running)} running, ${waiting} waiting ` +
           `(limit: ${l.maxConcurrent} running, ${l.maxQueued} waiting); try again later`,
         RefusalReason.QueueFull,
       );
     }
     if (group.waiting >= l.maxQueuedPerServer) {
       return refused(
-        `server ${group.key} already has ${group.running} calls running and ${group.waiting} waiting ` +
+        `server ${group.key} already has ${calls(group.running)} running and ${group.waiting} waiting ` +
           `(limit per server: ${l.maxConcurrentPerServer} running, ${l.maxQueuedPerServer} waiting); try again later`,
         RefusalReason.ServerShare,
       );

@@ -141,7 +141,7 @@ describe('one agent flooding a server', () => {
     for (const r of refused) {
       assert.equal(
         r.text,
-        "agent 'demo-agent' already has 1 calls running and 4 waiting (limit per agent: 1 running, 4 waiting); try again later",
+        "agent 'demo-agent' already has 1 call running and 4 waiting (limit per agent: 1 running, 4 waiting); try again later",
       );
     }
     const secondResult = results.at(-1)!;
