@@ -9,6 +9,7 @@ import { ErrorCode, McpworksError } from '../shared/errors.ts';
 import { silentLogger } from '../shared/logger.ts';
 import { CALLS_PATH } from './service.ts';
 import {
+  RefusalReason,
   SANDBOX_OUTCOMES,
   SandboxOutcome,
   type ExecutorClientOptions,
@@ -34,6 +35,15 @@ function result(
     executor,
     message,
   };
+}
+
+/**
+ * What the executor service receives: what it runs, nothing about who asked (`caller` is the
+ * gateway's fairness key; an executor of an older version refuses members it does not know).
+ */
+function wireBody(request: ToolCallRequest): string {
+  const { callId, server, tool, arguments: args } = request;
+  return JSON.stringify({ callId, server, tool, arguments: args });
 }
 
 function isResult(value: unknown): value is ToolCallResult {
@@ -94,7 +104,7 @@ export function createExecutorClient(options: ExecutorClientOptions): ToolExecut
               authorization: `Bearer ${options.token}`,
               'content-type': 'application/json',
             },
-            body: JSON.stringify(request),
+            body: wireBody(request),
             signal: controller.signal,
             redirect: 'error',
           });
@@ -122,12 +132,15 @@ export function createExecutorClient(options: ExecutorClientOptions): ToolExecut
         }
         const text = await response.text().catch(() => '');
         if (response.status === 429) {
-          return result(
-            SandboxOutcome.Overloaded,
-            'the executor is at its concurrency limit; try again later',
-            name,
-            elapsed(),
-          );
+          return {
+            ...result(
+              SandboxOutcome.Overloaded,
+              'the executor is at its concurrency limit; try again later',
+              name,
+              elapsed(),
+            ),
+            refusal: RefusalReason.ExecutorBusy,
+          };
         }
         if (response.status === 401 || response.status === 403) {
           logger.error(
@@ -184,7 +197,9 @@ export function createExecutorClient(options: ExecutorClientOptions): ToolExecut
             elapsed(),
           );
         }
-        return body;
+        // Only the client says why a call was refused (429 above); an answer does not.
+        const { refusal: _refusal, ...answer } = body;
+        return answer;
       } catch (error) {
         if (error instanceof McpworksError) throw error;
         if (timedOut)

@@ -9,6 +9,9 @@ export const ToolCallRequestSchema = z.strictObject({
     namespace: z.string().min(1).max(253),
     name: z.string().min(1).max(253),
   }),
+  // The gateway's fairness key; accepted (the in-process executor gets the gateway's request
+  // as is) and not used here. The HTTP client does not send it: '' then.
+  caller: z.string().max(1024).default(''),
   // The api Tool with its code resolved: `code` present, `codeFrom` already read by the gateway.
   tool: ToolSchema.refine((tool) => typeof tool.code === 'string' && tool.codeFrom === undefined, {
     message: 'tool.code must be resolved (and codeFrom absent)',

@@ -41,6 +41,7 @@ import {
 import { spawnSandbox, type Sandbox, type SandboxEnvironment } from './sandbox.ts';
 import { parseToolCallRequest } from './request-schema.ts';
 import {
+  RefusalReason,
   SandboxOutcome,
   type SandboxExecutor,
   type SandboxExecutorOptions,
@@ -435,6 +436,7 @@ export async function createSandboxExecutor(
         {
           callId: 'probe',
           server: { namespace: 'mcpworks-system', name: 'probe' },
+          caller: 'Executor:probe',
           tool: {
             name: 'probe',
             description: 'sandbox self-test',
@@ -482,11 +484,14 @@ export async function createSandboxExecutor(
         });
       }
       if (inFlight >= maxConcurrency) {
-        return refusal(
-          SandboxOutcome.Overloaded,
-          `the executor is at its limit of ${maxConcurrency} concurrent calls; try again later`,
-          executorName,
-        );
+        return {
+          ...refusal(
+            SandboxOutcome.Overloaded,
+            `the executor is at its limit of ${maxConcurrency} concurrent calls; try again later`,
+            executorName,
+          ),
+          refusal: RefusalReason.ExecutorBusy,
+        };
       }
       inFlight += 1;
       try {

@@ -59,6 +59,7 @@ export function toolCall(
   return {
     callId: `call-${counter}`,
     server: { namespace: 'test', name: 'tools' },
+    caller: 'Agent:test',
     tool,
     arguments: overrides.args ?? {},
   };

@@ -14,6 +14,12 @@ export interface ToolCallRequest {
   /** Unique per call (the gateway's decision id is a good choice); echoed in logs. */
   callId: string;
   server: { namespace: string; name: string };
+  /**
+   * Who asked: the principal's stable identity (`kind:name`, src/gateway/auth/principal.ts
+   * callerKey), the key the gateway's fair queue shares slots by. The executor service never
+   * receives it (the client sends only what the executor runs).
+   */
+  caller: string;
   tool: ResolvedTool;
   arguments: Record<string, unknown>;
 }
@@ -37,6 +43,24 @@ export const SandboxOutcome = {
 export type SandboxOutcome = (typeof SandboxOutcome)[keyof typeof SandboxOutcome];
 export const SANDBOX_OUTCOMES = Object.values(SandboxOutcome) as readonly SandboxOutcome[];
 
+/**
+ * Why a call was answered `overloaded` without being started, when it is known: the gateway's
+ * fair queue (a caller's or server's share, the whole queue, the wait limit) or the executor at
+ * its own concurrency limit. Recorded in the decision log and counted by reason.
+ */
+export const RefusalReason = {
+  PrincipalShare: 'principal-share',
+  ServerShare: 'server-share',
+  QueueFull: 'queue-full',
+  WaitTimeout: 'wait-timeout',
+  ExecutorBusy: 'executor-busy',
+} as const;
+export type RefusalReason = (typeof RefusalReason)[keyof typeof RefusalReason];
+export const REFUSAL_REASONS = Object.values(RefusalReason) as readonly RefusalReason[];
+export function isRefusalReason(value: unknown): value is RefusalReason {
+  return (REFUSAL_REASONS as readonly unknown[]).includes(value);
+}
+
 export interface TextContent {
   type: 'text';
   text: string;
@@ -57,6 +81,8 @@ export interface ToolCallResult {
   executor: string;
   /** A short, client-safe explanation for non-ok outcomes; never contains host paths. */
   message?: string;
+  /** For `overloaded`: which limit refused the call, when known. */
+  refusal?: RefusalReason;
   /** Where the call's time went inside the executor (diagnostics and `make bench`). */
   timings?: CallTimings;
 }

@@ -5,6 +5,7 @@
  * and no path leaves two.
  */
 import { randomUUID } from 'node:crypto';
+import type { RefusalReason } from '../executor/types.ts';
 import type { Principal } from './auth/principal.ts';
 import type { AuthFailure, AuthMethod } from './auth/types.ts';
 import { argumentsDigest } from './decisions/canonical.ts';
@@ -33,6 +34,8 @@ export interface RequestContext {
   outcome?: DecisionOutcome;
   outputBytes?: number;
   executor?: string;
+  /** Which limit refused a tool call the executor never started (outcome `overloaded`). */
+  refusal?: RefusalReason;
   /** Settles when a tool call started by this request is over (for post-conditions). */
   pending?: Promise<unknown>;
   /**
@@ -114,5 +117,6 @@ export function toDecisionEntry(
   if (decision.audit.length > 0) entry.audit = decision.audit;
   if (ctx.outputBytes !== undefined) entry.outputBytes = ctx.outputBytes;
   if (ctx.executor !== undefined) entry.executor = ctx.executor;
+  if (ctx.refusal !== undefined && entry.outcome === 'overloaded') entry.refusal = ctx.refusal;
   return entry;
 }

@@ -19,9 +19,15 @@ import {
   type CallToolResult,
   type Tool as McpTool,
 } from '@modelcontextprotocol/sdk/types.js';
-import type { ResolvedTool, ToolCallResult, ToolExecutor } from '../executor/types.ts';
+import {
+  isRefusalReason,
+  type ResolvedTool,
+  type ToolCallResult,
+  type ToolExecutor,
+} from '../executor/types.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { ArgumentValidators } from './arguments.ts';
+import { callerKey } from './auth/principal.ts';
 import type { RequestContext } from './context.ts';
 import type { Decision, PolicyRequest } from './policy/types.ts';
 import type { EventSink, ObjectReference } from './telemetry/events.ts';
@@ -283,6 +289,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
       {
         callId: ctx.decisionId,
         server: { namespace: meta.namespace ?? 'default', name: meta.name },
+        caller: callerKey(principal),
         tool,
         arguments: args,
       },
@@ -304,6 +311,10 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
     ctx.outcome = result.outcome;
     ctx.outputBytes = result.outputBytes;
     ctx.executor = result.executor;
+    if (result.outcome === 'overloaded' && isRefusalReason(result.refusal)) {
+      ctx.refusal = result.refusal;
+      deps.metrics.queueRefusal({ server: ctx.serverKey, reason: result.refusal });
+    }
     deps.metrics.sandboxOutcome({
       server: ctx.serverKey,
       tool: toolLabel,

@@ -350,6 +350,7 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
     await executor.execute({
       callId: `bench-${i}`,
       server: { namespace: 'default', name: 'demo' },
+      caller: 'Agent:bench',
       tool,
       arguments: ARGS,
     });

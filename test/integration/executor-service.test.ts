@@ -217,6 +217,7 @@ describe('a running executor', () => {
     const refused = await client.execute(quick());
     assert.equal(refused.outcome, 'overloaded');
     assert.equal(refused.isError, true);
+    assert.equal(refused.refusal, 'executor-busy');
     assert.equal((await first).outcome, 'ok');
     const metrics = await (await fetch(`${running.url}/metrics`)).text();
     const rejected = /mcpworks_executor_requests_rejected_total\{reason="overloaded"\} (\d+)/.exec(

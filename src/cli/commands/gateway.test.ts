@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CommandIo } from '../io.ts';
-import { run } from './gateway.ts';
+import { McpServerSchema } from '../../api/v1alpha1/mcpserver.ts';
+import { gatewayQueueLimits, run } from './gateway.ts';
 
 function capture(): CommandIo & { err: string } {
   const io = {
@@ -32,4 +33,44 @@ test('the usage names the shutdown delay the operator sets in gateway pods', asy
   const io = { ...capture(), stdout: (t: string) => void (out += t) };
   assert.equal(await run(['--help'], io), 0);
   assert.match(out, /--shutdown-delay-seconds <n>/);
+});
+
+function mcpServer(gateway: object, executor: object) {
+  return McpServerSchema.parse({
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'McpServer',
+    metadata: { name: 'tools', namespace: 'team' },
+    spec: {
+      auth: { apiKeys: { secretRef: { name: 'keys' } } },
+      gateway,
+      executor,
+      tools: [
+        {
+          name: 't',
+          description: 'd',
+          runtime: 'bash',
+          code: 'true',
+          inputSchema: { type: 'object' },
+        },
+      ],
+    },
+  });
+}
+
+test("a gateway replica queues for its share of the executor pods' slots", () => {
+  // 3 executor pods × 8 slots among 2 gateway replicas: 12 each.
+  assert.deepEqual(
+    gatewayQueueLimits(mcpServer({ replicas: 2 }, { replicas: 3, maxConcurrency: 8 })),
+    {
+      maxConcurrent: 12,
+      maxQueued: 384,
+      maxWaitMs: 30_000,
+    },
+  );
+  assert.equal(gatewayQueueLimits(mcpServer({ replicas: 1 }, { replicas: 0 })).maxConcurrent, 1);
+  assert.equal(gatewayQueueLimits(mcpServer({ replicas: 0 }, { replicas: 2 })).maxConcurrent, 16);
+  const big = gatewayQueueLimits(
+    mcpServer({ replicas: 1 }, { replicas: 100, maxConcurrency: 256 }),
+  );
+  assert.equal(big.maxQueued, 1024);
 });

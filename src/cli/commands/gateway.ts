@@ -10,11 +10,13 @@ import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { McpServer } from '../../api/v1alpha1/mcpserver.ts';
 import { createExecutorClient } from '../../executor/client.ts';
 import { kubeTokenReviewer } from '../../gateway/auth/kube-tokenreviewer.ts';
 import { createDecisionRecorder, jsonLineDecisionSink } from '../../gateway/decisions/recorder.ts';
 import { createRouter, mcpPathFor } from '../../gateway/http.ts';
 import { createGatewayApp } from '../../gateway/server.ts';
+import { withFairQueue, type FairQueueLimits } from '../../gateway/queue.ts';
 import { createKubernetesSource } from '../../gateway/source/kubernetes.ts';
 import { createEventAggregator, startEventFlusher } from '../../gateway/telemetry/events.ts';
 import { createEventWith, createKubeEventPublisher } from '../../gateway/telemetry/kube-events.ts';
@@ -138,14 +140,24 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   });
   const stopEvents = startEventFlusher(events);
   const publicUrl = values['public-url'];
-  const app = createGatewayApp({
-    source,
-    executor: createExecutorClient({
+  // Fair backpressure in front of the executor Service (its 429 stays the backstop); the limits
+  // follow the McpServer's executor spec as it changes.
+  const executor = withFairQueue(
+    createExecutorClient({
       url: executorUrl as string,
       token: executorToken as string,
       logger,
       clock: systemClock,
     }),
+    gatewayQueueLimits(source.current().server),
+  );
+  const unsubscribeLimits = source.onChange((snapshot) =>
+    executor.configure(gatewayQueueLimits(snapshot.server)),
+  );
+  metrics.observeQueue(() => executor.stats().servers);
+  const app = createGatewayApp({
+    source,
+    executor,
     authenticatorFactory: snapshotAuthenticatorFactory({
       resourceUrl: () =>
         `${publicUrl ?? `http://${name}-gateway.${namespace}.svc:${port}`}${mcpPathFor(serverKey)}`,
@@ -185,6 +197,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     const close = () => {
       http.close();
       http.closeIdleConnections();
+      unsubscribeLimits();
       void app
         .close()
         .then(() => stopEvents())
@@ -203,4 +216,18 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+/**
+ * One gateway replica's share of the executor pods' slots: executor replicas ×
+ * `maxConcurrency`, divided among the gateway replicas (rounded up, at least 1), with 32 waiting
+ * per slot (at most 1024) for at most 30 s; per caller the fair queue's defaults.
+ */
+export function gatewayQueueLimits(server: McpServer): FairQueueLimits {
+  const { gateway, executor } = server.spec;
+  const maxConcurrent = Math.max(
+    1,
+    Math.ceil((executor.replicas * executor.maxConcurrency) / Math.max(1, gateway.replicas)),
+  );
+  return { maxConcurrent, maxQueued: Math.min(1024, 32 * maxConcurrent), maxWaitMs: 30_000 };
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RuntimeDrift } from '../../executor/runtime-pins.ts';
-import { runtimeDriftVerdict } from './serve.ts';
+import { resolveLimits } from '../../gateway/queue.ts';
+import { runtimeDriftVerdict, serveQueueLimits } from './serve.ts';
 
 const node20: RuntimeDrift = {
   runtime: 'node',
@@ -35,4 +36,23 @@ test('with --allow-runtime-drift the drift is only a warning', () => {
     message:
       '--allow-runtime-drift: python 3.12.3 at /usr/bin/python3, but python 3.11.2 is pinned',
   });
+});
+
+test('one server: the whole queue is its own; each agent half the slots, 4 × that waiting', () => {
+  assert.deepEqual(resolveLimits(serveQueueLimits(8, 1)), {
+    maxConcurrent: 8,
+    maxQueued: 256,
+    maxWaitMs: 30_000,
+    maxConcurrentPerPrincipal: 4,
+    maxQueuedPerPrincipal: 16,
+    maxConcurrentPerServer: 8,
+    maxQueuedPerServer: 256,
+  });
+});
+
+test('several servers: each may hold at most half the slots and half the queue', () => {
+  const limits = resolveLimits(serveQueueLimits(8, 3));
+  assert.equal(limits.maxConcurrentPerServer, 4);
+  assert.equal(limits.maxQueuedPerServer, 128);
+  assert.equal(resolveLimits(serveQueueLimits(1, 2)).maxConcurrentPerServer, 1);
 });

@@ -33,7 +33,7 @@ import { createDecisionRecorder, jsonLineDecisionSink } from '../../gateway/deci
 import { createRouter, mcpPathFor } from '../../gateway/http.ts';
 import { createGatewayApp, type GatewayApp } from '../../gateway/server.ts';
 import { LOOPBACK_HOSTS } from '../../gateway/origin.ts';
-import { withQueue } from '../../gateway/queue.ts';
+import { fairShare, withFairQueue, type FairQueueLimits } from '../../gateway/queue.ts';
 import {
   buildSnapshots,
   createStaticSource,
@@ -274,15 +274,13 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     io.stderr(`mcpworks serve: the sandbox is unavailable, refusing to run tool code: ${reason}\n`);
     return 1;
   }
-  // Bursts wait for a sandbox (bounded) instead of being refused at once.
-  const executor = withQueue(sandbox, {
-    maxConcurrent: maxConcurrency,
-    maxQueued: 256,
-    maxWaitMs: 30_000,
-  });
+  // Bursts wait for a sandbox (bounded) instead of being refused at once, shared fairly: one
+  // queue for every server, round-robin across servers, then across each server's callers.
+  const executor = withFairQueue(sandbox, serveQueueLimits(maxConcurrency, built.snapshots.length));
 
   const registry = new Registry();
   const metrics = createGatewayMetrics(registry);
+  metrics.observeQueue(() => executor.stats().servers);
   const recorder = createDecisionRecorder({
     sinks: [jsonLineDecisionSink(decisionLog)],
     clock: systemClock,
@@ -379,6 +377,25 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
   });
+}
+
+/**
+ * The fair queue of `mcpworks serve`: as many running calls as the largest
+ * `spec.executor.maxConcurrency`, 256 waiting for at most 30 s; each caller (per server) half the
+ * slots and 4 × its running share waiting. With several servers, each server may also hold at
+ * most half the slots and half the queue, so one server's callers cannot starve another's.
+ */
+export function serveQueueLimits(maxConcurrency: number, servers: number): FairQueueLimits {
+  const limits: FairQueueLimits = {
+    maxConcurrent: maxConcurrency,
+    maxQueued: 256,
+    maxWaitMs: 30_000,
+  };
+  if (servers > 1) {
+    limits.maxConcurrentPerServer = fairShare(limits.maxConcurrent);
+    limits.maxQueuedPerServer = fairShare(limits.maxQueued);
+  }
+  return limits;
 }
 
 /**

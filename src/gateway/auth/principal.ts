@@ -54,3 +54,23 @@ export const ANONYMOUS_PRINCIPAL: Principal = Object.freeze({
   ...anonymousPrincipal(),
   groups: Object.freeze([]) as unknown as string[],
 });
+
+/**
+ * The principal's stable identity, `kind:name` (`Agent:alice`,
+ * `ServiceAccount:system:serviceaccount:ns:sa`, `Anonymous:anonymous`): the key the fair queue
+ * shares executor slots by. The auth method is left out on purpose: an agent is one caller
+ * whether it presents an API key or an OIDC token.
+ */
+export function callerKey(principal: Pick<Principal, 'kind' | 'name'>): string {
+  return `${principal.kind}:${principal.name}`;
+}
+
+/** A callerKey as a refusal message names it: "agent 'alice'", "the anonymous caller", ... */
+export function describeCaller(key: string): string {
+  const colon = key.indexOf(':');
+  const kind = colon === -1 ? '' : key.slice(0, colon);
+  const name = colon === -1 ? key : key.slice(colon + 1);
+  if (kind === 'Anonymous') return 'the anonymous caller';
+  const noun = kind === 'ServiceAccount' ? 'service account' : 'agent';
+  return `${noun} '${name.slice(0, 256)}'`;
+}

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { REFUSAL_REASONS } from '../../executor/types.ts';
 import { canonicalJson, sha256Hex } from './canonical.ts';
 
 /**
@@ -95,6 +96,12 @@ export const DecisionRecordSchema = z.object({
   reason: z.string(),
   audit: z.array(AuditFindingSchema).optional(),
   outcome: DecisionOutcomeSchema,
+  /**
+   * For outcome `overloaded`: which limit refused the call before it started (`principal-share`,
+   * `server-share`, `queue-full`, `wait-timeout`, `executor-busy`). Absent on other records and
+   * on records written before it existed, which therefore still verify.
+   */
+  refusal: z.enum(REFUSAL_REASONS).optional(),
   durationMs: z.number().min(0),
   outputBytes: z.number().int().min(0).optional(),
   /** Executor instance (pod name) that ran the call. */

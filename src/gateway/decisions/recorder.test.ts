@@ -142,6 +142,8 @@ function fullEntry(): DecisionEntry {
   return entry({
     sessionId: 'b3c1f9f0-8d1e-4c2a-9a3e-2f7c0d1b9e11',
     arguments: { path: '/tmp/x' },
+    outcome: 'overloaded',
+    refusal: 'principal-share',
     audit: [
       {
         policy: 'ClusterAgentPolicy/strict',

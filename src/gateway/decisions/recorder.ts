@@ -130,6 +130,7 @@ function hashedMembers(
   members['prevHash'] = prevHash;
   if (entry.principal !== undefined) members['principal'] = principal(entry.principal);
   if (entry.reason !== undefined) members['reason'] = entry.reason;
+  if (entry.refusal !== undefined) members['refusal'] = entry.refusal;
   if (entry.rule !== undefined) members['rule'] = decidingRule(entry.rule);
   members['seq'] = seq;
   if (entry.server !== undefined) members['server'] = entry.server;

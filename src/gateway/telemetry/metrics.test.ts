@@ -60,3 +60,20 @@ test('request durations are labelled by a bounded method set', async () => {
   );
   assert.match(text, /mcpworks_request_duration_seconds_count\{server="s",method="_other"\} 1/);
 });
+
+test('queue refusals are counted per server and bounded reason; the queue gauges per server', async () => {
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  metrics.queueRefusal({ server: 'ns/s', reason: 'principal-share' });
+  metrics.queueRefusal({ server: 'ns/s', reason: 'attacker text' });
+  let waiting = 3;
+  metrics.observeQueue(() => [{ server: 'ns/s', running: 2, waiting }]);
+  let text = await registry.metrics();
+  assert.match(text, /mcpworks_queue_refusals_total\{server="ns\/s",reason="principal-share"\} 1/);
+  assert.match(text, /mcpworks_queue_refusals_total\{server="ns\/s",reason="_unknown"\} 1/);
+  assert.match(text, /mcpworks_queue_waiting\{server="ns\/s"\} 3/);
+  assert.match(text, /mcpworks_queue_running\{server="ns\/s"\} 2/);
+  waiting = 0;
+  text = await registry.metrics();
+  assert.match(text, /mcpworks_queue_waiting\{server="ns\/s"\} 0/);
+});

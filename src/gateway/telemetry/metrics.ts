@@ -2,11 +2,12 @@
  * Every Prometheus metric the gateway exports, declared in one place on a registry the caller
  * passes in (never the global default registry). Labels are bounded: `server` comes from
  * configuration, `tool` only from the tools the server declares (anything else is `_unknown`),
- * `reason_code` / `outcome` / `method` / `reason` from closed enums below.
+ * `reason_code` / `outcome` / `method` / `reason` from closed enums below. No metric has a
+ * principal label: callers are unbounded.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { AUTH_FAILURE_REASONS, AUTH_METHODS } from '../auth/types.ts';
-import { SANDBOX_OUTCOMES } from '../../executor/types.ts';
+import { REFUSAL_REASONS, SANDBOX_OUTCOMES } from '../../executor/types.ts';
 
 export const METRIC_PREFIX = 'mcpworks_';
 export const UNKNOWN_LABEL = '_unknown';
@@ -72,6 +73,13 @@ export interface GatewayMetrics {
   authFailure(labels: { method: string | undefined; reason: string }): void;
   sandboxOutcome(labels: { server: string; tool: string; outcome: string }): void;
   sessionsOpen(server: string, count: number): void;
+  /** A tool call refused before it started, by the limit that refused it (RefusalReason). */
+  queueRefusal(labels: { server: string; reason: string }): void;
+  /**
+   * Reports the fair queue's running and waiting calls per server at each scrape (the queue is
+   * shared by every app of a process, so it is registered once, by whoever builds the queue).
+   */
+  observeQueue(read: () => readonly { server: string; running: number; waiting: number }[]): void;
   /**
    * Maps a tool name from a request to a label value: itself when `declared` has it, else
    * `_unknown` (a caller must not be able to mint label values).
@@ -115,6 +123,32 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     labelNames: ['server'] as const,
     registers: [registry],
   });
+  const refusals = new Counter({
+    name: `${METRIC_PREFIX}queue_refusals_total`,
+    help: 'Tool calls answered overloaded without being started, by the limit that refused them.',
+    labelNames: ['server', 'reason'] as const,
+    registers: [registry],
+  });
+  let readQueue: () => readonly { server: string; running: number; waiting: number }[] = () => [];
+  const queueWaiting = new Gauge({
+    name: `${METRIC_PREFIX}queue_waiting`,
+    help: 'Tool calls waiting in the gateway for an executor slot.',
+    labelNames: ['server'] as const,
+    registers: [registry],
+    collect() {
+      for (const s of readQueue()) this.set({ server: s.server }, s.waiting);
+    },
+  });
+  const queueRunning = new Gauge({
+    name: `${METRIC_PREFIX}queue_running`,
+    help: 'Tool calls the gateway has started in the executor and not yet seen end.',
+    labelNames: ['server'] as const,
+    registers: [registry],
+    collect() {
+      for (const s of readQueue()) this.set({ server: s.server }, s.running);
+    },
+  });
+  const refusalReasons = new Set<string>(REFUSAL_REASONS);
   const authMethods = new Set<string>(AUTH_METHODS);
   const authReasons = new Set<string>(AUTH_FAILURE_REASONS);
   const outcomeValues = new Set<string>(SANDBOX_OUTCOMES);
@@ -144,6 +178,14 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     },
     sessionsOpen(server, count) {
       sessions.set({ server }, count);
+    },
+    queueRefusal({ server, reason }) {
+      refusals.inc({ server, reason: bounded(reason, refusalReasons) });
+    },
+    observeQueue(read) {
+      readQueue = read;
+      queueWaiting.reset();
+      queueRunning.reset();
     },
     toolLabel(tool, declared) {
       if (tool === undefined) return NO_TOOL_LABEL;
