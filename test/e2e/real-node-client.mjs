@@ -6,7 +6,8 @@
 //   {"op":"call","url":...,"token":...|"tokenFile":...,"tool":...,"args":{...}}
 //   {"op":"loop", ...call..., "stopFile":..., "maxMs":..., "marker":..., "afterStop":n}
 //   {"op":"get","url":...}
-/* global URL, fetch, AbortSignal */
+//   {"op":"latency", ...call..., "calls":n, "spacedMs":ms}: one session, n calls, ms of each
+/* global URL, fetch, AbortSignal, setTimeout, performance */
 import { existsSync, readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -55,6 +56,31 @@ async function loop(r) {
   return { results, timedOut: afterStop < r.afterStop };
 }
 
+/** Warm-call latency as an agent sees it: one session, calls spaced like an agent's. */
+async function latency(r) {
+  const client = new Client({ name: 'e2e-agent', version: '0.1.0' });
+  const ms = [];
+  try {
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(r.url), {
+        requestInit: { headers: { authorization: `Bearer ${tokenOf(r)}` } },
+      }),
+    );
+    for (let i = 0; i < r.calls; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, r.spacedMs));
+      const started = performance.now();
+      const result = await client.callTool({ name: r.tool, arguments: r.args ?? {} });
+      if (result.isError) return { ok: false, error: JSON.stringify(result.content), ms };
+      ms.push(performance.now() - started);
+    }
+    return { ok: true, ms };
+  } catch (error) {
+    return { ok: false, error: error instanceof Error ? error.message : String(error), ms };
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
+
 async function get(r) {
   try {
     const res = await fetch(r.url, { signal: AbortSignal.timeout(10_000) });
@@ -64,5 +90,5 @@ async function get(r) {
   }
 }
 
-const ops = { call, loop, get };
+const ops = { call, loop, get, latency };
 process.stdout.write(`${JSON.stringify(await ops[req.op](req))}\n`);

@@ -821,6 +821,30 @@ step(
   400_000,
 );
 
+step('8c. a figure from a pod: warm python calls through the gateway Service', async () => {
+  // Measured, never asserted (speed belongs to `make bench`): what an agent in the cluster sees
+  // for a warm sandboxed call, one session, calls 300 ms apart as an agent thinking between them.
+  const r = await agent<{ ok: boolean; error?: string; ms: number[] }>(
+    {
+      op: 'latency',
+      url: TOOLS_URL,
+      token: apiKey,
+      tool: 'word_count',
+      args: { text: 'one two three' },
+      calls: 40,
+      spacedMs: 300,
+    },
+    120_000,
+  );
+  assert.equal(r.ok, true, r.error);
+  assert.equal(r.ms.length, 40);
+  const sorted = r.ms.slice(5).sort((a, b) => a - b);
+  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+  console.log(
+    `# figure: warm python call from a pod through the gateway Service: p50 ${at(0.5).toFixed(2)} ms, p90 ${at(0.9).toFixed(2)} ms, p99 ${at(0.99).toFixed(2)} ms (${sorted.length} calls)`,
+  );
+});
+
 step('5b. the denial is an Event on the McpServer', async () => {
   // Gateway Events are aggregated per reason and minute: checked after steps 6 to 8b, which
   // fill most of that minute.
