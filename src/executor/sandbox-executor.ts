@@ -316,10 +316,16 @@ export async function createSandboxExecutor(
     clock,
     logger,
     spawn: (runtime, limits) =>
-      spawnSandbox(env, runtime, limits, {
-        wallTimeLimitSeconds: Math.ceil(WARM_MAX_IDLE_MS / 1000) + MAX_TOOL_TIMEOUT_SECONDS + 5,
-        cpuTimeLimitSeconds: MAX_TOOL_TIMEOUT_SECONDS + 1,
-      }),
+      spawnSandbox(
+        env,
+        runtime,
+        limits,
+        {
+          wallTimeLimitSeconds: Math.ceil(WARM_MAX_IDLE_MS / 1000) + MAX_TOOL_TIMEOUT_SECONDS + 5,
+          cpuTimeLimitSeconds: MAX_TOOL_TIMEOUT_SECONDS + 1,
+        },
+        { prewarm: true },
+      ),
   });
 
   let inFlight = 0;

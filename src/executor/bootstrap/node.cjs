@@ -75,7 +75,8 @@ function toolWrapper(code) {
 }
 
 async function serve() {
-  prewarm();
+  // A warm sandbox; a cold one's call is already waiting.
+  if (process.argv[1] === 'prewarm') prewarm();
   fs.writeSync(2, '\x06'); // ready: the interpreter is up and waits for its one call
   const raw = readCall();
   const readUs = micros();
