@@ -18,8 +18,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { DNS_LABEL_PATTERN, DnsSubdomainSchema } from '../../api/v1alpha1/common.ts';
+import { AUDIT_SIGNING_KEY_DEFAULT_KEY } from '../../api/v1alpha1/mcpserver.ts';
 import {
-  SIGNING_KEY_SECRET_KEY,
   generateSigningKey,
   keyIdOf,
   parsePublicKeys,
@@ -49,7 +49,7 @@ was deleted, reordered, altered or truncated.
 keygen: a new Ed25519 signing key for the decision log.
   --name <secret>          name of the Secret (spec.audit.signingKeySecretRef.name)
   --namespace <ns>         namespace of the Secret (that of the McpServer); omitted: none in the manifest
-  --secret-file <file>     write the Secret manifest (YAML, key ${SIGNING_KEY_SECRET_KEY}: PEM PKCS#8) here, mode 0600; default stdout
+  --secret-file <file>     write the Secret manifest (YAML, key ${AUDIT_SIGNING_KEY_DEFAULT_KEY}: PEM PKCS#8) here, mode 0600; default stdout
   --public-key-file <file> write the public key (PEM, for verify --public-key) here; default stdout
   One of the two files is needed: the Secret and the public key never go to the same place.
   Existing files are not overwritten.
@@ -258,7 +258,9 @@ export function signingKeySecret(
       annotations: { [KEY_ID_ANNOTATION]: keyId },
     },
     type: 'Opaque',
-    data: { [SIGNING_KEY_SECRET_KEY]: Buffer.from(privateKeyPem, 'utf8').toString('base64') },
+    data: {
+      [AUDIT_SIGNING_KEY_DEFAULT_KEY]: Buffer.from(privateKeyPem, 'utf8').toString('base64'),
+    },
   };
   return (
     `# Ed25519 signing key ${keyId} of the MCPWorks decision log (spec.audit.signingKeySecretRef).\n` +

@@ -20,9 +20,6 @@ import { ErrorCode, McpworksError } from '../../shared/errors.ts';
 
 export const SIGNING_CONTEXT = 'mcpworks.io decision signature v1\n';
 
-/** The Secret data key that holds the private key, unless spec.audit.signingKeySecretRef.key says otherwise. */
-export const SIGNING_KEY_SECRET_KEY = 'ed25519.key';
-
 export const KEY_ID_PATTERN = /^[0-9a-f]{16}$/;
 /** An Ed25519 signature (64 bytes) in unpadded base64url. */
 export const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{86}$/;
