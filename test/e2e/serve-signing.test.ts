@@ -41,6 +41,8 @@ let keys: string;
 let publicKeyFile: string;
 let serve: RunningServe;
 let records: DecisionRecord[];
+/** The decision_log_last_seq line of /metrics, read before serve stopped. */
+let lastSeqMetric: { writerId: string; keyId: string; seq: number };
 
 before(async () => {
   keys = await mkdtemp(join(tmpdir(), 'mcpworks-signing-'));
@@ -73,7 +75,15 @@ before(async () => {
   });
   assert.notEqual(result.isError, true, JSON.stringify(result));
   await client.close();
-  await waitForDecisions(serve, 3);
+  const written = await waitForDecisions(serve, 3);
+  const metrics = await (await fetch(`${serve.base}/metrics`)).text();
+  const m =
+    /^mcpworks_decision_log_last_seq\{writer_id="([^"]+)",key_id="([0-9a-f]*)"\} (\d+)$/m.exec(
+      metrics,
+    );
+  assert.ok(m, metrics);
+  lastSeqMetric = { writerId: m[1]!, keyId: m[2]!, seq: Number(m[3]) };
+  assert.ok(lastSeqMetric.seq >= written.at(-1)!.seq);
   // Stopped: the log is complete (the client's GET stream is recorded when it closes).
   await serve.stop();
   records = await serve.decisions();
@@ -141,4 +151,39 @@ test('a whole fabricated writer signed with another key under the trusted keyId 
       `^BROKEN \\(bad-signature\\) at line ${records.length + 1}: .*writer gateway-impostor, seq 0`,
     ),
   );
+});
+
+test('the last seq from /metrics finds a truncated tail that the chain alone cannot', async () => {
+  assert.equal(lastSeqMetric.writerId, records[0]!.writerId);
+  assert.equal(lastSeqMetric.keyId, records[0]!.keyId);
+  const expect = `${lastSeqMetric.writerId}=${lastSeqMetric.seq}`;
+  const whole = await mcpworks(
+    'audit',
+    'verify',
+    serve.decisionLog,
+    '--public-key',
+    publicKeyFile,
+    '--expect-last',
+    expect,
+  );
+  assert.equal(whole.code, 0, whole.stdout);
+  const truncated = join(keys, 'truncated.jsonl');
+  const text = await readFile(serve.decisionLog, 'utf8');
+  const kept = text.split('\n').filter(Boolean).slice(0, lastSeqMetric.seq); // drops seq N and later
+  await writeFile(truncated, `${kept.join('\n')}\n`);
+  assert.equal(
+    (await mcpworks('audit', 'verify', truncated, '--public-key', publicKeyFile)).code,
+    0,
+  );
+  const found = await mcpworks(
+    'audit',
+    'verify',
+    truncated,
+    '--public-key',
+    publicKeyFile,
+    '--expect-last',
+    expect,
+  );
+  assert.equal(found.code, 1);
+  assert.match(found.stdout, /^BROKEN \(truncated\)/);
 });

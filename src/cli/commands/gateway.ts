@@ -19,7 +19,7 @@ import { createGatewayApp } from '../../gateway/server.ts';
 import { createKubernetesSource } from '../../gateway/source/kubernetes.ts';
 import { createEventAggregator, startEventFlusher } from '../../gateway/telemetry/events.ts';
 import { createEventWith, createKubeEventPublisher } from '../../gateway/telemetry/kube-events.ts';
-import { createGatewayMetrics } from '../../gateway/telemetry/metrics.ts';
+import { createGatewayMetrics, lastSeqDecisionSink } from '../../gateway/telemetry/metrics.ts';
 import { policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
 import { createKubeClient } from '../../k8s/client.ts';
 import { systemClock } from '../../shared/clock.ts';
@@ -139,7 +139,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   // The decision log: the recorder serializes each record once and this writes the line as is.
   const decisionLog = pino.destination({ dest: 1, sync: false });
   const recorder = createDecisionRecorder({
-    sinks: [jsonLineDecisionSink(decisionLog)],
+    sinks: [jsonLineDecisionSink(decisionLog), lastSeqDecisionSink(metrics)],
     clock: systemClock,
     writerId: `${io.env['HOSTNAME'] ?? hostname()}-${randomBytes(4).toString('hex')}`,
     onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),

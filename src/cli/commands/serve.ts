@@ -42,7 +42,7 @@ import {
   type StaticSource,
 } from '../../gateway/source/static.ts';
 import { serverKeyOf } from '../../gateway/source/types.ts';
-import { createGatewayMetrics } from '../../gateway/telemetry/metrics.ts';
+import { createGatewayMetrics, lastSeqDecisionSink } from '../../gateway/telemetry/metrics.ts';
 import { effectiveAuth, policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
 import { systemClock } from '../../shared/clock.ts';
 import { isMcpworksError } from '../../shared/errors.ts';
@@ -305,7 +305,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   const registry = new Registry();
   const metrics = createGatewayMetrics(registry);
   const recorder = createDecisionRecorder({
-    sinks: [jsonLineDecisionSink(decisionLog)],
+    sinks: [jsonLineDecisionSink(decisionLog), lastSeqDecisionSink(metrics)],
     clock: systemClock,
     writerId: `serve-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),

@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { AUTH_FAILURE_REASONS, AUTH_METHODS } from '../auth/types.ts';
 import { SANDBOX_OUTCOMES } from '../../executor/types.ts';
+import type { DecisionSink } from '../decisions/recorder.ts';
 
 export const METRIC_PREFIX = 'mcpworks_';
 export const UNKNOWN_LABEL = '_unknown';
@@ -72,6 +73,8 @@ export interface GatewayMetrics {
   authFailure(labels: { method: string | undefined; reason: string }): void;
   sandboxOutcome(labels: { server: string; tool: string; outcome: string }): void;
   sessionsOpen(server: string, count: number): void;
+  /** A decision record was written: its writer's last seq (for `audit verify --expect-last`). */
+  decisionWritten(labels: { writerId: string; keyId: string | undefined }, seq: number): void;
   /**
    * Maps a tool name from a request to a label value: itself when `declared` has it, else
    * `_unknown` (a caller must not be able to mint label values).
@@ -115,6 +118,13 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     labelNames: ['server'] as const,
     registers: [registry],
   });
+  // One series per gateway process (its writerId is fixed for the process's life).
+  const lastSeq = new Gauge({
+    name: `${METRIC_PREFIX}decision_log_last_seq`,
+    help: 'seq of the last decision record this writer (gateway process) wrote; `mcpworks audit verify --expect-last <writer_id>=<value>` finds a truncated tail. key_id: the signing key, empty when unsigned.',
+    labelNames: ['writer_id', 'key_id'] as const,
+    registers: [registry],
+  });
   const authMethods = new Set<string>(AUTH_METHODS);
   const authReasons = new Set<string>(AUTH_FAILURE_REASONS);
   const outcomeValues = new Set<string>(SANDBOX_OUTCOMES);
@@ -145,9 +155,21 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     sessionsOpen(server, count) {
       sessions.set({ server }, count);
     },
+    decisionWritten({ writerId, keyId }, seq) {
+      lastSeq.set({ writer_id: writerId, key_id: keyId ?? '' }, seq);
+    },
     toolLabel(tool, declared) {
       if (tool === undefined) return NO_TOOL_LABEL;
       return declared.has(tool) ? tool : UNKNOWN_LABEL;
+    },
+  };
+}
+
+/** The decision sink that keeps decision_log_last_seq current. */
+export function lastSeqDecisionSink(metrics: GatewayMetrics): DecisionSink {
+  return {
+    write(record) {
+      metrics.decisionWritten({ writerId: record.writerId, keyId: record.keyId }, record.seq);
     },
   };
 }
