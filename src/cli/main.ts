@@ -25,7 +25,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     load: () => import('./commands/policy.ts'),
   },
   audit: {
-    summary: 'audit verify <log>: check the hash chain of a decision log',
+    summary:
+      'audit verify <log> [--public-key <f>]: check a decision log | audit keygen: a signing key',
     load: () => import('./commands/audit.ts'),
   },
   apikey: {

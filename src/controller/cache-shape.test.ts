@@ -78,3 +78,14 @@ test('an executor Deployment of every security mode stays up to date after pruni
     );
   }
 });
+
+test('a gateway Deployment with the audit signing key volume stays up to date after pruning', () => {
+  const signed = McpServerSchema.parse({
+    ...server,
+    spec: { ...server.spec, audit: { signingKeySecretRef: { name: 'audit-key' } } },
+  });
+  const desired = desiredGatewayDeployment(signed, { hash: 'h' }, DEFAULT_WORKLOAD_OPTIONS);
+  const pruned = prune(structuredClone(desired), childShapes().get('Deployment') ?? true) as any;
+  assert.ok(upToDate(desired, pruned));
+  assert.equal(pruned.spec.template.spec.volumes[1].secret.secretName, 'audit-key');
+});

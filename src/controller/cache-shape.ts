@@ -87,18 +87,20 @@ export function prune(value: unknown, shape: Shape): unknown {
 
 /** Shapes per kind, from the builders' output for sample servers covering the optional parts. */
 export function childShapes(): Map<string, Shape> {
-  const sample = (auth: Record<string, unknown>) =>
+  const sample = (auth: Record<string, unknown>, audit: Record<string, unknown> = {}) =>
     McpServerSchema.parse({
       apiVersion: 'mcpworks.io/v1alpha1',
       kind: 'McpServer',
       metadata: { name: 'shape', namespace: 'shape', uid: 'u' },
-      spec: { auth, tools: [{ name: 't', description: 't', runtime: 'python', code: 'x' }] },
+      spec: { auth, audit, tools: [{ name: 't', description: 't', runtime: 'python', code: 'x' }] },
     });
   const token = { hash: 'h' };
   const shapes = new Map<string, Shape>();
   for (const server of [
     sample({ anonymous: { enabled: true } }),
     sample({ apiKeys: { secretRef: { name: 'k' } } }),
+    // the signing key's Secret volume and mount
+    sample({ anonymous: { enabled: true } }, { signingKeySecretRef: { name: 's' } }),
   ]) {
     const objects: KubeObject[] = [
       desiredGatewayDeployment(server, token, DEFAULT_WORKLOAD_OPTIONS),

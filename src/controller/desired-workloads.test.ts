@@ -229,3 +229,64 @@ test('hasAllocatedClusterIp: an address counts, headless and not-yet-created do 
   assert.equal(hasAllocatedClusterIp(svc()), false);
   assert.equal(hasAllocatedClusterIp(undefined), false);
 });
+
+test('without an audit signing key the gateway pod has no key volume, flag or fsGroup', () => {
+  const pod = podSpec(desiredGatewayDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
+  assert.deepEqual(
+    pod.volumes.map((v: any) => v.name),
+    ['tmp'],
+  );
+  assert.equal(pod.securityContext.fsGroup, undefined);
+  assert.ok(!pod.containers[0].args.some((a: string) => a.startsWith('--audit-signing-key')));
+});
+
+test('an audit signing key Secret is mounted read-only, not optional, and passed to the gateway', () => {
+  const signed = (key?: string) =>
+    podSpec(
+      desiredGatewayDeployment(
+        server((s) => {
+          s.spec.audit = { signingKeySecretRef: { name: 'audit-key', ...(key ? { key } : {}) } };
+        }),
+        token,
+        DEFAULT_WORKLOAD_OPTIONS,
+      ),
+    );
+  const pod = signed();
+  const container = pod.containers[0];
+  assert.deepEqual(pod.volumes[1], {
+    name: 'audit-signing-key',
+    secret: {
+      secretName: 'audit-key',
+      items: [{ key: 'ed25519.key', path: 'ed25519.key' }],
+      defaultMode: 0o440,
+      optional: false,
+    },
+  });
+  assert.deepEqual(container.volumeMounts[1], {
+    name: 'audit-signing-key',
+    mountPath: '/etc/mcpworks/audit-signing',
+    readOnly: true,
+  });
+  assert.ok(container.args.includes('--audit-signing-key=/etc/mcpworks/audit-signing/ed25519.key'));
+  assert.equal(pod.securityContext.fsGroup, 65532, 'the 0440 key is readable by the gateway group');
+  assert.equal(pod.securityContext.runAsNonRoot, true);
+  // Another key name in the Secret lands at the same path.
+  assert.deepEqual(signed('private.pem').volumes[1].secret.items, [
+    { key: 'private.pem', path: 'ed25519.key' },
+  ]);
+});
+
+test('setting or changing the signing key Secret rolls the gateway pods', () => {
+  const hashes = [undefined, 'a', 'b'].map((name) =>
+    hashOf(
+      desiredGatewayDeployment(
+        server((s) => {
+          if (name) s.spec.audit = { signingKeySecretRef: { name } };
+        }),
+        token,
+        DEFAULT_WORKLOAD_OPTIONS,
+      ),
+    ),
+  );
+  assert.equal(new Set(hashes).size, 3);
+});

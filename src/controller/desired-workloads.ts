@@ -34,6 +34,40 @@ export const DEFAULT_WORKLOAD_OPTIONS: WorkloadOptions = {
   executorSecurityMode: 'Standard',
 };
 
+/**
+ * Where gateway pods find spec.audit.signingKeySecretRef: a read-only Secret volume holding only
+ * that key (whatever its name in the Secret), readable by the gateway's group alone.
+ */
+export const AUDIT_SIGNING_KEY_DIR = '/etc/mcpworks/audit-signing';
+export const AUDIT_SIGNING_KEY_FILE = 'ed25519.key';
+const GATEWAY_UID = 65532;
+
+/** The volume, mount and flag that give the gateway its signing key; nothing when none is set. */
+function auditSigningKey(server: McpServer):
+  | {
+      volume: Record<string, unknown>;
+      mount: Record<string, unknown>;
+      arg: string;
+    }
+  | undefined {
+  const ref = server.spec.audit.signingKeySecretRef;
+  if (ref === undefined) return undefined;
+  return {
+    // Not optional: without the Secret or its key the pod does not start (fail closed).
+    volume: {
+      name: 'audit-signing-key',
+      secret: {
+        secretName: ref.name,
+        items: [{ key: ref.key, path: AUDIT_SIGNING_KEY_FILE }],
+        defaultMode: 0o440,
+        optional: false,
+      },
+    },
+    mount: { name: 'audit-signing-key', mountPath: AUDIT_SIGNING_KEY_DIR, readOnly: true },
+    arg: `--audit-signing-key=${AUDIT_SIGNING_KEY_DIR}/${AUDIT_SIGNING_KEY_FILE}`,
+  };
+}
+
 /** Seconds a stopping gateway keeps serving (within the pod's default 30 s grace period). */
 export const GATEWAY_SHUTDOWN_DELAY_SECONDS = 5;
 
@@ -101,14 +135,17 @@ export function desiredGatewayDeployment(
   const names = childNames(server);
   const namespace = server.metadata.namespace ?? 'default';
   const hash = specHash(server.spec, token.hash, options.gatewayImage);
+  const signing = auditSigningKey(server);
   return deployment(server, 'gateway', server.spec.gateway.replicas, hash, {
     serviceAccountName: names.gateway,
     automountServiceAccountToken: true,
     enableServiceLinks: false,
     securityContext: {
       runAsNonRoot: true,
-      runAsUser: 65532,
-      runAsGroup: 65532,
+      runAsUser: GATEWAY_UID,
+      runAsGroup: GATEWAY_UID,
+      // The key file is group-readable (0440) by the gateway's group only.
+      ...(signing === undefined ? {} : { fsGroup: GATEWAY_UID }),
       seccompProfile: { type: 'RuntimeDefault' },
     },
     containers: [
@@ -116,7 +153,11 @@ export function desiredGatewayDeployment(
         name: 'gateway',
         image: options.gatewayImage,
         // Requests keep arriving until kube-proxy has seen the pod terminating: serve them.
-        args: ['gateway', `--shutdown-delay-seconds=${GATEWAY_SHUTDOWN_DELAY_SECONDS}`],
+        args: [
+          'gateway',
+          `--shutdown-delay-seconds=${GATEWAY_SHUTDOWN_DELAY_SECONDS}`,
+          ...(signing === undefined ? [] : [signing.arg]),
+        ],
         ports: [{ name: 'http', containerPort: Ports.gateway, protocol: 'TCP' }],
         env: [
           { name: 'MCPWORKS_SERVER_NAMESPACE', value: namespace },
@@ -145,10 +186,16 @@ export function desiredGatewayDeployment(
           periodSeconds: 10,
           failureThreshold: 6,
         },
-        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+        volumeMounts: [
+          { name: 'tmp', mountPath: '/tmp' },
+          ...(signing === undefined ? [] : [signing.mount]),
+        ],
       },
     ],
-    volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '64Mi' } }],
+    volumes: [
+      { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+      ...(signing === undefined ? [] : [signing.volume]),
+    ],
   });
 }
 

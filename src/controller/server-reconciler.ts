@@ -36,6 +36,7 @@ import {
 } from './desired-workloads.ts';
 import { Annotations, childNames, endpointUrl } from './names.ts';
 import { policyDisplayName, type ParsedPolicy } from './policy-validation.ts';
+import { signingKeyProblem } from './signing-key-check.ts';
 import { specHash } from './spec-hash.ts';
 import { computeServerStatus, Reasons, rolloutState, statusEqual, type Problem } from './status.ts';
 import type { ProcessResult } from './workqueue.ts';
@@ -206,6 +207,14 @@ export function createServerReconciler(
           message: `Secret ${ns}/${apiKeys.name} has no key "${apiKeys.key}"`,
         });
       }
+    }
+    const signingRef = server.spec.audit.signingKeySecretRef;
+    if (signingRef) {
+      const problem = signingKeyProblem(
+        server,
+        await client.get<KubeObject>(Resources.Secret, signingRef.name, ns),
+      );
+      if (problem) problems.push(problem);
     }
     const configMaps = new Map<string, KubeObject | undefined>();
     for (const tool of server.spec.tools) {

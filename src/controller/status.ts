@@ -17,6 +17,8 @@ export const Reasons = {
   AsExpected: 'AsExpected',
   SecretNotFound: 'SecretNotFound',
   SecretKeyNotFound: 'SecretKeyNotFound',
+  /** spec.audit.signingKeySecretRef holds something other than an Ed25519 private key. */
+  InvalidSigningKey: 'InvalidSigningKey',
   ConfigMapNotFound: 'ConfigMapNotFound',
   ConfigMapKeyNotFound: 'ConfigMapKeyNotFound',
   ApplyFailed: 'ApplyFailed',

@@ -5,6 +5,7 @@
 //              as `mcpworks gateway` wires it);
 //              the executor is an in-process stub (only in this benchmark)
 //   sandbox  — the gateway with the real nsjail executor, against the executor called directly
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -204,16 +205,30 @@ async function recordFigures(suite: string): Promise<BenchFigure[]> {
       { base: undefined, timestamp: false, formatters: { level: (label) => ({ level: label }) } },
       viaPino,
     );
-    const recorder = (sink: Parameters<typeof createDecisionRecorder>[0]['sinks'][number]) =>
-      createDecisionRecorder({ sinks: [sink], clock: systemClock, writerId: 'bench' });
-    const [pinoCost, lineCost] = await recordCost([
+    const signed = pino.destination({ dest: join(dir, 'signed.log'), sync: false });
+    const recorder = (
+      sink: Parameters<typeof createDecisionRecorder>[0]['sinks'][number],
+      signingKey?: KeyObject,
+    ) =>
+      createDecisionRecorder({
+        sinks: [sink],
+        clock: systemClock,
+        writerId: 'bench',
+        ...(signingKey === undefined ? {} : { signingKey }),
+      });
+    const [pinoCost, lineCost, signedCost] = await recordCost([
       // What pino costs for the same record (it serializes it again): the baseline.
       recorder({ write: (record) => logger.info(record, 'decision') }),
       recorder(jsonLineDecisionSink(direct)),
+      // The same, each record also signed (Ed25519): what --audit-signing-key costs.
+      recorder(jsonLineDecisionSink(signed), generateKeyPairSync('ed25519').privateKey),
     ]);
     await Promise.all(
-      [viaPino, direct].map((d) => new Promise((resolve) => void d.once('close', resolve).end())),
+      [viaPino, direct, signed].map(
+        (d) => new Promise((resolve) => void d.once('close', resolve).end()),
+      ),
     );
+    const perSecond = (us: number) => Math.round(1_000_000 / us);
     return [
       {
         suite,
@@ -228,6 +243,20 @@ async function recordFigures(suite: string): Promise<BenchFigure[]> {
         unit: 'µs',
         baseline: { name: 'pino logger.info', value: round(pinoCost!, 2) },
         ratio: round(lineCost! / pinoCost!, 3),
+      },
+      {
+        suite,
+        name: 'decision records/s, unsigned, jsonLineDecisionSink to a file',
+        value: perSecond(lineCost!),
+        unit: 'records/s',
+      },
+      {
+        suite,
+        name: 'decision records/s, signed (Ed25519, --audit-signing-key), same sink, same run',
+        value: perSecond(signedCost!),
+        unit: 'records/s',
+        baseline: { name: 'unsigned', value: perSecond(lineCost!) },
+        ratio: round(perSecond(signedCost!) / perSecond(lineCost!), 3),
       },
     ];
   } finally {

@@ -58,3 +58,49 @@ test('serve refuses a non-loopback listen address', async () => {
   assert.equal(code, 2);
   assert.match(stderr, /loopback/);
 });
+
+test('serve refuses an audit signing key that is not an Ed25519 private key, before listening', async () => {
+  const { writeFile, mkdtemp } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { generateKeyPairSync } = await import('node:crypto');
+  const dir = await mkdtemp(join(tmpdir(), 'mcpworks-badkey-'));
+  const cases = [
+    ['garbage.pem', 'not a key\n', /not a PEM private key/],
+    [
+      'ec.pem',
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+        format: 'pem',
+        type: 'pkcs8',
+      }) as string,
+      /an ec private key, not Ed25519/,
+    ],
+    [
+      'public.pem',
+      generateKeyPairSync('ed25519').publicKey.export({ format: 'pem', type: 'spki' }) as string,
+      /not a PEM private key/,
+    ],
+  ] as const;
+  for (const [name, pem, reason] of cases) {
+    await writeFile(join(dir, name), pem);
+    const { code, stderr } = await runServe([
+      '-f',
+      join(repoRoot, 'config/samples'),
+      '--port',
+      '0',
+      '--audit-signing-key',
+      join(dir, name),
+    ]);
+    assert.equal(code, 1, name);
+    assert.match(stderr, new RegExp(`--audit-signing-key \\S*${name}: `), name);
+    assert.match(stderr, reason, name);
+    assert.doesNotMatch(stderr, /MCP endpoint/, name);
+  }
+  const missing = await runServe([
+    '-f',
+    join(repoRoot, 'config/samples'),
+    '--audit-signing-key',
+    join(dir, 'absent.pem'),
+  ]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /absent\.pem: cannot read it: ENOENT/);
+});

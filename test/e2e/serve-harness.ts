@@ -15,6 +15,8 @@ export interface RunningServe {
   /** http://127.0.0.1:PORT */
   base: string;
   stderr(): string;
+  /** Path of the --decision-log file, for tools that read it (e.g. `mcpworks audit verify`). */
+  decisionLog: string;
   /** Every decision record written so far (the --decision-log file). */
   decisions(): Promise<DecisionRecord[]>;
   stop(): Promise<number | null>;
@@ -68,6 +70,7 @@ export async function startServe(files: string[], extraArgs: string[] = []): Pro
   return {
     base,
     stderr: () => err,
+    decisionLog,
     async decisions() {
       const text = await readFile(decisionLog, 'utf8').catch(() => '');
       return text

@@ -224,6 +224,70 @@ test('a missing API-key Secret makes the server Degraded with a clear message, a
   assert.equal(condition(recovered, 'Degraded')?.reason, 'AsExpected');
 });
 
+test('an audit signing key Secret is mounted into the gateway pods; missing or invalid, the server is Degraded', async () => {
+  const ns = await cp.newNamespace('signing');
+  const manifest = mcpServer(ns, 'demo') as any;
+  manifest.spec.audit = { signingKeySecretRef: { name: 'audit-key' } };
+  await admin.create(Resources.McpServer, manifest);
+  const stored = (await get(Resources.McpServer, ns, 'demo')) as any;
+  assert.equal(
+    stored.spec.audit.signingKeySecretRef.key,
+    'ed25519.key',
+    'the CRD defaults the key',
+  );
+  const gateway = await waitFor('gateway deployment', () =>
+    get(Resources.Deployment, ns, 'demo-gateway'),
+  );
+  const pod = (gateway['spec'] as any).template.spec;
+  const volume = pod.volumes.find((v: any) => v.name === 'audit-signing-key');
+  assert.deepEqual(volume.secret, {
+    secretName: 'audit-key',
+    items: [{ key: 'ed25519.key', path: 'ed25519.key' }],
+    defaultMode: 0o440,
+    optional: false,
+  });
+  const container = pod.containers[0];
+  assert.deepEqual(
+    container.volumeMounts.find((m: any) => m.name === 'audit-signing-key'),
+    { name: 'audit-signing-key', mountPath: '/etc/mcpworks/audit-signing', readOnly: true },
+  );
+  assert.ok(container.args.includes('--audit-signing-key=/etc/mcpworks/audit-signing/ed25519.key'));
+  assert.equal(pod.securityContext.fsGroup, 65532);
+
+  const degradedWith = (reason: string) =>
+    waitFor(`Degraded ${reason}`, async () => {
+      const s = await get(Resources.McpServer, ns, 'demo');
+      return condition(s, 'Degraded')?.reason === reason ? s : undefined;
+    });
+  const missing = await degradedWith('SecretNotFound');
+  assert.match(
+    condition(missing, 'Degraded')?.message ?? '',
+    /Secret \S+\/audit-key \(spec\.audit\.signingKeySecretRef\) not found/,
+  );
+  const { generateKeyPairSync } = await import('node:crypto');
+  const pem = (key: { export(o: object): string | Buffer }) =>
+    String(key.export({ format: 'pem', type: 'pkcs8' }));
+  await admin.create(Resources.Secret, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'audit-key', namespace: ns },
+    stringData: {
+      'ed25519.key': pem(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey),
+    },
+  });
+  const invalid = await degradedWith('InvalidSigningKey');
+  assert.match(condition(invalid, 'Degraded')?.message ?? '', /is not an Ed25519 private key/);
+  await admin.delete(Resources.Secret, 'audit-key', ns);
+  await admin.create(Resources.Secret, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'audit-key', namespace: ns },
+    stringData: { 'ed25519.key': pem(generateKeyPairSync('ed25519').privateKey) },
+  });
+  const recovered = await degradedWith('AsExpected');
+  assert.equal(condition(recovered, 'Degraded')?.status, 'False');
+});
+
 test('an invalid policy is not Accepted and a valid one beside it is', async () => {
   const ns = await cp.newNamespace('policy');
   await admin.create(Resources.AgentPolicy, agentPolicy(ns, 'good', ['args.x == 1']));

@@ -1,13 +1,15 @@
-// Table tests for `mcpworks policy eval|test` and `mcpworks audit verify`, run in-process through
+// Table tests for `mcpworks policy eval|test` and `mcpworks audit verify|keygen`, run in-process through
 // main() with a capturing CommandIo, plus one real process per command for the exit codes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { parse } from 'yaml';
 import { main } from '../../src/cli/main.ts';
 import type { CommandIo } from '../../src/cli/io.ts';
 import {
@@ -15,6 +17,7 @@ import {
   decisionLine,
   jsonLineDecisionSink,
 } from '../../src/gateway/decisions/recorder.ts';
+import { keyIdOf, parseSigningKey } from '../../src/gateway/decisions/signing.ts';
 import { entry } from '../../src/gateway/decisions/testing/builders.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { createLogger } from '../../src/shared/logger.ts';
@@ -449,6 +452,158 @@ describe('mcpworks audit verify', () => {
     assert.equal((await mcpworks('audit', 'verify')).code, 2);
     assert.equal((await mcpworks('audit', 'verify', 'x.log', '--expect-last', 'nonsense')).code, 2);
     assert.equal((await mcpworks('audit', 'check', 'x.log')).code, 2);
+  });
+});
+
+describe('mcpworks audit keygen and verify --public-key', () => {
+  /** Runs keygen into fresh files; returns the Secret's private key and the public key file. */
+  async function keygen(name: string): Promise<{ privateKey: KeyObject; publicKeyFile: string }> {
+    const result = await mcpworks(
+      'audit',
+      'keygen',
+      '--name',
+      'audit-signing',
+      '--namespace',
+      'team',
+      '--secret-file',
+      `${name}.secret.yaml`,
+      '--public-key-file',
+      `${name}.pub.pem`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const secret = parse(readFileSync(join(dir, `${name}.secret.yaml`), 'utf8')) as {
+      kind: string;
+      type: string;
+      metadata: { name: string; namespace: string; annotations: Record<string, string> };
+      data: Record<string, string>;
+    };
+    assert.equal(secret.kind, 'Secret');
+    assert.equal(secret.type, 'Opaque');
+    assert.deepEqual([secret.metadata.name, secret.metadata.namespace], ['audit-signing', 'team']);
+    assert.deepEqual(Object.keys(secret.data), ['ed25519.key']);
+    assert.equal(statSync(join(dir, `${name}.secret.yaml`)).mode & 0o777, 0o600);
+    const privateKey = parseSigningKey(
+      Buffer.from(secret.data['ed25519.key'] as string, 'base64').toString('utf8'),
+    );
+    assert.equal(secret.metadata.annotations['mcpworks.io/audit-key-id'], keyIdOf(privateKey));
+    assert.match(result.stderr, new RegExp(`key ${keyIdOf(privateKey)}`));
+    return { privateKey, publicKeyFile: join(dir, `${name}.pub.pem`) };
+  }
+
+  function signedLog(name: string, writers: [string, KeyObject | undefined][]): string {
+    const lines: string[] = [];
+    for (const [writerId, signingKey] of writers) {
+      const recorder = createDecisionRecorder({
+        sinks: [jsonLineDecisionSink({ write: (line: string) => lines.push(line) })],
+        clock: manualClock(),
+        writerId,
+        ...(signingKey === undefined ? {} : { signingKey }),
+      });
+      for (let i = 0; i < 3; i++) recorder.record(entry({ durationMs: i }));
+    }
+    return file(name, lines.join(''));
+  }
+
+  test('a log signed with a keygen key verifies with its public key; without it, the report says identity was not checked', async () => {
+    const { privateKey, publicKeyFile } = await keygen('one');
+    const log = signedLog('signed.log', [['gw-0', privateKey]]);
+    const checked = await mcpworks('audit', 'verify', log, '--public-key', publicKeyFile);
+    assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+    assert.match(
+      checked.stdout,
+      new RegExp(`signed: every record, by key\\(s\\) ${keyIdOf(privateKey)}`),
+    );
+    assert.doesNotMatch(checked.stdout, /not checked/);
+    const unchecked = await mcpworks('audit', 'verify', log);
+    assert.equal(unchecked.code, 0);
+    assert.match(unchecked.stdout, /note: writer identity was not checked \(no public key given\)/);
+  });
+
+  test('an unsigned writer, a foreign key and a rotation, through the CLI', async () => {
+    const one = await keygen('rot-1');
+    const two = await keygen('rot-2');
+    const rotated = signedLog('rotated.log', [
+      ['gw-old', one.privateKey],
+      ['gw-new', two.privateKey],
+    ]);
+    const both = await mcpworks(
+      'audit',
+      'verify',
+      rotated,
+      '--public-key',
+      one.publicKeyFile,
+      '--public-key',
+      two.publicKeyFile,
+    );
+    assert.equal(both.code, 0, both.stdout);
+    const combined = file(
+      'both.pem',
+      readFileSync(one.publicKeyFile, 'utf8') + readFileSync(two.publicKeyFile, 'utf8'),
+    );
+    assert.equal((await mcpworks('audit', 'verify', rotated, '--public-key', combined)).code, 0);
+    const onlyOne = await mcpworks('audit', 'verify', rotated, '--public-key', one.publicKeyFile);
+    assert.equal(onlyOne.code, 1);
+    assert.match(onlyOne.stdout, /BROKEN \(unknown-key\) at line 4: .*writer gw-new, seq 0/);
+    const mixed = signedLog('mixed.log', [
+      ['gw-a', one.privateKey],
+      ['gw-b', undefined],
+    ]);
+    const unsigned = await mcpworks(
+      'audit',
+      'verify',
+      mixed,
+      '--public-key',
+      one.publicKeyFile,
+      '--json',
+    );
+    assert.equal(unsigned.code, 1);
+    const report = JSON.parse(unsigned.stdout);
+    assert.deepEqual(
+      [report.break.problem, report.break.line, report.break.writerId],
+      ['unsigned', 4, 'gw-b'],
+    );
+  });
+
+  test('keygen with only --public-key-file prints the Secret, and refuses to overwrite or to print both', async () => {
+    const printed = await mcpworks(
+      'audit',
+      'keygen',
+      '--name',
+      'k',
+      '--public-key-file',
+      'k.pub.pem',
+    );
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, /^# Ed25519 signing key [0-9a-f]{16} /);
+    assert.match(printed.stdout, /\nkind: Secret\n/);
+    assert.doesNotMatch(printed.stdout, /PUBLIC KEY/);
+    const again = await mcpworks(
+      'audit',
+      'keygen',
+      '--name',
+      'k',
+      '--public-key-file',
+      'k.pub.pem',
+    );
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /cannot write k\.pub\.pem: EEXIST/);
+    const neither = await mcpworks('audit', 'keygen', '--name', 'k');
+    assert.equal(neither.code, 2);
+    assert.match(neither.stderr, /give --secret-file or --public-key-file/);
+    const badName = await mcpworks('audit', 'keygen', '--name', 'Not_A_Name', '--secret-file', 'x');
+    assert.equal(badName.code, 2);
+    assert.match(badName.stderr, /--name "Not_A_Name" must be a lowercase RFC 1123 subdomain/);
+  });
+
+  test('a --public-key file without an Ed25519 public key is bad input (exit 2)', async () => {
+    const log = signedLog('any.log', [['gw-0', undefined]]);
+    const text = file('not-a-key.pem', 'hello\n');
+    const result = await mcpworks('audit', 'verify', log, '--public-key', text);
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /--public-key \S+not-a-key\.pem: no "-----BEGIN PUBLIC KEY-----" block/,
+    );
   });
 });
 

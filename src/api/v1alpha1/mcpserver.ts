@@ -238,12 +238,36 @@ export const ExecutorSpecSchema = z.strictObject({
   ),
 });
 
+/** The Secret data key of the audit signing key unless signingKeySecretRef.key names another. */
+export const AUDIT_SIGNING_KEY_DEFAULT_KEY = 'ed25519.key';
+
 export const AuditSpecSchema = z.strictObject({
   /** Record raw arguments in the decision log (default: only their SHA-256). */
   recordArguments: z
     .boolean()
     .default(false)
     .describe('Record raw arguments in the decision log (default: only their SHA-256).'),
+  /**
+   * An Ed25519 private key (PEM PKCS#8, from `mcpworks audit keygen`) in a Secret of the same
+   * namespace: the gateway signs every decision record with it, so `mcpworks audit verify
+   * --public-key` tells its records from fabricated ones. Mounted read-only into the gateway
+   * pods; they do not start without it (a missing Secret or key, or a key that is not Ed25519).
+   */
+  signingKeySecretRef: z
+    .strictObject({
+      name: DnsSubdomainSchema.describe('The Secret, in the namespace of the McpServer.'),
+      key: z
+        .string()
+        .min(1)
+        .max(253)
+        .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid Secret key' })
+        .default(AUDIT_SIGNING_KEY_DEFAULT_KEY)
+        .describe(`The Secret data key holding the PEM; default ${AUDIT_SIGNING_KEY_DEFAULT_KEY}.`),
+    })
+    .optional()
+    .describe(
+      'Sign every decision record with the Ed25519 private key (PEM PKCS#8) in this Secret of the same namespace; `mcpworks audit verify --public-key` checks the signatures. Gateway pods do not start without it.',
+    ),
 });
 
 export const McpServerSpecSchema = z.strictObject({

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { CommandIo } from '../io.ts';
 import { McpServerSchema } from '../../api/v1alpha1/mcpserver.ts';
@@ -73,4 +77,24 @@ test("a gateway replica queues for its share of the executor pods' slots", () =>
     mcpServer({ replicas: 1 }, { replicas: 100, maxConcurrency: 256 }),
   );
   assert.equal(big.maxQueued, 1024);
+});
+
+test('a --audit-signing-key that is not an Ed25519 private key stops the gateway before it starts', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpworks-gateway-key-'));
+  try {
+    const keyFile = join(dir, 'x25519.pem');
+    writeFileSync(
+      keyFile,
+      generateKeyPairSync('x25519').privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+    );
+    const io = capture();
+    assert.equal(
+      await run(['--audit-signing-key', keyFile, '--kubeconfig', '/nonexistent'], io),
+      1,
+    );
+    assert.match(io.err, /--audit-signing-key \S+x25519\.pem: an x25519 private key, not Ed25519/);
+    assert.doesNotMatch(io.err, /Kubernetes configuration/, 'refused before the cluster is read');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

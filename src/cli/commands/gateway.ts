@@ -4,9 +4,10 @@
  * policies, its API-key Secret, watched read-only), tool calls go to the server's executor
  * Service with the per-server token, ServiceAccount tokens are checked by TokenReview.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -20,13 +21,14 @@ import { withFairQueue, type FairQueueLimits } from '../../gateway/queue.ts';
 import { createKubernetesSource } from '../../gateway/source/kubernetes.ts';
 import { createEventAggregator, startEventFlusher } from '../../gateway/telemetry/events.ts';
 import { createEventWith, createKubeEventPublisher } from '../../gateway/telemetry/kube-events.ts';
-import { createGatewayMetrics } from '../../gateway/telemetry/metrics.ts';
+import { createGatewayMetrics, lastSeqDecisionSink } from '../../gateway/telemetry/metrics.ts';
 import { policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
 import { createKubeClient } from '../../k8s/client.ts';
 import { systemClock } from '../../shared/clock.ts';
 import { createLogger } from '../../shared/logger.ts';
 import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
+import { readSigningKeyFile } from '../signing-key.ts';
 
 const USAGE = `usage: mcpworks gateway [options]
 
@@ -37,6 +39,10 @@ const USAGE = `usage: mcpworks gateway [options]
   --executor-url <url>  executor Service (env MCPWORKS_EXECUTOR_URL)
   --public-url <url>    scheme://host[:port] clients use (resource metadata; default from Host)
   --kubeconfig <file>   default: in-cluster, else $KUBECONFIG
+  --audit-signing-key <file>
+                        sign every decision record with this Ed25519 private key (PEM PKCS#8;
+                        the operator mounts spec.audit.signingKeySecretRef here). A file that
+                        is not such a key stops the gateway before it serves anything
   --shutdown-delay-seconds <n>
                         on SIGTERM, keep accepting requests this long before closing (default 0):
                         the Service stops sending new connections only once kube-proxy has seen
@@ -55,6 +61,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'executor-url': { type: 'string' },
       'public-url': { type: 'string' },
       kubeconfig: { type: 'string' },
+      'audit-signing-key': { type: 'string' },
       'shutdown-delay-seconds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -91,6 +98,17 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     return 2;
   }
 
+  // Fail closed before touching the cluster: a bad key never means an unsigned log.
+  let signingKey: KeyObject | undefined;
+  if (values['audit-signing-key'] !== undefined) {
+    const loaded = await readSigningKeyFile(resolve(io.cwd, values['audit-signing-key']));
+    if (typeof loaded === 'string') {
+      io.stderr(`mcpworks gateway: ${loaded}\n`);
+      return 1;
+    }
+    signingKey = loaded;
+  }
+
   const logger = createLogger({ name: 'mcpworks-gateway' });
   const kubeConfig = new KubeConfig();
   try {
@@ -123,10 +141,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   // The decision log: the recorder serializes each record once and this writes the line as is.
   const decisionLog = pino.destination({ dest: 1, sync: false });
   const recorder = createDecisionRecorder({
-    sinks: [jsonLineDecisionSink(decisionLog)],
+    sinks: [jsonLineDecisionSink(decisionLog), lastSeqDecisionSink(metrics)],
     clock: systemClock,
     writerId: `${io.env['HOSTNAME'] ?? hostname()}-${randomBytes(4).toString('hex')}`,
     onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),
+    ...(signingKey === undefined ? {} : { signingKey }),
   });
   const serverKey = `${namespace}/${name}`;
   // Denials and failures as Kubernetes Events, aggregated per (object, reason) and rate-limited.

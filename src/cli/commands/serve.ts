@@ -9,7 +9,9 @@
  * records go to stdout as JSON lines (or to --decision-log); operational logs and the banner go
  * to stderr.
  */
+import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { watch, type FSWatcher } from 'node:fs';
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
@@ -40,12 +42,13 @@ import {
   type StaticSource,
 } from '../../gateway/source/static.ts';
 import { serverKeyOf } from '../../gateway/source/types.ts';
-import { createGatewayMetrics } from '../../gateway/telemetry/metrics.ts';
+import { createGatewayMetrics, lastSeqDecisionSink } from '../../gateway/telemetry/metrics.ts';
 import { effectiveAuth, policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
 import { systemClock } from '../../shared/clock.ts';
 import { isMcpworksError } from '../../shared/errors.ts';
 import { createLogger } from '../../shared/logger.ts';
 import type { CommandIo } from '../io.ts';
+import { readSigningKeyFile } from '../signing-key.ts';
 
 const USAGE = `usage: mcpworks serve -f <file|dir>... [options]
 
@@ -53,6 +56,10 @@ const USAGE = `usage: mcpworks serve -f <file|dir>... [options]
   -p, --port <n>           port on the loopback interface (default 8080; 0 picks a free one)
       --host <addr>        listen address (default 127.0.0.1; only loopback addresses are accepted)
       --decision-log <f>   append decision records (JSON lines) to this file instead of stdout
+      --audit-signing-key <f>
+                           sign every decision record with this Ed25519 private key (PEM PKCS#8,
+                           from \`mcpworks audit keygen\`); \`audit verify --public-key\` then tells
+                           its records from fabricated ones. A file that is not such a key is refused
       --nsjail <path>      the nsjail binary (default: $MCPWORKS_NSJAIL, else nsjail on PATH)
       --allow-origin <o>   a browser origin to accept besides loopback ones; repeatable
   -w, --watch              reload policies, keys and tool code when the manifest files change
@@ -68,6 +75,7 @@ interface ServeOptions {
   port: number;
   host: string;
   decisionLog?: string;
+  auditSigningKey?: string;
   nsjail: string;
   allowOrigins: string[];
   watch: boolean;
@@ -84,6 +92,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
         port: { type: 'string', short: 'p', default: '8080' },
         host: { type: 'string', default: '127.0.0.1' },
         'decision-log': { type: 'string' },
+        'audit-signing-key': { type: 'string' },
         nsjail: { type: 'string' },
         'allow-origin': { type: 'string', multiple: true },
         watch: { type: 'boolean', short: 'w', default: false },
@@ -117,6 +126,8 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
     allowRuntimeDrift: values['allow-runtime-drift'],
   };
   if (values['decision-log'] !== undefined) options.decisionLog = values['decision-log'];
+  if (values['audit-signing-key'] !== undefined)
+    options.auditSigningKey = values['audit-signing-key'];
   return options;
 }
 
@@ -210,6 +221,16 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     io.stderr(USAGE);
     return options === '' ? 0 : 2;
   }
+  // Fail closed before anything starts: a bad key never means an unsigned log.
+  let signingKey: KeyObject | undefined;
+  if (options.auditSigningKey !== undefined) {
+    const loaded = await readSigningKeyFile(resolve(io.cwd, options.auditSigningKey));
+    if (typeof loaded === 'string') {
+      io.stderr(`mcpworks serve: ${loaded}\n`);
+      return 1;
+    }
+    signingKey = loaded;
+  }
   const logger = createLogger({ name: 'mcpworks-serve', destination: pino.destination(2) });
   // The decision log: the recorder serializes each record once and this writes the line as is.
   const decisionLog = pino.destination({
@@ -282,10 +303,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   const metrics = createGatewayMetrics(registry);
   metrics.observeQueue(() => executor.stats().servers);
   const recorder = createDecisionRecorder({
-    sinks: [jsonLineDecisionSink(decisionLog)],
+    sinks: [jsonLineDecisionSink(decisionLog), lastSeqDecisionSink(metrics)],
     clock: systemClock,
     writerId: `serve-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
     onSinkError: (error) => logger.error({ err: error }, 'decision sink failed'),
+    ...(signingKey === undefined ? {} : { signingKey }),
   });
 
   let base = '';

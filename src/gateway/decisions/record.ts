@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { REFUSAL_REASONS } from '../../executor/types.ts';
 import { canonicalJson, sha256Hex } from './canonical.ts';
+import { KEY_ID_PATTERN, SIGNATURE_PATTERN } from './signing.ts';
 
 /**
  * One decision record per request that reaches the gateway. Field names follow the spirit of
@@ -12,6 +13,15 @@ import { canonicalJson, sha256Hex } from './canonical.ts';
  * the canonical JSON of the record without `hash` and without `arguments` (raw arguments are bound
  * to the chain through `argumentsSha256` instead, so a log pipeline that redacts them does not
  * break verification).
+ *
+ * Writer identity (optional, src/gateway/decisions/signing.ts): a writer given an Ed25519 key adds
+ * `keyId` (covered by `hash`) and `signature`, the unpadded base64url Ed25519 signature of
+ * `SIGNING_CONTEXT + canonicalJson({hash, keyId, seq, writerId})` (not covered by `hash`: it is
+ * computed from it). Both or neither; a writer without a key writes neither.
+ *
+ * The line a writer emits is the canonical JSON of the members `hash` covers (sorted), then
+ * `arguments` when present, then `hash`, then `signature` when signed, inside
+ * `{"level":"info", ..., "msg":"decision"}` (recorder.ts, decisionLine).
  */
 const Sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
@@ -73,47 +83,68 @@ export const AuthenticationSchema = z.object({
   reason: z.string().optional(),
 });
 
-export const DecisionRecordSchema = z.object({
-  decisionId: z.uuid(),
-  /** The process that wrote the record; chains are per writer. */
-  writerId: z.string().min(1),
-  seq: z.number().int().min(0),
-  prevHash: Sha256HexSchema,
-  timestamp: z.iso.datetime({ offset: true }),
-  /** `namespace/name` of the McpServer. */
-  server: z.string(),
-  sessionId: z.string().optional(),
-  principal: RecordedPrincipalSchema.nullable(),
-  authentication: AuthenticationSchema,
-  method: z.string(),
-  tool: z.string().optional(),
-  argumentsSha256: Sha256HexSchema.optional(),
-  /** Raw arguments, only when the McpServer opts in; not covered by `hash` (see above). */
-  arguments: z.record(z.string(), z.unknown()).optional(),
-  policies: z.array(z.string()),
-  effect: z.enum(['Allow', 'Deny']),
-  rule: DecidingRuleSchema.optional(),
-  reason: z.string(),
-  audit: z.array(AuditFindingSchema).optional(),
-  outcome: DecisionOutcomeSchema,
-  /**
-   * For outcome `overloaded`: which limit refused the call before it started (`principal-share`,
-   * `server-share`, `queue-full`, `wait-timeout`, `executor-busy`). Absent on other records and
-   * on records written before it existed, which therefore still verify.
-   */
-  refusal: z.enum(REFUSAL_REASONS).optional(),
-  durationMs: z.number().min(0),
-  outputBytes: z.number().int().min(0).optional(),
-  /** Executor instance (pod name) that ran the call. */
-  executor: z.string().optional(),
-  hash: Sha256HexSchema,
-});
+export const DecisionRecordSchema = z
+  .object({
+    decisionId: z.uuid(),
+    /** The process that wrote the record; chains are per writer. */
+    writerId: z.string().min(1),
+    seq: z.number().int().min(0),
+    prevHash: Sha256HexSchema,
+    timestamp: z.iso.datetime({ offset: true }),
+    /** `namespace/name` of the McpServer. */
+    server: z.string(),
+    sessionId: z.string().optional(),
+    principal: RecordedPrincipalSchema.nullable(),
+    authentication: AuthenticationSchema,
+    method: z.string(),
+    tool: z.string().optional(),
+    argumentsSha256: Sha256HexSchema.optional(),
+    /** Raw arguments, only when the McpServer opts in; not covered by `hash` (see above). */
+    arguments: z.record(z.string(), z.unknown()).optional(),
+    policies: z.array(z.string()),
+    effect: z.enum(['Allow', 'Deny']),
+    rule: DecidingRuleSchema.optional(),
+    reason: z.string(),
+    audit: z.array(AuditFindingSchema).optional(),
+    outcome: DecisionOutcomeSchema,
+    /**
+     * For outcome `overloaded`: which limit refused the call before it started (`principal-share`,
+     * `server-share`, `queue-full`, `wait-timeout`, `executor-busy`). Absent on other records and
+     * on records written before it existed, which therefore still verify.
+     */
+    refusal: z.enum(REFUSAL_REASONS).optional(),
+    durationMs: z.number().min(0),
+    outputBytes: z.number().int().min(0).optional(),
+    /** Executor instance (pod name) that ran the call. */
+    executor: z.string().optional(),
+    hash: Sha256HexSchema,
+    /** The signing key: first 16 hex of SHA-256 of the raw Ed25519 public key. Covered by `hash`. */
+    keyId: z.string().regex(KEY_ID_PATTERN, 'must be 16 lowercase hex digits').optional(),
+    /** Ed25519 signature of the signing input (see above), unpadded base64url; not covered by `hash`. */
+    signature: z
+      .string()
+      .regex(
+        SIGNATURE_PATTERN,
+        'must be an Ed25519 signature in unpadded base64url (86 characters)',
+      )
+      .optional(),
+  })
+  .refine((record) => (record.keyId === undefined) === (record.signature === undefined), {
+    message: 'keyId and signature go together: both or neither',
+    path: ['signature'],
+  });
 export type DecisionRecord = z.infer<typeof DecisionRecordSchema>;
 
-/** The hash a record must carry: SHA-256 of its canonical JSON without `hash` and `arguments`. */
+/** Members of a record that `hash` does not cover. */
+export const UNHASHED_MEMBERS: ReadonlySet<string> = new Set(['hash', 'arguments', 'signature']);
+
+/**
+ * The hash a record must carry: SHA-256 of its canonical JSON without `hash`, `arguments` and
+ * `signature`.
+ */
 export function computeRecordHash(
   record: Omit<DecisionRecord, 'hash'> & { hash?: string },
 ): string {
-  const { hash: _hash, arguments: _arguments, ...covered } = record;
+  const { hash: _hash, arguments: _arguments, signature: _signature, ...covered } = record;
   return sha256Hex(canonicalJson(covered));
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { manualClock } from '../../shared/clock.ts';
 import { argumentsDigest, canonicalJson } from './canonical.ts';
@@ -92,9 +93,14 @@ describe('createDecisionRecorder', () => {
   });
 
   test('a record with every field carries each schema field, keys in canonical order', () => {
-    const recorder = createDecisionRecorder({ sinks: [], clock: manualClock(), writerId: 'gw-1' });
+    const recorder = createDecisionRecorder({
+      sinks: [],
+      clock: manualClock(),
+      writerId: 'gw-1',
+      signingKey: generateKeyPairSync('ed25519').privateKey,
+    });
     const record = recorder.record(fullEntry());
-    const { arguments: _arguments, hash: _hash, ...covered } = record;
+    const { arguments: _arguments, hash: _hash, signature: _signature, ...covered } = record;
     assert.deepEqual(Object.keys(record).sort(), Object.keys(DecisionRecordSchema.shape).sort());
     assert.deepEqual(Object.keys(covered), Object.keys(covered).sort());
     assert.equal(DecisionRecordSchema.safeParse(record).success, true);

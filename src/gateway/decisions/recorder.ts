@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import type { Clock } from '../../shared/clock.ts';
 import { canonicalJson, canonicalJsonOfShape, sha256Hex } from './canonical.ts';
 import {
@@ -7,14 +7,17 @@ import {
   DecisionRecordSchema,
   GENESIS_HASH,
   RecordedPrincipalSchema,
+  UNHASHED_MEMBERS,
   type DecisionRecord,
 } from './record.ts';
+import { createDecisionSigner, signingInput } from './signing.ts';
 
 /** Where records go: a JSON-lines log now; Prometheus and Kubernetes Events in src/gateway/telemetry/. */
 export interface DecisionSink {
   /**
    * `json` is the record serialized once by the recorder (canonical member order, then
-   * `arguments` when present, then `hash`), for sinks that write text.
+   * `arguments` when present, then `hash`, then `signature` when signed), for sinks that write
+   * text.
    * Must not throw for ordinary failures; a throwing sink is reported and the others still run.
    */
   write(record: DecisionRecord, json: string): void;
@@ -23,7 +26,7 @@ export interface DecisionSink {
 /** What the gateway fills in; the recorder adds identity, time and the chain. */
 export type DecisionEntry = Omit<
   DecisionRecord,
-  'decisionId' | 'writerId' | 'seq' | 'prevHash' | 'hash' | 'timestamp'
+  'decisionId' | 'writerId' | 'seq' | 'prevHash' | 'hash' | 'timestamp' | 'keyId' | 'signature'
 > & {
   decisionId?: string;
 };
@@ -43,6 +46,12 @@ export interface DecisionRecorderOptions {
   onSinkError?: (error: unknown, sink: DecisionSink) => void;
   /** Id generator, for tests; defaults to crypto.randomUUID. */
   newId?: () => string;
+  /**
+   * An Ed25519 private key: every record then carries `keyId` and `signature` (record.ts), so
+   * `audit verify --public-key` can tell this writer's chain from a fabricated one. Anything but
+   * an Ed25519 private key is refused here, not on the first record.
+   */
+  signingKey?: KeyObject;
 }
 
 export function createDecisionRecorder(options: DecisionRecorderOptions): DecisionRecorder {
@@ -51,6 +60,9 @@ export function createDecisionRecorder(options: DecisionRecorderOptions): Decisi
   const sinks = [...options.sinks];
   const { clock, writerId, onSinkError } = options;
   const newId = options.newId ?? randomUUID;
+  const signer =
+    options.signingKey === undefined ? undefined : createDecisionSigner(options.signingKey);
+  const keyId = signer?.keyId;
   let seq = 0;
   let prevHash = GENESIS_HASH;
 
@@ -64,6 +76,7 @@ export function createDecisionRecorder(options: DecisionRecorderOptions): Decisi
         seq,
         prevHash,
         clock.now().toISOString(),
+        keyId,
       );
       // Serialized once: the same canonical text is hashed and, completed, handed to the sinks.
       const covered = hashedJson(record);
@@ -74,7 +87,13 @@ export function createDecisionRecorder(options: DecisionRecorderOptions): Decisi
         json += `,"arguments":${canonicalJson(entry.arguments)}`;
       }
       record['hash'] = hash;
-      json += `,"hash":"${hash}"}`;
+      json += `,"hash":"${hash}"`;
+      if (signer !== undefined) {
+        const signature = signer.sign(signingInput({ hash, keyId: signer.keyId, seq, writerId }));
+        record['signature'] = signature;
+        json += `,"signature":"${signature}"`;
+      }
+      json += '}';
       seq += 1;
       prevHash = hash;
       const complete = record as DecisionRecord;
@@ -92,7 +111,7 @@ export function createDecisionRecorder(options: DecisionRecorderOptions): Decisi
 
 /** canonicalJson of hashedMembers' result: the text `hash` is computed over. */
 const hashedJson = canonicalJsonOfShape(
-  Object.keys(DecisionRecordSchema.shape).filter((key) => key !== 'hash' && key !== 'arguments'),
+  Object.keys(DecisionRecordSchema.shape).filter((key) => !UNHASHED_MEMBERS.has(key)),
   {
     principal: canonicalJsonOfShape(Object.keys(RecordedPrincipalSchema.shape)),
     authentication: canonicalJsonOfShape(Object.keys(AuthenticationSchema.shape)),
@@ -113,6 +132,7 @@ function hashedMembers(
   seq: number,
   prevHash: string,
   timestamp: string,
+  keyId: string | undefined,
 ): Record<string, unknown> {
   const members: Record<string, unknown> = {};
   if (entry.argumentsSha256 !== undefined) members['argumentsSha256'] = entry.argumentsSha256;
@@ -123,6 +143,7 @@ function hashedMembers(
   if (entry.durationMs !== undefined) members['durationMs'] = entry.durationMs;
   if (entry.effect !== undefined) members['effect'] = entry.effect;
   if (entry.executor !== undefined) members['executor'] = entry.executor;
+  if (keyId !== undefined) members['keyId'] = keyId;
   if (entry.method !== undefined) members['method'] = entry.method;
   if (entry.outcome !== undefined) members['outcome'] = entry.outcome;
   if (entry.outputBytes !== undefined) members['outputBytes'] = entry.outputBytes;
@@ -205,10 +226,13 @@ export function decisionLine(record: DecisionRecord, args: unknown = record.argu
     record.seq,
     record.prevHash,
     record.timestamp,
+    record.keyId,
   );
   let json = hashedJson(members).slice(1, -1);
   if (args !== undefined) json += `,"arguments":${canonicalJson(args)}`;
-  return `{"level":"info",${json},"hash":${JSON.stringify(record.hash)},"msg":"decision"}`;
+  json += `,"hash":${JSON.stringify(record.hash)}`;
+  if (record.signature !== undefined) json += `,"signature":${JSON.stringify(record.signature)}`;
+  return `{"level":"info",${json},"msg":"decision"}`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { unfaithfulJson } from '../faithful-json.ts';
 import { argumentsDigest } from './canonical.ts';
 import { decisionLine } from './recorder.ts';
@@ -7,6 +8,7 @@ import {
   computeRecordHash,
   type DecisionRecord,
 } from './record.ts';
+import { keyIdOf, verifyRecordSignature } from './signing.ts';
 
 /**
  * Checks the hash chains of a decision log (pure: give it the lines). Lines that are not decision
@@ -22,8 +24,21 @@ import {
  * sequence number each writer reached, e.g. from the gateway's metrics — records missing at the
  * end (truncated). A chain alone cannot reveal a truncated tail, nor a whole tail rewritten by
  * someone who recomputes every hash: ship logs off the host to rule that out.
+ *
+ * Writer identity, when given the writers' Ed25519 public keys: every record must carry a
+ * signature (unsigned), by one of those keys (unknown-key), that verifies over the record's
+ * signing input (bad-signature). A chain fabricated with valid hashes then fails at its first
+ * record. Without keys signatures are not checked, and the report says so.
  */
-export type ChainProblem = 'altered' | 'deleted' | 'reordered' | 'malformed' | 'truncated';
+export type ChainProblem =
+  | 'altered'
+  | 'deleted'
+  | 'reordered'
+  | 'malformed'
+  | 'truncated'
+  | 'unsigned'
+  | 'unknown-key'
+  | 'bad-signature';
 
 export interface ChainBreak {
   problem: ChainProblem;
@@ -50,6 +65,16 @@ export interface ChainReport {
   break?: ChainBreak;
   /** Facts worth knowing that are not breaks, e.g. a chain that starts after seq 0 (rotated log). */
   notes: string[];
+  identity: IdentityReport;
+}
+
+export interface IdentityReport {
+  /** Whether signatures were checked (public keys were given): a record without a valid one breaks. */
+  checked: boolean;
+  /** Records (before any break) that carry a signature; verified ones when `checked`. */
+  signedRecords: number;
+  /** The keyIds those signatures name, sorted. */
+  keyIds: string[];
 }
 
 export interface VerifyOptions {
@@ -57,6 +82,11 @@ export interface VerifyOptions {
   requireStart?: boolean;
   /** The last seq each writer is known to have written; fewer records in the input is truncation. */
   expectLastSeq?: ReadonlyMap<string, number>;
+  /**
+   * Ed25519 public keys of the writers (several during a key rotation): every record must be
+   * signed by one of them. Without, signatures are not checked.
+   */
+  publicKeys?: readonly KeyObject[];
 }
 
 interface Parsed {
@@ -82,6 +112,9 @@ export class ChainVerifier {
   readonly #options: VerifyOptions;
   readonly #writers = new Map<string, WriterSummary & { lastLine: number }>();
   readonly #notes: string[] = [];
+  readonly #publicKeys: ReadonlyMap<string, KeyObject> | undefined;
+  readonly #keyIds = new Set<string>();
+  #signed = 0;
   #records = 0;
   #line = 0;
   #break: ChainBreak | undefined;
@@ -90,6 +123,11 @@ export class ChainVerifier {
 
   constructor(options: VerifyOptions = {}) {
     this.#options = options;
+    if (options.publicKeys !== undefined) {
+      if (options.publicKeys.length === 0)
+        throw new TypeError('ChainVerifier: publicKeys, when given, must not be empty');
+      this.#publicKeys = new Map(options.publicKeys.map((key) => [keyIdOf(key), key]));
+    }
   }
 
   /** Feeds the next line of the log. */
@@ -148,9 +186,21 @@ export class ChainVerifier {
       }
     }
     const writers = summaries(this.#writers);
+    const identity: IdentityReport = {
+      checked: this.#publicKeys !== undefined,
+      signedRecords: this.#signed,
+      keyIds: [...this.#keyIds].sort(),
+    };
+    const notes = [...this.#notes];
+    if (!identity.checked) {
+      notes.push(
+        `writer identity was not checked (no public key given): ${this.#signed} of ${this.#records} records carry a signature, none was verified, and a chain fabricated with valid hashes would pass as well`,
+      );
+    }
+    const report = { records: this.#records, writers, notes, identity };
     return this.#break === undefined
-      ? { ok: true, records: this.#records, writers, notes: this.#notes }
-      : { ok: false, records: this.#records, writers, break: this.#break, notes: this.#notes };
+      ? { ok: true, ...report }
+      : { ok: false, ...report, break: this.#break };
   }
 
   #check({ line, record, written, malformed, seqHint }: Parsed): void {
@@ -197,6 +247,12 @@ export class ChainVerifier {
         seq,
         message: `record at ${at} was altered: its arguments do not match argumentsSha256`,
       });
+    }
+    const identity = this.#identityBreak(record, line, at);
+    if (identity !== undefined) return fail(identity);
+    if (record.signature !== undefined && record.keyId !== undefined) {
+      this.#signed++;
+      this.#keyIds.add(record.keyId);
     }
     const state = this.#writers.get(writerId);
     if (state === undefined) {
@@ -266,6 +322,36 @@ export class ChainVerifier {
     state.lastHash = record.hash;
     state.lastLine = line;
     this.#records++;
+  }
+
+  /** With public keys: the record must be signed by one of them, and the signature must verify. */
+  #identityBreak(record: DecisionRecord, line: number, at: string): ChainBreak | undefined {
+    if (this.#publicKeys === undefined) return undefined;
+    const { writerId, seq, hash, keyId, signature } = record;
+    const where = { line, writerId, seq };
+    if (keyId === undefined || signature === undefined) {
+      return {
+        problem: 'unsigned',
+        ...where,
+        message: `record at ${at} is not signed: its writer's identity cannot be verified (a chain fabricated with valid hashes looks like this)`,
+      };
+    }
+    const key = this.#publicKeys.get(keyId);
+    if (key === undefined) {
+      return {
+        problem: 'unknown-key',
+        ...where,
+        message: `record at ${at} is signed by key ${keyId}, which is not among the given public keys (${[...this.#publicKeys.keys()].join(', ')})`,
+      };
+    }
+    if (!verifyRecordSignature(key, { hash, keyId, seq, writerId }, signature)) {
+      return {
+        problem: 'bad-signature',
+        ...where,
+        message: `record at ${at} has a signature that does not verify with key ${keyId}: forged, or copied from another record`,
+      };
+    }
+    return undefined;
   }
 }
 

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { createGatewayMetrics, ReasonCode } from './metrics.ts';
+import { manualClock } from '../../shared/clock.ts';
+import { createDecisionRecorder } from '../decisions/recorder.ts';
+import { entry } from '../decisions/testing/builders.ts';
+import { createGatewayMetrics, lastSeqDecisionSink, ReasonCode } from './metrics.ts';
 
 test('metrics live on the registry passed in, not the global one', async () => {
   const registry = new Registry();
@@ -76,4 +79,19 @@ test('queue refusals are counted per server and bounded reason; the queue gauges
   waiting = 0;
   text = await registry.metrics();
   assert.match(text, /mcpworks_queue_waiting\{server="ns\/s"\} 0/);
+});
+
+test('the last-seq sink exports each writer’s last seq with its signing key id', async () => {
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  const recorder = createDecisionRecorder({
+    sinks: [lastSeqDecisionSink(metrics)],
+    clock: manualClock(),
+    writerId: 'gw-7',
+  });
+  for (let i = 0; i < 3; i++) recorder.record(entry());
+  assert.match(
+    await registry.metrics(),
+    /^mcpworks_decision_log_last_seq\{writer_id="gw-7",key_id=""\} 2$/m,
+  );
 });

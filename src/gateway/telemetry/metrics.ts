@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { AUTH_FAILURE_REASONS, AUTH_METHODS } from '../auth/types.ts';
 import { REFUSAL_REASONS, SANDBOX_OUTCOMES } from '../../executor/types.ts';
+import type { DecisionSink } from '../decisions/recorder.ts';
 
 export const METRIC_PREFIX = 'mcpworks_';
 export const UNKNOWN_LABEL = '_unknown';
@@ -80,6 +81,8 @@ export interface GatewayMetrics {
    * shared by every app of a process, so it is registered once, by whoever builds the queue).
    */
   observeQueue(read: () => readonly { server: string; running: number; waiting: number }[]): void;
+  /** A decision record was written: its writer's last seq (for `audit verify --expect-last`). */
+  decisionWritten(labels: { writerId: string; keyId: string | undefined }, seq: number): void;
   /**
    * Maps a tool name from a request to a label value: itself when `declared` has it, else
    * `_unknown` (a caller must not be able to mint label values).
@@ -149,6 +152,13 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     },
   });
   const refusalReasons = new Set<string>(REFUSAL_REASONS);
+  // One series per gateway process (its writerId is fixed for the process's life).
+  const lastSeq = new Gauge({
+    name: `${METRIC_PREFIX}decision_log_last_seq`,
+    help: 'seq of the last decision record this writer (gateway process) wrote; `mcpworks audit verify --expect-last <writer_id>=<value>` finds a truncated tail. key_id: the signing key, empty when unsigned.',
+    labelNames: ['writer_id', 'key_id'] as const,
+    registers: [registry],
+  });
   const authMethods = new Set<string>(AUTH_METHODS);
   const authReasons = new Set<string>(AUTH_FAILURE_REASONS);
   const outcomeValues = new Set<string>(SANDBOX_OUTCOMES);
@@ -187,9 +197,21 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
       queueWaiting.reset();
       queueRunning.reset();
     },
+    decisionWritten({ writerId, keyId }, seq) {
+      lastSeq.set({ writer_id: writerId, key_id: keyId ?? '' }, seq);
+    },
     toolLabel(tool, declared) {
       if (tool === undefined) return NO_TOOL_LABEL;
       return declared.has(tool) ? tool : UNKNOWN_LABEL;
+    },
+  };
+}
+
+/** The decision sink that keeps decision_log_last_seq current. */
+export function lastSeqDecisionSink(metrics: GatewayMetrics): DecisionSink {
+  return {
+    write(record) {
+      metrics.decisionWritten({ writerId: record.writerId, keyId: record.keyId }, record.seq);
     },
   };
 }
