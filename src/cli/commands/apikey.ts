@@ -59,8 +59,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
 
   const key = generateApiKey(id);
-  const { hash, tag } = await apiKeyCredentialFields(key);
-  const entry = JSON.stringify({ ...candidate, hash, tag });
+  const { hash: _placeholder, ...fields } = candidate;
+  const entry = JSON.stringify({ ...(await apiKeyCredentialFields(key)), ...fields });
   // Prove the entry is one the gateway will load before handing it out.
   const loaded = new ApiKeyStore().replace({ [id]: entry });
   if (loaded.loaded !== 1) {
