@@ -6,7 +6,7 @@
 // entry is unchanged: a removed, re-issued or edited entry is forgotten at once.
 //
 // scrypt slots are few, so a flood of wrong secrets must not reach them: each entry carries a
-// 16-bit tag (HMAC-SHA256 keyed by the entry's salt), and a token whose tag does not match is
+// 16-bit tag (a domain-separated SHA-256 of the entry's salt and the key), and a token whose tag does not match is
 // refused after one fast hash. An unknown key id costs the same hash, against a dummy salt, so
 // the time and the answer (`unknown-key`) do not tell a known id from an unknown one.
 import crypto from 'node:crypto';
@@ -109,17 +109,19 @@ export function generateApiKey(id: string): string {
 /** Bytes of the entry's `tag`: 16 bits let through 1 in 65 536 wrong secrets to scrypt. */
 export const API_KEY_TAG_BYTES = 2;
 const TAG_PATTERN = /^[0-9a-f]{4}$/;
-/** Domain separation: this HMAC is used for nothing else. */
-const TAG_DOMAIN = 'mcpworks api-key tag v1\0';
+/** Domain separation: this hash is used for nothing else. */
+const TAG_DOMAIN = Buffer.from('mcpworks api-key tag v1\0');
 
-/** The fast check of `key` against an entry's salt (the one fast hash every refusal costs). */
+/**
+ * The fast check of `key` against an entry's salt (the one fast hash every refusal costs):
+ * SHA-256 over the domain, the salt's length (2 bytes), the salt and the key. A one-shot hash,
+ * several times cheaper than an HMAC (measured in the bench: the unknown-id path).
+ */
 export function apiKeyTagBytes(key: string, salt: Buffer): Buffer {
-  return crypto
-    .createHmac('sha256', salt)
-    .update(TAG_DOMAIN)
-    .update(key)
-    .digest()
-    .subarray(0, API_KEY_TAG_BYTES);
+  const length = Buffer.alloc(2);
+  length.writeUInt16BE(salt.length);
+  const input = Buffer.concat([TAG_DOMAIN, length, salt, Buffer.from(key, 'utf8')]);
+  return crypto.hash('sha256', input, 'buffer').subarray(0, API_KEY_TAG_BYTES);
 }
 
 /** The Secret entry's `tag` for a key and its `hash` (from hashApiKey). */
