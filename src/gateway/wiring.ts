@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';
-import { ApiKeyStore } from './auth/apikeys.ts';
+import { ApiKeyStore, ApiKeyVerifier } from './auth/apikeys.ts';
 import { createAuthenticator, type AuthSpec } from './auth/authenticator.ts';
 import type { TokenReviewer } from './auth/serviceaccount.ts';
 import type { Authenticator } from './auth/types.ts';
@@ -45,20 +45,36 @@ export function effectiveAuth(
 export function snapshotAuthenticatorFactory(
   options: AuthenticatorFactoryOptions,
 ): (snapshot: GatewaySnapshot) => Authenticator {
-  // Per server, the key ids seen across snapshots: each snapshot gets a fresh store, and this
-  // history is what lets it tell a revoked key (removed from the Secret) from one never issued.
-  const keyHistory = new Map<string, ApiKeyStore>();
+  // Per server, one key store and one verifier for the life of the process: each snapshot gets
+  // a new authenticator, but a Secret change only replaces the store's entries, so keys whose
+  // entry did not change stay verified (no scrypt again, even under a flood), the hash slots
+  // are shared, and the store's history tells a revoked key (removed) from one never issued.
+  const servers = new Map<
+    string,
+    { store: ApiKeyStore; verifier: ApiKeyVerifier; revision: number }
+  >();
   return (snapshot) => {
     const { auth } = effectiveAuth(snapshot.server.spec.auth, options.tokenReviewer !== undefined);
-    const entries = snapshot.apiKeySecretData ?? {};
     const server = serverKeyOf(snapshot);
-    const history = keyHistory.get(server) ?? new ApiKeyStore();
-    history.replace(entries);
-    keyHistory.set(server, history);
+    let keys = servers.get(server);
+    if (keys === undefined) {
+      const store = new ApiKeyStore();
+      const logger = options.logger.child({ component: 'auth' });
+      const verifier = new ApiKeyVerifier({ store, clock: options.clock, logger });
+      keys = { store, verifier, revision: -Infinity };
+      servers.set(server, keys);
+    }
+    // An authenticator rebuilt for an older snapshot (a request that began before a reload)
+    // must not bring back keys that a newer one removed.
+    if (snapshot.revision >= keys.revision) {
+      keys.store.replace(snapshot.apiKeySecretData ?? {});
+      keys.revision = snapshot.revision;
+    }
     return createAuthenticator({
       auth,
       resourceUrl: options.resourceUrl(snapshot),
-      apiKeys: ApiKeyStore.from(entries, history.revokedIds()),
+      apiKeys: keys.store,
+      apiKeyVerifier: keys.verifier,
       tokenReviewer: options.tokenReviewer,
       serviceAccountIssuer: options.serviceAccountIssuer,
       oidcCa: options.oidcCa,

@@ -1,11 +1,17 @@
 // What authentication costs per request, on the paths a busy gateway takes: a cached API key, an
 // OIDC JWT (a repeated token, and a new token with the JWKS cached), a ServiceAccount token with
 // its review cached. Baselines are the bare primitive each path cannot avoid (a SHA-256 of the
-// key; jose's jwtVerify with the key in hand), measured in the same run.
+// key; jose's jwtVerify with the key in hand), measured in the same run. Then API-key floods:
+// an unknown key id must cost what a wrong secret for a known id costs (no key-id timing
+// oracle), and a valid key's first use must succeed while wrong secrets flood its id.
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
-import { SCRYPT_DEFAULTS } from '../../src/gateway/auth/apikeys.ts';
+import {
+  apiKeyCredentialFields,
+  apiKeyTag,
+  SCRYPT_DEFAULTS,
+} from '../../src/gateway/auth/apikeys.ts';
 import {
   ApiKeyStore,
   createAuthenticator,
@@ -92,6 +98,103 @@ async function oidcIssuer(alg: 'ES256' | 'RS256') {
       .setExpirationTime(now + 3600)
       .sign(privateKey);
   return { publicKey, fetchJson, mint };
+}
+
+/** Wrong secrets in flight at once in the flood figures. */
+const FLOOD = 500;
+/** Keys whose first use is tried under a flood, per kind of entry. */
+const FLOOD_TRIALS = 10;
+/** Requests per side in the unknown-id vs wrong-secret comparison (interleaved). */
+const ORACLE_RUNS = 5_000;
+
+/** An authenticator over API keys only, with entries as `mcpworks apikey new` writes them. */
+function apiKeyAuthenticator(entries: Record<string, string>): GatewayAuthenticator {
+  return createAuthenticator({
+    auth: { apiKeys: { secretRef: { name: 'keys' } } },
+    resourceUrl: RESOURCE,
+    apiKeys: ApiKeyStore.from(entries),
+    logger: silentLogger(),
+  });
+}
+
+/** A wrong secret for `id` that fails the entry's tag (a random one passes 1 in 65 536). */
+function wrongSecret(id: string, hash: string, tag: string): string {
+  for (;;) {
+    const token = generateApiKey(id);
+    if (apiKeyTag(token, hash) !== tag) return token;
+  }
+}
+
+/**
+ * Median of an unknown-id request and of a wrong secret for a known id, alternated in one loop so
+ * load on the machine affects both alike. Each request is a new token (no cache helps either).
+ */
+async function keyIdOracle(): Promise<BenchFigure[]> {
+  const key = generateApiKey('known');
+  const fields = await apiKeyCredentialFields(key);
+  const auth = apiKeyAuthenticator({ known: JSON.stringify({ ...fields, agent: 'a' }) });
+  const total = ORACLE_RUNS + WARMUP;
+  const unknownTokens = Array.from({ length: total }, () => generateApiKey('unknown'));
+  const wrongTokens = Array.from({ length: total }, () =>
+    wrongSecret('known', fields.hash, fields.tag),
+  );
+  const unknown: number[] = [];
+  const wrong: number[] = [];
+  for (let i = 0; i < total; i++) {
+    for (const [tokens, out] of [
+      [unknownTokens, unknown],
+      [wrongTokens, wrong],
+    ] as const) {
+      const start = performance.now();
+      const result = await auth.authenticate(request(tokens[i] as string));
+      const us = (performance.now() - start) * 1000;
+      if (result.ok || result.reason !== 'unknown-key') {
+        throw new Error(`benchmark setup: expected unknown-key, got ${JSON.stringify(result)}`);
+      }
+      if (i >= WARMUP) out.push(us);
+    }
+  }
+  const u50 = r2(percentile(unknown, 50));
+  const w50 = r2(percentile(wrong, 50));
+  const ratio = r2(u50 / w50);
+  return [
+    {
+      suite: 'auth',
+      name: 'API key, unknown id p50',
+      value: u50,
+      unit: 'us',
+      baseline: { name: 'known id, wrong secret p50', value: w50 },
+      ratio,
+      goal: 'ratio 0.8-1.25x (no key-id timing oracle)',
+      met: ratio >= 0.8 && ratio <= 1.25,
+    },
+  ];
+}
+
+/**
+ * For each of FLOOD_TRIALS new keys: FLOOD concurrent wrong secrets for its id, then its first
+ * use; the share of first uses that succeed. Tagged entries (what `mcpworks apikey new` writes)
+ * and, for comparison, entries without a tag (older versions), which scrypt alone protects.
+ */
+async function firstUseUnderFlood(tagged: boolean): Promise<{ rate: number; flooded: number }> {
+  let ok = 0;
+  let refused = 0;
+  for (let t = 0; t < FLOOD_TRIALS; t++) {
+    const key = generateApiKey('target');
+    const fields = await apiKeyCredentialFields(key);
+    const entry = tagged ? fields : { hash: fields.hash };
+    const auth = apiKeyAuthenticator({ target: JSON.stringify({ ...entry, agent: 'a' }) });
+    const flood = Array.from({ length: FLOOD }, () =>
+      auth.authenticate(request(generateApiKey('target'))),
+    );
+    const first = await auth.authenticate(request(key));
+    if (first.ok) ok++;
+    for (const r of await Promise.all(flood)) {
+      if (r.ok) throw new Error('benchmark setup: a wrong secret was accepted');
+      if (r.reason === 'verifier-unavailable') refused++;
+    }
+  }
+  return { rate: Math.round((ok / FLOOD_TRIALS) * 1000) / 10, flooded: refused };
 }
 
 export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
@@ -223,6 +326,29 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
     value: Math.round(scryptMs * 10) / 10,
     unit: 'ms',
   });
+  out.push(...(await keyIdOracle()));
+  const tagged = await firstUseUnderFlood(true);
+  const untagged = await firstUseUnderFlood(false);
+  out.push(
+    {
+      suite: 'auth',
+      name: `API key first use under a flood of ${FLOOD} wrong secrets for its id, success rate`,
+      value: tagged.rate,
+      unit: '%',
+      goal: '100 %',
+      met: tagged.rate === 100,
+    },
+    {
+      suite: 'auth',
+      name: `same, entry without a tag (older versions; re-issue it)`,
+      value: untagged.rate,
+      unit: '%',
+    },
+  );
+  ctx.log(
+    `flood: tagged first use ${tagged.rate}% (${tagged.flooded} wrong secrets refused for lack ` +
+      `of slots), untagged ${untagged.rate}% (${untagged.flooded} refused)`,
+  );
   ctx.log(
     `cached API key p50 ${r2(percentile(cachedKey, 50))} us, repeated JWT p50 ` +
       `${r2(percentile(oidcRepeated, 50))} us, SA p50 ${r2(percentile(sa, 50))} us, ` +

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { generateApiKey, hashApiKey } from '../../src/gateway/auth/apikeys.ts';
+import { apiKeyCredentialFields, generateApiKey } from '../../src/gateway/auth/apikeys.ts';
 import type { DecisionRecord } from '../../src/gateway/decisions/record.ts';
 import { repoRoot, resolveNsjail } from '../harness/paths.ts';
 
@@ -125,12 +125,12 @@ export async function samplesWithSecondAgent(): Promise<{
         stringData: Record<string, string>;
       };
       secret.stringData['e2e'] = JSON.stringify({
-        hash: await hashApiKey(key, { N: 1024 }),
+        ...(await apiKeyCredentialFields(key, { N: 1024 })),
         agent: 'e2e-agent',
         groups: ['e2e'],
       });
       secret.stringData['unlisted'] = JSON.stringify({
-        hash: await hashApiKey(unlistedKey, { N: 1024 }),
+        ...(await apiKeyCredentialFields(unlistedKey, { N: 1024 })),
         agent: 'unlisted-agent',
       });
       await writeFile(join(dir, name), stringify(secret));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ApiKeyStore, ApiKeyVerifier } from '../../gateway/auth/apikeys.ts';
+import { ApiKeyStore, ApiKeyVerifier, apiKeyTag } from '../../gateway/auth/apikeys.ts';
 import { manualClock } from '../../shared/clock.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import type { CommandIo } from '../io.ts';
@@ -25,6 +25,8 @@ describe('mcpworks apikey new', () => {
     assert.equal(code, 0, io.err);
     const { id, key, entry } = JSON.parse(io.out) as { id: string; key: string; entry: string };
     assert.equal(id, 'ci-bot');
+    const { tag } = JSON.parse(entry) as { tag?: string };
+    assert.equal(tag, apiKeyTag(key, (JSON.parse(entry) as { hash: string }).hash));
     const verifier = new ApiKeyVerifier({
       store: ApiKeyStore.from({ [id]: entry }),
       clock: manualClock(),

@@ -1,19 +1,20 @@
 // `mcpworks apikey new <id> --agent <name> [--group <g>]... [--expires <RFC 3339>] [--json]`
 // Generates a key (256 random bits), prints it once, and prints the Secret entry that holds only
-// its scrypt hash (docs/api-keys.md).
+// its scrypt hash and its 16-bit tag (docs/api-keys.md).
 import {
   API_KEY_ID_PATTERN,
   ApiKeyEntrySchema,
   ApiKeyStore,
+  apiKeyCredentialFields,
   generateApiKey,
-  hashApiKey,
 } from '../../gateway/auth/apikeys.ts';
 import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
 const USAGE = `usage: mcpworks apikey new <id> --agent <name> [--group <group>]... [--expires <RFC 3339>] [--json]
 
-Prints a new API key (shown once) and the Secret data entry that stores its scrypt hash.
+Prints a new API key (shown once) and the Secret data entry that stores its scrypt hash and
+tag (the tag lets the gateway refuse wrong secrets without scrypt).
 <id> is the Secret data key: lowercase letters, digits and inner dashes.
 `;
 
@@ -58,7 +59,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
 
   const key = generateApiKey(id);
-  const entry = JSON.stringify({ ...candidate, hash: await hashApiKey(key) });
+  const { hash: _placeholder, ...fields } = candidate;
+  const entry = JSON.stringify({ ...(await apiKeyCredentialFields(key)), ...fields });
   // Prove the entry is one the gateway will load before handing it out.
   const loaded = new ApiKeyStore().replace({ [id]: entry });
   if (loaded.loaded !== 1) {

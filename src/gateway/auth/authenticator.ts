@@ -56,6 +56,12 @@ export interface AuthenticatorOptions {
   resourceUrl: string;
   /** Required when `auth.apiKeys` is set. */
   apiKeys?: ApiKeyStore | undefined;
+  /**
+   * A verifier over `apiKeys` that outlives this authenticator, so its caches and hash slots
+   * survive a configuration change (the gateway builds one authenticator per snapshot); by
+   * default a new one.
+   */
+  apiKeyVerifier?: ApiKeyVerifier | undefined;
   /** Required when `auth.serviceAccountTokens` is set. */
   tokenReviewer?: TokenReviewer | undefined;
   /**
@@ -149,7 +155,8 @@ export function createAuthenticator(options: AuthenticatorOptions): GatewayAuthe
   if (auth.apiKeys !== undefined) {
     if (options.apiKeys === undefined)
       throw invalid('apiKeys is configured but no key store was given');
-    apiKeys = new ApiKeyVerifier({ store: options.apiKeys, clock, logger });
+    apiKeys =
+      options.apiKeyVerifier ?? new ApiKeyVerifier({ store: options.apiKeys, clock, logger });
     for (const { id, problem } of options.apiKeys.rejected) {
       logger.warn({ keyId: id, problem }, 'API key entry skipped: it is invalid');
     }

@@ -9,6 +9,8 @@ export {
   apiKeyId,
   generateApiKey,
   hashApiKey,
+  apiKeyCredentialFields,
+  apiKeyTag,
   type ApiKeyEntry,
   type ReplaceResult,
 } from './apikeys.ts';
