@@ -102,6 +102,17 @@ async function applyLatencyMs(kubectl: string, kubeconfig: string): Promise<Map<
   return result;
 }
 
+/** The values of one counter of the controller's /metrics text, by one of its labels. */
+function counterBy(text: string, name: string, label: string, filter = ''): Map<string, number> {
+  const result = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) || !line.includes(filter)) continue;
+    const value = new RegExp(`${label}="([^"]*)"`).exec(line)?.[1] ?? '';
+    result.set(value, (result.get(value) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return result;
+}
+
 async function writesExcludingLeases(metricsUrl: string): Promise<number> {
   const text = await (await fetch(metricsUrl)).text();
   let sum = 0;
@@ -229,6 +240,42 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
     const totalWrites = await writesExcludingLeases(metricsUrl);
     const controllerWriteRate = totalWrites / (convergedMs / 1000);
     const controllerMetrics = await (await fetch(metricsUrl)).text();
+    // Where the writes and reconciles went, per McpServer (a regression shows where).
+    const writesByResource = counterBy(
+      controllerMetrics,
+      'mcpworks_controller_api_writes_total',
+      'resource',
+    );
+    writesByResource.delete('leases');
+    const unchangedWrites = [
+      ...counterBy(
+        controllerMetrics,
+        'mcpworks_controller_api_unchanged_writes_total',
+        'resource',
+      ).values(),
+    ].reduce((a, b) => a + b, 0);
+    const triggers = counterBy(
+      controllerMetrics,
+      'mcpworks_controller_reconcile_triggers_total',
+      'trigger',
+      'controller="mcpserver"',
+    );
+    const eventReconciles = [...triggers]
+      .filter(([t]) => t !== 'resync')
+      .reduce((a, [, n]) => a + n, 0);
+    const ownEchoes = [
+      ...counterBy(
+        controllerMetrics,
+        'mcpworks_controller_own_write_events_total',
+        'resource',
+      ).values(),
+    ].reduce((a, b) => a + b, 0);
+    ctx.log(
+      `writes per McpServer: ${[...writesByResource].map(([r, n]) => `${r} ${round(n / SERVERS, 2)}`).join(', ')}; ${unchangedWrites} applies changed nothing`,
+    );
+    ctx.log(
+      `reconciles per McpServer by trigger: ${[...triggers].map(([t, n]) => `${t} ${round(n / SERVERS, 2)}`).join(', ')}; ${ownEchoes} watch events were echoes of own writes`,
+    );
     const heapUsed = /mcpworks_controller_nodejs_heap_size_used_bytes (\d+)/.exec(
       controllerMetrics,
     );
@@ -288,7 +335,43 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
           value: round(rawApplyRate),
         },
         ratio: round(controllerWriteRate / rawApplyRate, 2),
+        goal: '>= 0.8x plain SSA',
+        met: controllerWriteRate >= 0.8 * rawApplyRate,
       },
+      {
+        suite: 'controller',
+        name: 'writes per McpServer while converging (leases excluded)',
+        value: round(totalWrites / SERVERS, 2),
+        unit: 'writes',
+      },
+      ...[...writesByResource].sort().map(([resource, n]): BenchFigure => ({
+        suite: 'controller',
+        name: `  of which ${resource}`,
+        value: round(n / SERVERS, 2),
+        unit: 'writes',
+      })),
+      {
+        suite: 'controller',
+        name: 'applies the API server answered unchanged (not needed)',
+        value: unchangedWrites,
+        unit: 'writes',
+        goal: '0',
+        met: unchangedWrites === 0,
+      },
+      {
+        suite: 'controller',
+        name: `McpServer reconciles per server while converging, queued by events (${RESYNC_SECONDS} s resync not counted)`,
+        value: round(eventReconciles / SERVERS, 2),
+        unit: 'reconciles',
+        goal: '<= 1.2',
+        met: eventReconciles / SERVERS <= 1.2,
+      },
+      ...[...triggers].sort().map(([trigger, n]): BenchFigure => ({
+        suite: 'controller',
+        name: `  queued by ${trigger}`,
+        value: round(n / SERVERS, 2),
+        unit: 'reconciles',
+      })),
       {
         suite: 'controller',
         name: 'API server mean latency of a Service apply (ClusterIP allocation) during convergence',
