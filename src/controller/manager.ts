@@ -60,8 +60,8 @@ export interface ControllerOptions {
   /** Connections to the API server with `transport: 'http1'` (default: the concurrency, at least 16). */
   maxSockets?: number;
   /**
-   * API requests sent at once, whatever the number of reconciles (default 64; Lease renewals
-   * and watches not counted): a saturated API server gets more done with fewer at once.
+   * API requests sent at once, whatever the number of reconciles (default: no limit; Lease
+   * renewals and watches never count). Measured: a cap of 64 did not converge faster (docs/adr/0003).
    */
   maxRequestsInFlight?: number;
   /** Default `http2` (watches use HTTP/1.1 either way); see src/k8s/client.ts. */
@@ -91,8 +91,6 @@ export interface Controller {
 }
 
 export const SERVER_CONTROLLER = 'mcpserver';
-/** Measured with `node test/bench/run.ts controller` (docs/adr/0003). */
-export const DEFAULT_MAX_REQUESTS_IN_FLIGHT = 64;
 export const POLICY_CONTROLLER = 'agentpolicy';
 
 export function createController(options: ControllerOptions): Controller {
@@ -106,7 +104,9 @@ export function createController(options: ControllerOptions): Controller {
     // applies held the sockets and everything else queued behind them).
     transport: options.transport ?? 'http2',
     maxSockets: options.maxSockets ?? Math.max(16, concurrency),
-    maxRequestsInFlight: options.maxRequestsInFlight ?? DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+    ...(options.maxRequestsInFlight !== undefined
+      ? { maxRequestsInFlight: options.maxRequestsInFlight }
+      : {}),
     onWrite: (verb, resource) => metrics.apiWrites.inc({ verb, resource }),
   });
   const workloads: WorkloadOptions = { ...DEFAULT_WORKLOAD_OPTIONS, ...options.workloads };

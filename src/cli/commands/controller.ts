@@ -29,7 +29,7 @@ const USAGE = `usage: mcpworks controller [options]
   --health-probe-bind-address <addr>  /healthz and /readyz (default :8081)
   --concurrency <n>                   reconciles at once per kind (default 32)
   --max-requests-in-flight <n>        API requests sent at once; more wait in the controller
-                                      (default 64; Lease renewals and watches not counted)
+                                      (default no limit; Lease renewals and watches not counted)
   --resync-period <seconds>           reconcile everything this often (default 600)
   --gateway-image <image>             (default $MCPWORKS_GATEWAY_IMAGE)
   --executor-image <image>            (default $MCPWORKS_EXECUTOR_IMAGE)
@@ -53,7 +53,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'metrics-bind-address': { type: 'string', default: ':8080' },
       'health-probe-bind-address': { type: 'string', default: ':8081' },
       concurrency: { type: 'string', default: '32' },
-      'max-requests-in-flight': { type: 'string', default: '64' },
+      'max-requests-in-flight': { type: 'string' },
       'resync-period': { type: 'string', default: '600' },
       'gateway-image': { type: 'string' },
       'executor-image': { type: 'string' },
@@ -88,11 +88,13 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     concurrency = Number(values.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
       throw new Error('--concurrency must be 1..256');
-    maxRequestsInFlight = Number(values['max-requests-in-flight']);
+    const inFlight = values['max-requests-in-flight'];
+    maxRequestsInFlight = inFlight === undefined ? undefined : Number(inFlight);
     if (
-      !Number.isInteger(maxRequestsInFlight) ||
-      maxRequestsInFlight < 1 ||
-      maxRequestsInFlight > 4096
+      maxRequestsInFlight !== undefined &&
+      (!Number.isInteger(maxRequestsInFlight) ||
+        maxRequestsInFlight < 1 ||
+        maxRequestsInFlight > 4096)
     )
       throw new Error('--max-requests-in-flight must be 1..4096');
     if (!['true', 'false'].includes(values['leader-elect']))
@@ -138,7 +140,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     logger,
     metrics,
     concurrency,
-    maxRequestsInFlight,
+    ...(maxRequestsInFlight !== undefined ? { maxRequestsInFlight } : {}),
     resyncMs: resync * 1000,
     workloads: {
       ...(gatewayImage ? { gatewayImage } : {}),
