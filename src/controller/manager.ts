@@ -16,10 +16,23 @@ import { DEFAULT_WORKLOAD_OPTIONS, type WorkloadOptions } from './desired-worklo
 import { childShapes, prune } from './cache-shape.ts';
 import { createControllerMetrics, type ControllerMetrics } from './metrics.ts';
 import { Labels, MANAGED_BY_SELECTOR } from './names.ts';
+import { createOwnWrites, ownWriteId } from './own-writes.ts';
 import { createPolicyReconciler, policyQueueKey } from './policy-reconciler.ts';
 import { validatePolicy, type ParsedPolicy } from './policy-validation.ts';
-import { createServerReconciler, type ServerCaches } from './server-reconciler.ts';
+import {
+  CONCURRENT_CHANGE_TRIGGER,
+  createServerReconciler,
+  type ServerCaches,
+} from './server-reconciler.ts';
 import { createWorkQueue, type ProcessResult, type WorkQueue } from './workqueue.ts';
+
+/** What queues an McpServer or policy key (the `trigger` label of reconcile_triggers_total). */
+export const Triggers = {
+  server: 'mcpserver',
+  policy: 'policy',
+  namespace: 'namespace',
+  resync: 'resync',
+} as const;
 
 export interface LeaderElectionConfig {
   namespace: string;
@@ -46,6 +59,11 @@ export interface ControllerOptions {
   maxBackoffMs?: number;
   /** Connections to the API server with `transport: 'http1'` (default: the concurrency, at least 16). */
   maxSockets?: number;
+  /**
+   * API requests sent at once, whatever the number of reconciles (default: no limit; Lease
+   * renewals and watches never count). Measured: a cap of 64 did not converge faster (docs/adr/0003).
+   */
+  maxRequestsInFlight?: number;
   /** Default `http2` (watches use HTTP/1.1 either way); see src/k8s/client.ts. */
   transport?: 'http1' | 'http2';
   /** Undefined: no leader election (a single replica, tests). */
@@ -86,6 +104,9 @@ export function createController(options: ControllerOptions): Controller {
     // applies held the sockets and everything else queued behind them).
     transport: options.transport ?? 'http2',
     maxSockets: options.maxSockets ?? Math.max(16, concurrency),
+    ...(options.maxRequestsInFlight !== undefined
+      ? { maxRequestsInFlight: options.maxRequestsInFlight }
+      : {}),
     onWrite: (verb, resource) => metrics.apiWrites.inc({ verb, resource }),
   });
   const workloads: WorkloadOptions = { ...DEFAULT_WORKLOAD_OPTIONS, ...options.workloads };
@@ -148,6 +169,20 @@ export function createController(options: ControllerOptions): Controller {
     onDepth: (d) => metrics.workqueueDepth.set({ controller: POLICY_CONTROLLER }, d),
   });
 
+  // The echoes of our own writes queue nothing (own-writes.ts, docs/adr/0003).
+  const ownWrites = createOwnWrites();
+  /** True when the event is our own write's echo (counted); deletions never are. */
+  const isOwnWrite = (type: ResourceType, event: string, obj: KubeObject): boolean => {
+    const id = ownWriteId(type.plural, objectKey(obj));
+    if (event === 'deleted') {
+      ownWrites.forget(id);
+      return false;
+    }
+    if (!ownWrites.absorbs(id, obj.metadata?.resourceVersion)) return false;
+    metrics.ownWriteEvents.inc({ resource: type.plural });
+    return true;
+  };
+
   const reconcileServer = createServerReconciler({
     client,
     caches,
@@ -158,6 +193,11 @@ export function createController(options: ControllerOptions): Controller {
     parsePolicy,
     recheckMissingInputsMs: options.recheckMissingInputsMs ?? 30_000,
     ...(options.newToken ? { newToken: options.newToken } : {}),
+    ownWrites,
+    requeue: (key, trigger) => serverQueue.add(key, trigger),
+    onApplied: (resource, changed) => {
+      if (!changed) metrics.unchangedWrites.inc({ resource });
+    },
   });
   const reconcilePolicy = createPolicyReconciler({
     client,
@@ -167,11 +207,20 @@ export function createController(options: ControllerOptions): Controller {
     clock,
     logger,
     parsePolicy,
+    ownWrites,
+    onConcurrentChange: (policy) => {
+      policyQueue.add(policyQueueKey(policy), CONCURRENT_CHANGE_TRIGGER);
+      enqueueServersIn(
+        policy.kind === 'ClusterAgentPolicy' ? undefined : policy.metadata?.namespace,
+        CONCURRENT_CHANGE_TRIGGER,
+      );
+    },
   });
 
   const instrument =
     (controller: string, fn: (key: string) => Promise<ProcessResult>) =>
-    async (key: string): Promise<ProcessResult> => {
+    async (key: string, trigger: string): Promise<ProcessResult> => {
+      metrics.reconcileTriggers.inc({ controller, trigger });
       const end = metrics.reconcileDuration.startTimer({ controller });
       try {
         const result = await fn(key);
@@ -190,44 +239,51 @@ export function createController(options: ControllerOptions): Controller {
     };
 
   // Event routing: every change maps to the keys whose desired state it can affect.
-  const enqueueServersIn = (namespace: string | undefined) => {
+  const enqueueServersIn = (namespace: string | undefined, trigger: string) => {
     for (const s of caches.servers.list()) {
       if (namespace === undefined || s.metadata?.namespace === namespace)
-        serverQueue.add(objectKey(s));
+        serverQueue.add(objectKey(s), trigger);
     }
   };
-  caches.servers.on((_type, obj) => serverQueue.add(objectKey(obj)));
-  const toOwner = (_type: string, obj: KubeObject) => {
-    const owner = obj.metadata?.ownerReferences?.find(
-      (o) => o.controller && o.kind === 'McpServer',
-    );
-    if (owner && obj.metadata?.namespace)
-      serverQueue.add(`${obj.metadata.namespace}/${owner.name}`);
-  };
-  for (const cache of [
-    caches.deployments,
-    caches.services,
-    caches.serviceAccounts,
-    caches.secrets,
-    caches.networkPolicies,
-    caches.roles,
-    caches.roleBindings,
-  ]) {
-    cache.on(toOwner);
+  caches.servers.on((type, obj) => {
+    if (!isOwnWrite(Resources.McpServer, type, obj))
+      serverQueue.add(objectKey(obj), Triggers.server);
+  });
+  const children: [ResourceType, Informer<KubeObject>][] = [
+    [Resources.Deployment, caches.deployments],
+    [Resources.Service, caches.services],
+    [Resources.ServiceAccount, caches.serviceAccounts],
+    [Resources.Secret, caches.secrets],
+    [Resources.NetworkPolicy, caches.networkPolicies],
+    [Resources.Role, caches.roles],
+    [Resources.RoleBinding, caches.roleBindings],
+  ];
+  for (const [resource, cache] of children) {
+    cache.on((type, obj) => {
+      const owner = obj.metadata?.ownerReferences?.find(
+        (o) => o.controller && o.kind === 'McpServer',
+      );
+      if (!owner || !obj.metadata?.namespace || isOwnWrite(resource, type, obj)) return;
+      serverQueue.add(`${obj.metadata.namespace}/${owner.name}`, resource.plural);
+    });
   }
-  caches.clusterRoleBindings.on((_type, obj) => {
+  caches.clusterRoleBindings.on((type, obj) => {
     const labels = obj.metadata?.labels ?? {};
     const name = labels[Labels.server];
     const ns = labels[Labels.serverNamespace];
-    if (name && ns) serverQueue.add(`${ns}/${name}`);
+    if (!name || !ns || isOwnWrite(Resources.ClusterRoleBinding, type, obj)) return;
+    serverQueue.add(`${ns}/${name}`, Resources.ClusterRoleBinding.plural);
   });
-  caches.agentPolicies.on((_type, obj) => {
-    policyQueue.add(policyQueueKey(obj));
-    enqueueServersIn(obj.metadata?.namespace);
+  // A policy's own status write (the policy reconciler's) changes nothing any server shows.
+  caches.agentPolicies.on((type, obj) => {
+    if (isOwnWrite(Resources.AgentPolicy, type, obj)) return;
+    policyQueue.add(policyQueueKey(obj), Triggers.policy);
+    enqueueServersIn(obj.metadata?.namespace, Triggers.policy);
   });
-  caches.clusterPolicies.on((_type, obj) => {
-    policyQueue.add(policyQueueKey(obj));
-    enqueueServersIn(undefined);
+  caches.clusterPolicies.on((type, obj) => {
+    if (isOwnWrite(Resources.ClusterAgentPolicy, type, obj)) return;
+    policyQueue.add(policyQueueKey(obj), Triggers.policy);
+    enqueueServersIn(undefined, Triggers.policy);
   });
   caches.namespaces.on((type, obj, old) => {
     if (
@@ -235,7 +291,7 @@ export function createController(options: ControllerOptions): Controller {
       JSON.stringify(obj.metadata?.labels ?? {}) === JSON.stringify(old?.metadata?.labels ?? {})
     )
       return;
-    enqueueServersIn(obj.metadata?.name);
+    enqueueServersIn(obj.metadata?.name, Triggers.namespace);
   });
 
   let elector: LeaderElector | undefined;
@@ -293,9 +349,9 @@ export function createController(options: ControllerOptions): Controller {
       policyQueue.start(instrument(POLICY_CONTROLLER, reconcilePolicy), onError(POLICY_CONTROLLER));
       const resyncMs = options.resyncMs ?? 600_000;
       resyncTimer = setInterval(() => {
-        enqueueServersIn(undefined);
+        enqueueServersIn(undefined, Triggers.resync);
         for (const p of [...caches.agentPolicies.list(), ...caches.clusterPolicies.list()])
-          policyQueue.add(policyQueueKey(p));
+          policyQueue.add(policyQueueKey(p), Triggers.resync);
       }, resyncMs);
       resyncTimer.unref();
       logger.info('caches synced: reconciling');

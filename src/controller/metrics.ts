@@ -8,6 +8,12 @@ export interface ControllerMetrics {
   reconcileErrors: Counter<'controller'>;
   workqueueDepth: Gauge<'controller'>;
   apiWrites: Counter<'verb' | 'resource'>;
+  /** Applies answered with an unchanged resourceVersion: the write was not needed. */
+  unchangedWrites: Counter<'resource'>;
+  /** What queued each reconcile (the first trigger; later ones coalesce into it). */
+  reconcileTriggers: Counter<'controller' | 'trigger'>;
+  /** Watch events that were the echo of the controller's own write and queued nothing. */
+  ownWriteEvents: Counter<'resource'>;
   isLeader: Gauge;
 }
 
@@ -49,6 +55,24 @@ export function createControllerMetrics(
       name: 'mcpworks_controller_api_writes_total',
       help: 'Write requests sent to the API server, by verb and resource.',
       labelNames: ['verb', 'resource'],
+      registers,
+    }),
+    unchangedWrites: new Counter({
+      name: 'mcpworks_controller_api_unchanged_writes_total',
+      help: 'Applies the API server answered with the resourceVersion the object already had (nothing changed).',
+      labelNames: ['resource'],
+      registers,
+    }),
+    reconcileTriggers: new Counter({
+      name: 'mcpworks_controller_reconcile_triggers_total',
+      help: 'Reconciles by what queued the key (mcpserver, a child resource, policy, namespace, resync, requeue, concurrent-change).',
+      labelNames: ['controller', 'trigger'],
+      registers,
+    }),
+    ownWriteEvents: new Counter({
+      name: 'mcpworks_controller_own_write_events_total',
+      help: "Watch events that were the echo of the controller's own write and queued no reconcile.",
+      labelNames: ['resource'],
       registers,
     }),
     isLeader: new Gauge({

@@ -9,7 +9,8 @@ import type { KubeClient } from '../k8s/client.ts';
 import type { EventRecorder } from '../k8s/events.ts';
 import type { Informer } from '../k8s/informer.ts';
 import { Resources } from '../k8s/resources.ts';
-import type { KubeObject } from '../k8s/types.ts';
+import { objectKey, type KubeObject } from '../k8s/types.ts';
+import { ownWriteId, type OwnWrites } from './own-writes.ts';
 import type { ParsedPolicy } from './policy-validation.ts';
 import { computePolicyStatus, statusEqual } from './status.ts';
 import type { ProcessResult } from './workqueue.ts';
@@ -22,6 +23,10 @@ export interface PolicyReconcilerDeps {
   clock: Clock;
   logger: Logger;
   parsePolicy: (raw: KubeObject) => ParsedPolicy;
+  /** Status writes are registered here, so that their watch events queue nothing. */
+  ownWrites: OwnWrites;
+  /** The policy changed while its status was written (not our write's echo): look again. */
+  onConcurrentChange: (policy: KubeObject) => void;
 }
 
 /** Queue keys are `AgentPolicy:ns/name` and `ClusterAgentPolicy:name`. */
@@ -64,9 +69,12 @@ export function createPolicyReconciler(
       );
       deps.logger.info({ policy: queueKey, problems }, 'policy not accepted');
     }
-    const updated = await deps.client.applyStatus<KubeObject>(
-      cluster ? Resources.ClusterAgentPolicy : Resources.AgentPolicy,
-      {
+    const type = cluster ? Resources.ClusterAgentPolicy : Resources.AgentPolicy;
+    const id = ownWriteId(type.plural, objectKey(raw));
+    deps.ownWrites.begin(id);
+    let updated: KubeObject | undefined;
+    try {
+      updated = await deps.client.applyStatus<KubeObject>(type, {
         apiVersion: raw.apiVersion,
         kind: raw.kind,
         metadata: {
@@ -74,8 +82,10 @@ export function createPolicyReconciler(
           ...(cluster ? {} : { namespace: raw.metadata?.namespace }),
         },
         status,
-      },
-    );
+      });
+    } finally {
+      if (deps.ownWrites.end(id, updated?.metadata?.resourceVersion)) deps.onConcurrentChange(raw);
+    }
     cache.observe(updated);
   };
 }

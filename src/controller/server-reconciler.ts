@@ -37,6 +37,7 @@ import {
 import { Annotations, childNames, endpointUrl } from './names.ts';
 import { policyDisplayName, type ParsedPolicy } from './policy-validation.ts';
 import { signingKeyProblem } from './signing-key-check.ts';
+import { ownWriteId, type OwnWrites } from './own-writes.ts';
 import { specHash } from './spec-hash.ts';
 import { computeServerStatus, Reasons, rolloutState, statusEqual, type Problem } from './status.ts';
 import type { ProcessResult } from './workqueue.ts';
@@ -69,7 +70,19 @@ export interface ServerReconcilerDeps {
   recheckMissingInputsMs: number;
   /** A fresh random token, base64; injected so tests can pin it. */
   newToken?: () => string;
+  /** Every write is registered here, so that its watch event does not queue a reconcile again. */
+  ownWrites: OwnWrites;
+  /**
+   * Someone else changed an object while this reconcile wrote it (an event that was not our
+   * write's echo was held): reconcile `key` once more.
+   */
+  requeue: (key: string, trigger: string) => void;
+  /** After each apply of a child: whether the API server changed anything. */
+  onApplied?: (resource: string, changed: boolean) => void;
 }
+
+/** The trigger of a reconcile queued because an object changed while this controller wrote it. */
+export const CONCURRENT_CHANGE_TRIGGER = 'concurrent-change';
 
 interface Child {
   type: ResourceType;
@@ -116,9 +129,14 @@ export function createServerReconciler(
       const live = child.cache.get(objectKey(child.body));
       if (live && upToDate(child.body, live)) return;
       try {
-        const result = await client.apply<KubeObject>(child.type, child.body);
+        const result = await tracked(key, child.type, objectKey(child.body), () =>
+          client.apply<KubeObject>(child.type, child.body),
+        );
         child.cache.observe(result);
-        if (live) updated.push(`${child.type.kind} ${child.body.metadata?.name}`);
+        const changed =
+          !live || result.metadata?.resourceVersion !== live.metadata?.resourceVersion;
+        deps.onApplied?.(child.type.plural, changed);
+        if (live && changed) updated.push(`${child.type.kind} ${child.body.metadata?.name}`);
       } catch (error) {
         const message = `apply ${child.type.kind} ${objectKey(child.body)}: ${error instanceof Error ? error.message : String(error)}`;
         deps.events.record(raw, 'Warning', Reasons.ApplyFailed, message);
@@ -169,6 +187,26 @@ export function createServerReconciler(
     await writeStatusIfChanged(raw, status);
     return problems.length > 0 ? { requeueAfterMs: deps.recheckMissingInputsMs } : undefined;
   };
+
+  /** A write registered with ownWrites: its echo queues nothing, a concurrent change does. */
+  async function tracked<T extends KubeObject>(
+    serverKey: string,
+    type: ResourceType,
+    key: string,
+    write: () => Promise<T>,
+  ): Promise<T> {
+    const id = ownWriteId(type.plural, key);
+    deps.ownWrites.begin(id);
+    let result: T | undefined;
+    try {
+      result = await write();
+      return result;
+    } finally {
+      if (deps.ownWrites.end(id, result?.metadata?.resourceVersion)) {
+        deps.requeue(serverKey, CONCURRENT_CHANGE_TRIGGER);
+      }
+    }
+  }
 
   /**
    * A cluster-scoped binding cannot be owned by a namespaced McpServer, so the garbage collector
@@ -336,12 +374,15 @@ export function createServerReconciler(
 
   async function writeStatusIfChanged(raw: KubeObject, status: McpServerStatus): Promise<void> {
     if (statusEqual(status, raw['status'])) return;
-    const updated = await client.applyStatus<KubeObject>(Resources.McpServer, {
-      apiVersion: raw.apiVersion,
-      kind: raw.kind,
-      metadata: { name: raw.metadata?.name, namespace: raw.metadata?.namespace },
-      status,
-    });
+    const key = objectKey(raw);
+    const updated = await tracked(key, Resources.McpServer, key, () =>
+      client.applyStatus<KubeObject>(Resources.McpServer, {
+        apiVersion: raw.apiVersion,
+        kind: raw.kind,
+        metadata: { name: raw.metadata?.name, namespace: raw.metadata?.namespace },
+        status,
+      }),
+    );
     caches.servers.observe(updated);
   }
 

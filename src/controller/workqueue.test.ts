@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backoffDelay, createWorkQueue } from './workqueue.ts';
+import { backoffDelay, createWorkQueue, REQUEUE_TRIGGER } from './workqueue.ts';
 
 test('a key added many times while waiting is processed once', async () => {
   const q = createWorkQueue({ concurrency: 1 });
@@ -94,5 +94,34 @@ test('a failing key is retried after its backoff', async (t) => {
   await q.idle();
   assert.equal(attempts, 2);
   assert.equal(errors.length, 1);
+  await q.shutdown();
+});
+
+test('a reconcile is attributed to the first trigger that queued its key', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const q = createWorkQueue({ concurrency: 1, baseDelayMs: 1_000 });
+  const seen: string[] = [];
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => (release = r));
+  q.add('a', 'mcpserver');
+  q.add('a', 'deployments'); // coalesces into the queued reconcile
+  q.start(
+    async (key, trigger) => {
+      seen.push(`${key} ${trigger}`);
+      if (seen.length === 1) await gate;
+      if (seen.length === 2) throw new Error('boom');
+    },
+    () => {},
+  );
+  await new Promise((r) => setImmediate(r));
+  q.add('a', 'services'); // while processing: runs again after, as `services`
+  q.add('a', 'resync');
+  release();
+  await new Promise((r) => setImmediate(r));
+  await q.idle();
+  t.mock.timers.tick(1_000); // the failure's retry
+  await new Promise((r) => setImmediate(r));
+  await q.idle();
+  assert.deepEqual(seen, ['a mcpserver', 'a services', `a ${REQUEUE_TRIGGER}`]);
   await q.shutdown();
 });

@@ -2,6 +2,8 @@
  * A work queue with client-go's guarantees: a key is queued at most once, never processed by
  * two workers at once (a key added while it is processed is re-queued after), failures come
  * back with per-key exponential backoff, and at most `concurrency` keys run at a time.
+ * Every add names its trigger; a key's reconcile is attributed to the first trigger that queued
+ * it (later adds of a queued key coalesce into that one reconcile), for the metrics.
  */
 export interface WorkQueueOptions {
   concurrency: number;
@@ -13,12 +15,18 @@ export interface WorkQueueOptions {
 
 export type ProcessResult = { requeueAfterMs?: number } | void;
 
+/** Retries of a failed key and `requeueAfterMs` results are queued with this trigger. */
+export const REQUEUE_TRIGGER = 'requeue';
+
 export interface WorkQueue {
-  add(key: string): void;
-  addAfter(key: string, delayMs: number): void;
-  /** Starts `concurrency` workers calling `process`; a thrown error requeues with backoff. */
+  add(key: string, trigger?: string): void;
+  addAfter(key: string, delayMs: number, trigger?: string): void;
+  /**
+   * Starts `concurrency` workers calling `process` with the key and the trigger that queued it;
+   * a thrown error requeues with backoff.
+   */
   start(
-    process: (key: string) => Promise<ProcessResult>,
+    process: (key: string, trigger: string) => Promise<ProcessResult>,
     onError: (key: string, error: unknown) => void,
   ): void;
   /** Stops taking keys and waits for the running ones to finish. */
@@ -34,10 +42,13 @@ export function createWorkQueue(options: WorkQueueOptions): WorkQueue {
   const queue: string[] = [];
   const queued = new Set<string>();
   const processing = new Set<string>();
-  const dirty = new Set<string>();
+  /** Keys added while processing, with the trigger of the first such add. */
+  const dirty = new Map<string, string>();
+  /** The trigger of each queued key. */
+  const triggers = new Map<string, string>();
   const failures = new Map<string, number>();
   const timers = new Map<string, NodeJS.Timeout>();
-  let processFn: ((key: string) => Promise<ProcessResult>) | undefined;
+  let processFn: ((key: string, trigger: string) => Promise<ProcessResult>) | undefined;
   let errorFn: (key: string, error: unknown) => void = () => {};
   let active = 0;
   let stopped = false;
@@ -53,27 +64,28 @@ export function createWorkQueue(options: WorkQueueOptions): WorkQueue {
     }
   };
 
-  function add(key: string): void {
+  function add(key: string, trigger = 'unspecified'): void {
     if (stopped) return;
     if (processing.has(key)) {
-      dirty.add(key);
+      if (!dirty.has(key)) dirty.set(key, trigger);
       return;
     }
     if (queued.has(key)) return;
     queued.add(key);
+    triggers.set(key, trigger);
     queue.push(key);
     report();
     pump();
   }
 
-  function addAfter(key: string, delayMs: number): void {
+  function addAfter(key: string, delayMs: number, trigger = REQUEUE_TRIGGER): void {
     if (stopped) return;
-    if (delayMs <= 0) return add(key);
+    if (delayMs <= 0) return add(key, trigger);
     const existing = timers.get(key);
     if (existing) clearTimeout(existing);
     const timer = setTimeout(() => {
       timers.delete(key);
-      add(key);
+      add(key, trigger);
     }, delayMs);
     timer.unref();
     timers.set(key, timer);
@@ -83,18 +95,23 @@ export function createWorkQueue(options: WorkQueueOptions): WorkQueue {
     while (processFn && !stopped && active < options.concurrency && queue.length > 0) {
       const key = queue.shift() as string;
       queued.delete(key);
+      const trigger = triggers.get(key) ?? 'unspecified';
+      triggers.delete(key);
       processing.add(key);
       active++;
       report();
-      const task = runOne(key);
+      const task = runOne(key, trigger);
       running.add(task);
       void task.finally(() => running.delete(task));
     }
   }
 
-  async function runOne(key: string): Promise<void> {
+  async function runOne(key: string, trigger: string): Promise<void> {
     try {
-      const result = await (processFn as (key: string) => Promise<ProcessResult>)(key);
+      const result = await (processFn as (key: string, trigger: string) => Promise<ProcessResult>)(
+        key,
+        trigger,
+      );
       failures.delete(key);
       if (result && result.requeueAfterMs !== undefined) addAfter(key, result.requeueAfterMs);
     } catch (error) {
@@ -105,7 +122,11 @@ export function createWorkQueue(options: WorkQueueOptions): WorkQueue {
     } finally {
       processing.delete(key);
       active--;
-      if (dirty.delete(key)) add(key);
+      const again = dirty.get(key);
+      if (again !== undefined) {
+        dirty.delete(key);
+        add(key, again);
+      }
       pump();
       checkIdle();
     }

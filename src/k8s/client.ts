@@ -68,8 +68,14 @@ export interface KubeClientOptions {
    * holds up the others waiting for a free socket. Default `http1`.
    */
   transport?: 'http1' | 'http2';
-  /** Per-request timeout for non-watch calls. */
+  /** Per-request timeout for non-watch calls (counted from when the request is sent). */
   requestTimeoutMs?: number;
+  /**
+   * Requests sent at once (watches and Lease requests not counted); more wait in the client,
+   * first come first served. Undefined: no limit. An API server that is the bottleneck gets
+   * through more writes per second when it is not handed a thousand at once (docs/adr/0003).
+   */
+  maxRequestsInFlight?: number;
   fieldManager?: string;
 }
 
@@ -211,12 +217,26 @@ export function createKubeClient(
     });
   }
 
+  const limit = createLimiter(options.maxRequestsInFlight);
+
   async function call(
     method: string,
     path: string,
     query: Record<string, string | undefined>,
     body: unknown,
     contentType = 'application/json',
+  ): Promise<unknown> {
+    // Lease renewals never wait behind a queue of applies: a missed renewal loses leadership.
+    if (path.includes('/leases')) return send(method, path, query, body, contentType);
+    return limit(() => send(method, path, query, body, contentType));
+  }
+
+  async function send(
+    method: string,
+    path: string,
+    query: Record<string, string | undefined>,
+    body: unknown,
+    contentType: string,
   ): Promise<unknown> {
     const conn = await connect();
     const url = new URL(path, conn.base);
@@ -439,5 +459,25 @@ export function createKubeClient(
         if (!isNotFound(error)) throw error;
       }
     },
+  };
+}
+
+/** At most `max` calls of the returned function run at once; the others wait in order. */
+export function createLimiter(max: number | undefined): <T>(fn: () => Promise<T>) => Promise<T> {
+  if (max === undefined) return (fn) => fn();
+  if (!Number.isInteger(max) || max < 1)
+    throw new McpworksError(ErrorCode.InvalidInput, `maxRequestsInFlight must be >= 1, got ${max}`);
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (fn) => {
+    if (running >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running++;
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
   };
 }

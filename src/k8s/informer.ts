@@ -5,6 +5,10 @@ import type { ResourceType } from './resources.ts';
 import { objectKey, type KubeObject } from './types.ts';
 
 export type InformerEventType = 'added' | 'modified' | 'deleted';
+/**
+ * `obj` is the version the event carries; `get` may return a newer one that this process wrote
+ * and `observe`d.
+ */
 export type InformerHandler<T extends KubeObject> = (
   type: InformerEventType,
   obj: T,
@@ -122,13 +126,15 @@ export function createInformer<T extends KubeObject>(
               cache.delete(key);
               emit('deleted', obj);
             } else {
-              // observe() may already hold a newer version written by this process.
+              // observe() may already hold a newer version written by this process: the cache
+              // keeps it, the handlers see the version this event carries (so that they can tell
+              // the echo of a write from an earlier change of someone else).
               const newer =
                 old &&
                 Number(old.metadata?.resourceVersion ?? 0) >
                   Number(obj.metadata?.resourceVersion ?? 0);
               if (!newer) cache.set(key, obj);
-              emit(old ? 'modified' : 'added', newer ? old : obj, old);
+              emit(old ? 'modified' : 'added', obj, old);
             }
           },
         );

@@ -28,6 +28,8 @@ const USAGE = `usage: mcpworks controller [options]
   --metrics-bind-address <addr>       /metrics, [host]:port or 0 to disable (default :8080)
   --health-probe-bind-address <addr>  /healthz and /readyz (default :8081)
   --concurrency <n>                   reconciles at once per kind (default 32)
+  --max-requests-in-flight <n>        API requests sent at once; more wait in the controller
+                                      (default no limit; Lease renewals and watches not counted)
   --resync-period <seconds>           reconcile everything this often (default 600)
   --gateway-image <image>             (default $MCPWORKS_GATEWAY_IMAGE)
   --executor-image <image>            (default $MCPWORKS_EXECUTOR_IMAGE)
@@ -51,6 +53,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'metrics-bind-address': { type: 'string', default: ':8080' },
       'health-probe-bind-address': { type: 'string', default: ':8081' },
       concurrency: { type: 'string', default: '32' },
+      'max-requests-in-flight': { type: 'string' },
       'resync-period': { type: 'string', default: '600' },
       'gateway-image': { type: 'string' },
       'executor-image': { type: 'string' },
@@ -74,6 +77,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     return n;
   };
   let metricsBind, probeBind, leaseDuration, renewDeadline, retryPeriod, resync, concurrency;
+  let maxRequestsInFlight;
   try {
     metricsBind = parseBindAddress(values['metrics-bind-address']);
     probeBind = parseBindAddress(values['health-probe-bind-address']);
@@ -84,6 +88,15 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     concurrency = Number(values.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
       throw new Error('--concurrency must be 1..256');
+    const inFlight = values['max-requests-in-flight'];
+    maxRequestsInFlight = inFlight === undefined ? undefined : Number(inFlight);
+    if (
+      maxRequestsInFlight !== undefined &&
+      (!Number.isInteger(maxRequestsInFlight) ||
+        maxRequestsInFlight < 1 ||
+        maxRequestsInFlight > 4096)
+    )
+      throw new Error('--max-requests-in-flight must be 1..4096');
     if (!['true', 'false'].includes(values['leader-elect']))
       throw new Error('--leader-elect must be true or false');
   } catch (error) {
@@ -127,6 +140,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     logger,
     metrics,
     concurrency,
+    ...(maxRequestsInFlight !== undefined ? { maxRequestsInFlight } : {}),
     resyncMs: resync * 1000,
     workloads: {
       ...(gatewayImage ? { gatewayImage } : {}),
