@@ -19,6 +19,25 @@ export const ToolCallRequestSchema = z.strictObject({
   arguments: z.record(z.string(), z.unknown()),
 });
 
+const ToolCallWithoutToolSchema = ToolCallRequestSchema.omit({ tool: true });
+
+/**
+ * Tools validated before, by the identity of the object the caller passed, to the copy zod
+ * returned. In-process callers (serve's gateway) pass the same snapshot object on every call, so
+ * the tool — the bulk of the request — is checked once per snapshot instead of once per call. The
+ * executor runs the validated copy, so a caller mutating its object later cannot slip anything
+ * past the check; HTTP bodies are new objects every time and always fully checked.
+ */
+const validatedTools = new WeakMap<object, ToolCallRequest['tool']>();
+
 export function parseToolCallRequest(input: unknown): ToolCallRequest {
-  return ToolCallRequestSchema.parse(input) as ToolCallRequest;
+  const tool = (input as { tool?: unknown } | null)?.tool;
+  const known = typeof tool === 'object' && tool !== null ? validatedTools.get(tool) : undefined;
+  if (known !== undefined) {
+    const { tool: _tool, ...rest } = input as Record<string, unknown>;
+    return { ...ToolCallWithoutToolSchema.parse(rest), tool: known } as ToolCallRequest;
+  }
+  const parsed = ToolCallRequestSchema.parse(input) as ToolCallRequest;
+  if (typeof tool === 'object' && tool !== null) validatedTools.set(tool, parsed.tool);
+  return parsed;
 }
