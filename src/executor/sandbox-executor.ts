@@ -410,6 +410,7 @@ export async function createSandboxExecutor(
         exitCode: run.exitCode,
         memoryPeakBytes: run.usage.memoryPeakBytes,
         pidsPeak: run.usage.pidsPeak,
+        timings: result.timings,
       },
       'tool call finished',
     );
