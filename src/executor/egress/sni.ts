@@ -86,7 +86,6 @@ function serverNameFrom(extension: Buffer): string {
     if (type === NAME_TYPE_HOST) {
       if (name.length === 0) throw new Malformed('empty server name');
       // RFC 6066: ASCII host name, no trailing dot.
-      // eslint-disable-next-line no-control-regex
       if (!/^[\x21-\x7e]+$/.test(name.toString('latin1')))
         throw new Malformed('server name not ASCII');
       return name.toString('ascii').toLowerCase();
