@@ -458,11 +458,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
         open -= 1;
         if (open === 0) finish({ allowed: true, reason: EgressReason.Allowed, end });
       };
-      if (client.destroyed) open -= 1;
-      if (up.destroyed) open -= 1;
-      client.once('close', closed(up));
-      up.once('close', closed(client));
-      if (open === 0) finish({ allowed: true, reason: EgressReason.Allowed, end });
+      for (const [side, other] of [
+        [client, up],
+        [up, client],
+      ] as const) {
+        if (side.closed) closed(other)();
+        else side.once('close', closed(other));
+      }
     }
   }
 
