@@ -82,6 +82,8 @@ interface Started {
   proxy: EgressProxy;
   attempts: EgressAttempt[];
   socketPath: string;
+  /** Records an attempt (also usable as another proxy's recorder). */
+  record(attempt: EgressAttempt): void;
   /** Resolves once `count` attempts have been reported. */
   reported(count: number): Promise<EgressAttempt[]>;
 }
@@ -91,6 +93,10 @@ let serial = 0;
 async function start(overrides: Partial<EgressProxyOptions> = {}): Promise<Started> {
   const attempts: EgressAttempt[] = [];
   const waiters: (() => void)[] = [];
+  const record = (attempt: EgressAttempt) => {
+    attempts.push(attempt);
+    for (const wake of waiters.splice(0)) wake();
+  };
   const proxy = createEgressProxy({
     rules: [
       { host: 'allowed.test', ports: [httpsPort] },
@@ -105,10 +111,7 @@ async function start(overrides: Partial<EgressProxyOptions> = {}): Promise<Start
     resolve: async (host) => (host === 'closed.test' ? ['127.0.0.1'] : resolve(host)),
     tlsPorts: [httpsPort],
     testOnlyAllowedAddresses: ['127.0.0.1'],
-    onAttempt: (attempt) => {
-      attempts.push(attempt);
-      for (const wake of waiters.splice(0)) wake();
-    },
+    onAttempt: (attempt) => record(attempt),
     ...overrides,
   });
   const socketPath = join(dir, `proxy-${serial++}.sock`);
@@ -117,7 +120,7 @@ async function start(overrides: Partial<EgressProxyOptions> = {}): Promise<Start
     while (attempts.length < count) await new Promise<void>((wake) => waiters.push(wake));
     return attempts;
   };
-  current = { proxy, attempts, socketPath, reported };
+  current = { proxy, attempts, socketPath, record, reported };
   return current;
 }
 
@@ -245,7 +248,7 @@ describe('egress proxy: allowed tunnels', () => {
       rules: [{ host: 'echo.test', ports: [echoPort] }],
       resolve,
       testOnlyAllowedAddresses: ['127.0.0.1'],
-      onAttempt: (attempt) => started.attempts.push(attempt),
+      onAttempt: started.record,
     });
     const address = (await tcp.listen({ port: 0 })) as AddressInfo;
     try {
