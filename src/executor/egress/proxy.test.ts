@@ -159,8 +159,10 @@ function connectThrough(
 async function readAll(socket: Socket, head: Buffer = Buffer.alloc(0)): Promise<string> {
   const chunks: Buffer[] = [head];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  // The proxy closing a tunnel is what most tests wait for: a write racing it fails (EPIPE),
+  // which `once(socket, 'close')` would turn into a rejection. Wait for the close alone.
   socket.on('error', () => undefined);
-  if (!socket.destroyed) await once(socket, 'close');
+  if (!socket.destroyed) await new Promise((resolve) => socket.once('close', resolve));
   return Buffer.concat(chunks).toString('utf8');
 }
 
