@@ -175,23 +175,14 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const rules: EgressRule[] = parseEgressRules(options.rules);
   const resolve = options.resolve ?? systemResolver;
   const tlsPorts = new Set(options.tlsPorts ?? EGRESS_DEFAULTS.tlsPorts);
-  const maxTunnels = positiveInt('maxTunnels', options.maxTunnels ?? EGRESS_DEFAULTS.maxTunnels);
-  const idleTimeoutMs = positiveInt(
-    'idleTimeoutMs',
-    options.idleTimeoutMs ?? EGRESS_DEFAULTS.idleTimeoutMs,
-  );
-  const maxDurationMs = positiveInt(
-    'maxDurationMs',
-    options.maxDurationMs ?? EGRESS_DEFAULTS.maxDurationMs,
-  );
-  const connectTimeoutMs = positiveInt(
-    'connectTimeoutMs',
-    options.connectTimeoutMs ?? EGRESS_DEFAULTS.connectTimeoutMs,
-  );
-  const helloTimeoutMs = positiveInt(
-    'helloTimeoutMs',
-    options.helloTimeoutMs ?? EGRESS_DEFAULTS.helloTimeoutMs,
-  );
+  type Limit =
+    'maxTunnels' | 'idleTimeoutMs' | 'maxDurationMs' | 'connectTimeoutMs' | 'helloTimeoutMs';
+  const limit = (name: Limit) => positiveInt(name, options[name] ?? EGRESS_DEFAULTS[name]);
+  const maxTunnels = limit('maxTunnels');
+  const idleTimeoutMs = limit('idleTimeoutMs');
+  const maxDurationMs = limit('maxDurationMs');
+  const connectTimeoutMs = limit('connectTimeoutMs');
+  const helloTimeoutMs = limit('helloTimeoutMs');
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger();
   const testOnlyAllowed = new Set(options.testOnlyAllowedAddresses ?? []);
