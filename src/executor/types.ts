@@ -22,6 +22,44 @@ export interface ToolCallRequest {
   caller: string;
   tool: ResolvedTool;
   arguments: Record<string, unknown>;
+  /**
+   * Hosts cluster guardrails forbid this call to reach (ClusterAgentPolicy `spec.egressDeny`,
+   * computed by the gateway's policy engine). They only narrow the tool's own `egress`: the
+   * executor's proxy refuses a matching host with reason `policy-denied`, naming the policy.
+   */
+  egressDenied?: EgressDenial[];
+}
+
+/** One guardrail entry that forbids hosts for a call (src/gateway/policy). */
+export interface EgressDenial {
+  /** Host patterns as in a tool's egress rules: `name` or `*.suffix`. */
+  hosts: string[];
+  /** `ClusterAgentPolicy <name>`. */
+  policy: string;
+  /** The guardrail's human reason, copied into the attempt's record. */
+  reason: string;
+}
+
+/**
+ * One connection attempt through the egress proxy, as the decision record carries it: every
+ * attempt, refused ones included (src/executor/egress/proxy.ts EgressAttempt, plus the guardrail
+ * that refused it when one did).
+ */
+export interface EgressAttemptRecord {
+  host: string;
+  port: number;
+  address?: string;
+  sni?: string;
+  allowed: boolean;
+  /** A closed set: allowed, not-declared, port-not-declared, raw-ip, private-address, policy-denied, sni-mismatch, ... */
+  reason: string;
+  detail?: string;
+  /** For `policy-denied`: `ClusterAgentPolicy <name>`. */
+  policy?: string;
+  end?: string;
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
 }
 
 /**
@@ -85,6 +123,13 @@ export interface ToolCallResult {
   refusal?: RefusalReason;
   /** Where the call's time went inside the executor (diagnostics and `make bench`). */
   timings?: CallTimings;
+  /** Every egress attempt the call made (tools with `egress` only), in order. */
+  egress?: EgressAttemptRecord[];
+  /**
+   * Secret values found and redacted in the result and message, counted by the secretEnv
+   * variable's name (never the value). Absent when nothing was redacted.
+   */
+  redactions?: Record<string, number>;
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   ObjectMetaSchema,
 } from './common.ts';
 import { keyedList, text, withRules } from './rules.ts';
-import { AUTH_RULES, TOOL_RULES } from './validations.ts';
+import { AUTH_RULES, ENV_RESERVED_RULES, RESERVED_ENV_NAMES, TOOL_RULES } from './validations.ts';
 
 /**
  * McpServer names are DNS labels short enough that `<name>-gateway` and `<name>-executor`
@@ -57,13 +57,75 @@ export const ToolLimitsSchema = z.strictObject({
 });
 export type ToolLimits = z.infer<typeof ToolLimitsSchema>;
 
-export const EnvVarSchema = z.strictObject({
-  name: z
+export { RESERVED_ENV_NAMES };
+
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const EnvNameSchema = z
+  .string()
+  .max(128)
+  .regex(ENV_NAME_PATTERN, { message: 'must be a valid environment variable name' });
+
+/**
+ * An environment variable whose value comes from a key of a Secret in the McpServer's namespace.
+ * Only the tool that declares it ever sees the value (one call at a time); it never appears in a
+ * decision record, log line, Event, metric, error message or status (docs/tools.md, "Secrets").
+ */
+export const SecretEnvVarSchema = withRules(
+  z.strictObject({
+    name: EnvNameSchema.describe('The variable the tool reads.'),
+    secretKeyRef: z
+      .strictObject({
+        name: DnsSubdomainSchema.describe('The Secret, in the namespace of the McpServer.'),
+        key: z
+          .string()
+          .min(1)
+          .max(253)
+          .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid Secret key' })
+          .describe('The Secret data key holding the value.'),
+      })
+      .describe('Where the value comes from.'),
+  }),
+  ENV_RESERVED_RULES,
+);
+export type SecretEnvVar = z.infer<typeof SecretEnvVarSchema>;
+
+export const EnvVarSchema = withRules(
+  z.strictObject({
+    name: EnvNameSchema,
+    value: text(4096),
+  }),
+  ENV_RESERVED_RULES,
+);
+
+/**
+ * Egress host names: an ASCII DNS name (letters, digits, hyphens; upper case allowed, matched
+ * case-insensitively; one trailing dot allowed), or `*.` and a name of at least two labels. No IP
+ * addresses (the last label is never all digits), no other wildcards. The executor's proxy
+ * re-checks every rule (src/executor/egress/allowlist.ts).
+ */
+export const EGRESS_HOST_PATTERN =
+  '^(\\*\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\\.|([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\\.)*)([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\\.?$';
+
+export const EgressRuleSchema = z.strictObject({
+  host: z
     .string()
-    .max(128)
-    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be a valid environment variable name' }),
-  value: text(4096),
+    .min(1)
+    .max(255)
+    .regex(new RegExp(EGRESS_HOST_PATTERN), {
+      message:
+        'must be a DNS name (a-z, 0-9, "-" in dot-separated labels) or "*." and a name of at least two labels; no IP addresses, no other wildcards',
+    })
+    .describe(
+      'A DNS name, or *.suffix for one or more labels in front of suffix (not suffix itself).',
+    ),
+  ports: z
+    .array(z.number().int().min(1).max(65_535))
+    .min(1)
+    .max(64)
+    .optional()
+    .describe('TCP ports; default [443]. On 443 the TLS server name must be the host.'),
 });
+export type EgressRuleSpec = z.infer<typeof EgressRuleSchema>;
 
 export const ConfigMapKeyRefSchema = z.strictObject({
   name: DnsSubdomainSchema,
@@ -110,7 +172,19 @@ export const ToolSchema = withRules(
     env: keyedList(EnvVarSchema, 'name', { max: 32 })
       .optional()
       .describe(
-        'Environment variables of the sandboxed process (never secrets: they are visible to the code).',
+        'Environment variables of the sandboxed process (never secrets: they are visible in the McpServer; use secretEnv).',
+      ),
+    secretEnv: keyedList(SecretEnvVarSchema, 'name', { max: 16 })
+      .optional()
+      .describe(
+        'Environment variables from Secret keys in this namespace; only this tool sees them, and its results are scanned for their values.',
+      ),
+    egress: z
+      .array(EgressRuleSchema)
+      .max(64)
+      .optional()
+      .describe(
+        "Hosts the tool may reach through the executor's egress proxy (python and node only); none: no network at all.",
       ),
   }),
   TOOL_RULES,
@@ -231,6 +305,21 @@ export const ExecutorSpecSchema = z.strictObject({
     .default(2)
     .describe('Pre-started single-use sandboxes kept ready per runtime.'),
   /** Unset: the operator's default (chart value executor.securityMode, itself Standard). */
+  /**
+   * The executor's container image; unset: the operator's default (the chart's executor image).
+   * An image built FROM the sandbox image to carry extra packages (sandbox-image/README.md).
+   */
+  image: z
+    .string()
+    .min(1)
+    .max(512)
+    .regex(/^[a-z0-9]([-a-z0-9._/:@]*[A-Za-z0-9])?$/, {
+      message: 'must be an image reference (registry/name:tag or name@sha256:digest)',
+    })
+    .optional()
+    .describe(
+      "Executor image, e.g. one built FROM the sandbox image with extra packages; unset: the operator's default.",
+    ),
   securityMode: ExecutorSecurityModeSchema.optional().describe(
     "Executor pod privileges: Standard (SYS_ADMIN in the node's user namespace), " +
       'UserNamespace (hostUsers: false; needs cgroup v2 with a writable delegated cgroup), or ' +

@@ -18,6 +18,69 @@ export const TOOL_RULES: readonly CrossFieldRule[] = [
     reason: 'FieldValueRequired',
     check: (tool) => has(tool, 'code') !== has(tool, 'codeFrom'),
   },
+  {
+    id: 'tool-egress-needs-python-or-node',
+    path: 'McpServer spec.tools[*]',
+    rule: "!has(self.egress) || size(self.egress) == 0 || self.runtime != 'bash'",
+    message:
+      'egress needs runtime python or node (bash has no HTTP client that can use the egress proxy)',
+    fieldPath: '.egress',
+    reason: 'FieldValueForbidden',
+    check: (tool) => {
+      const egress = field(tool, 'egress');
+      return !Array.isArray(egress) || egress.length === 0 || field(tool, 'runtime') !== 'bash';
+    },
+  },
+  {
+    id: 'tool-secretenv-not-in-env',
+    path: 'McpServer spec.tools[*]',
+    rule: '!has(self.env) || !has(self.secretEnv) || self.secretEnv.all(s, !self.env.exists(e, e.name == s.name))',
+    message: 'a variable cannot be in both env and secretEnv',
+    fieldPath: '.secretEnv',
+    reason: 'FieldValueDuplicate',
+    check: (tool) => {
+      const env = field(tool, 'env');
+      const secretEnv = field(tool, 'secretEnv');
+      if (!Array.isArray(env) || !Array.isArray(secretEnv)) return true;
+      const names = new Set(env.map((entry) => field(entry, 'name')));
+      return secretEnv.every((entry) => !names.has(field(entry, 'name')));
+    },
+  },
+];
+
+/**
+ * Environment variables the executor sets itself: the egress proxy's address and the CA bundle a
+ * tool with egress trusts (docs/tools.md). A tool cannot set or override them.
+ */
+export const RESERVED_ENV_NAMES = [
+  'HTTPS_PROXY',
+  'https_proxy',
+  'HTTP_PROXY',
+  'http_proxy',
+  'ALL_PROXY',
+  'all_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'NODE_USE_ENV_PROXY',
+  'NODE_EXTRA_CA_CERTS',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+] as const;
+const RESERVED_ENV: readonly string[] = RESERVED_ENV_NAMES;
+
+export const ENV_RESERVED_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'env-name-not-reserved',
+    path: 'McpServer spec.tools[*].env[*], spec.tools[*].secretEnv[*]',
+    rule: `!(self.name in [${RESERVED_ENV.map((n) => `'${n}'`).join(', ')}])`,
+    message: `is set by the executor (egress proxy and CA bundle) and cannot be set by a tool: ${RESERVED_ENV.join(', ')}`,
+    fieldPath: '.name',
+    reason: 'FieldValueForbidden',
+    check: (entry) => {
+      const name = field(entry, 'name');
+      return typeof name !== 'string' || !RESERVED_ENV.includes(name);
+    },
+  },
 ];
 
 export const AUTH_RULES: readonly CrossFieldRule[] = [
@@ -134,6 +197,7 @@ export const CONTROLLER_ONLY_RULES: readonly ControllerOnlyRule[] = [
 
 export const ALL_CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   ...TOOL_RULES,
+  ...ENV_RESERVED_RULES,
   ...AUTH_RULES,
   ...SUBJECT_RULES,
   ...SERVER_SELECTOR_RULES,
