@@ -42,8 +42,8 @@ function result(
  * gateway's fairness key; an executor of an older version refuses members it does not know).
  */
 function wireBody(request: ToolCallRequest): string {
-  const { callId, server, tool, arguments: args } = request;
-  return JSON.stringify({ callId, server, tool, arguments: args });
+  const { callId, server, tool, arguments: args, egressDenied } = request;
+  return JSON.stringify({ callId, server, tool, arguments: args, egressDenied });
 }
 
 function isResult(value: unknown): value is ToolCallResult {

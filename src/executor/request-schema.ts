@@ -17,6 +17,17 @@ export const ToolCallRequestSchema = z.strictObject({
     message: 'tool.code must be resolved (and codeFrom absent)',
   }),
   arguments: z.record(z.string(), z.unknown()),
+  // Guardrail denials the gateway's policy engine computed for this call (types.ts EgressDenial).
+  egressDenied: z
+    .array(
+      z.strictObject({
+        hosts: z.array(z.string().min(1).max(255)).min(1).max(64),
+        policy: z.string().min(1).max(512),
+        reason: z.string().max(1024),
+      }),
+    )
+    .max(64)
+    .optional(),
 });
 
 const ToolCallWithoutToolSchema = ToolCallRequestSchema.omit({ tool: true });
