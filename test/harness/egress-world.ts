@@ -341,3 +341,21 @@ export async function runTestFileInWorld(
     options,
   );
 }
+
+/** The totals a spec reporter printed at the end of `output` (missing ones are -1). */
+export function specTotals(
+  output: string,
+): Record<'tests' | 'pass' | 'fail' | 'skipped' | 'todo' | 'cancelled', number> {
+  const total = (name: string) => {
+    const all = [...output.matchAll(new RegExp(`^ℹ ${name} (\\d+)$`, 'gm'))];
+    return all.length === 0 ? -1 : Number(all.at(-1)![1]);
+  };
+  return {
+    tests: total('tests'),
+    pass: total('pass'),
+    fail: total('fail'),
+    skipped: total('skipped'),
+    todo: total('todo'),
+    cancelled: total('cancelled'),
+  };
+}
