@@ -68,6 +68,18 @@ if (!world) {
     assert.equal(nsswitch, 'passwd: files\ngroup: files\nhosts: files\n');
   });
 
+  test("specTotals reads the spec reporter's last totals, -1 for a missing one", () => {
+    const output = 'ℹ tests 3\nℹ pass 1\n  ℹ fail 9\nℹ fail 2\nℹ skipped 0\n';
+    assert.deepEqual(specTotals(output), {
+      tests: 3,
+      pass: 1,
+      fail: 2,
+      skipped: 0,
+      todo: -1,
+      cancelled: -1,
+    });
+  });
+
   test('the checks of the world pass inside one, and it leaves nothing on the host', async () => {
     const run = await runTestFileInWorld(fileURLToPath(import.meta.url));
     assert.equal(run.code, 0, run.output);
