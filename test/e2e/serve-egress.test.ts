@@ -49,13 +49,22 @@ def main(args):
         return {"status": response.status, "body": response.read().decode()}
 `;
 
+// fetch hides why it failed in `cause`; the probe puts it in the message, and fails on an HTTP
+// error status as urllib does.
 const NODE_FETCH = `
 async function main(args) {
-  const response = await fetch(args.url, {
-    headers: { authorization: 'Bearer ' + (process.env.TICKET_API_TOKEN ?? '') },
-    signal: AbortSignal.timeout(10000),
-  });
-  return { status: response.status, body: await response.text() };
+  let response;
+  try {
+    response = await fetch(args.url, {
+      headers: { authorization: 'Bearer ' + (process.env.TICKET_API_TOKEN ?? '') },
+      signal: AbortSignal.timeout(10000),
+    });
+  } catch (err) {
+    throw new Error('fetch failed: ' + (err.cause?.message ?? err.message));
+  }
+  const body = await response.text();
+  if (!response.ok) throw new Error('HTTP ' + response.status + ': ' + body);
+  return { status: response.status, body };
 }
 `;
 
@@ -287,20 +296,28 @@ if (!world) {
       assert.equal(events.filter((e) => e.kind === 'request').length, 1);
     });
 
-    const refused: [string, string][] = [
-      ['a host the tool did not declare', `https://${WORLD.otherHost}/steal`],
-      ['an allowed name that resolves to a private address', `https://${WORLD.privateHost}/`],
-      ['an allowed name that resolves to loopback', `https://${WORLD.loopbackHost}/`],
-      ['a raw IP address', `https://${WORLD.apiAddress}/api/v1/tickets/${KNOWN_TICKET.id}`],
+    // The proxy answers a refused CONNECT with 403 and a plain-HTTP request with 405: the
+    // failure must be the proxy's refusal, not the absence of any network.
+    const refused: [what: string, url: string, status: RegExp][] = [
+      ['a host the tool did not declare', `https://${WORLD.otherHost}/steal`, /403/],
+      [
+        'an allowed name that resolves to a private address',
+        `https://${WORLD.privateHost}/`,
+        /403/,
+      ],
+      ['an allowed name that resolves to loopback', `https://${WORLD.loopbackHost}/`, /403/],
+      ['a raw IP address', `https://${WORLD.apiAddress}/api/v1/tickets/${KNOWN_TICKET.id}`, /403/],
       [
         'plain http to the allowed host',
         `http://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
+        /405/,
       ],
     ];
-    for (const [what, url] of refused) {
-      test(`${fetcher}: ${what} fails and the outside hears nothing`, async () => {
+    for (const [what, url, status] of refused) {
+      test(`${fetcher}: ${what} is refused by the proxy and the outside hears nothing`, async () => {
         const { result, events } = await call(probes, fetcher, { url });
         assert.equal(result.isError, true, text(result));
+        assert.match(text(result), status);
         assert.deepEqual(events, []);
         assert.ok(!text(result).includes(token));
       });
