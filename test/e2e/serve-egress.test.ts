@@ -60,7 +60,9 @@ async function main(args) {
       signal: AbortSignal.timeout(10000),
     });
   } catch (err) {
-    throw new Error('fetch failed: ' + (err.cause?.message ?? err.message));
+    const why = [];
+    for (let e = err; e; e = e.cause) why.push((e.code ? e.code + ' ' : '') + e.message);
+    throw new Error(why.join(' <- '));
   }
   const body = await response.text();
   if (!response.ok) throw new Error('HTTP ' + response.status + ': ' + body);
@@ -297,7 +299,10 @@ if (!world) {
     });
 
     // The proxy answers a refused CONNECT with 403 and a plain-HTTP request with 405: the
-    // failure must be the proxy's refusal, not the absence of any network.
+    // failure must be the proxy's refusal, not the absence of any network. For http://, urllib
+    // sends the request itself to the proxy (405); fetch opens a tunnel to port 80, which no
+    // rule declares (403).
+    const plainHttpRefusal = fetcher === 'py_fetch' ? /405/ : /\(403\)/;
     const refused: [what: string, url: string, status: RegExp][] = [
       ['a host the tool did not declare', `https://${WORLD.otherHost}/steal`, /403/],
       [
@@ -310,7 +315,7 @@ if (!world) {
       [
         'plain http to the allowed host',
         `http://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
-        /405/,
+        plainHttpRefusal,
       ],
     ];
     for (const [what, url, status] of refused) {
