@@ -288,6 +288,91 @@ describe('client', () => {
     await new Promise<void>((resolve) => fake.close(() => resolve()));
   });
 
+  /** A loopback server answering with `answer(n)` for its n-th request (from 1); counts them. */
+  async function scripted(
+    answer: (n: number, res: import('node:http').ServerResponse) => void,
+    port = 0,
+  ) {
+    let requests = 0;
+    const server = createServer((req, res) => {
+      requests += 1;
+      req.resume();
+      req.on('end', () => answer(requests, res));
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    return {
+      port: (server.address() as { port: number }).port,
+      requests: () => requests,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  }
+  const okAnswer = (res: import('node:http').ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        outcome: 'ok',
+        isError: false,
+        content: [{ type: 'text', text: 'ran' }],
+        durationMs: 1,
+        outputBytes: 3,
+        executor: 'fake',
+      }),
+    );
+  };
+
+  test('a 503 (draining, not ready: the call was not started) is sent again, to the next pod', async () => {
+    const fake = await scripted((n, res) => {
+      if (n === 1) {
+        res.writeHead(503).end('draining\n');
+      } else okAnswer(res);
+    });
+    const client = createExecutorClient({ url: `http://127.0.0.1:${fake.port}`, token: TOKEN });
+    const r = await client.execute(quick());
+    assert.equal(r.outcome, 'ok');
+    assert.equal(fake.requests(), 2);
+    await fake.close();
+  });
+
+  test('a refused connection is sent again; an executor that keeps refusing is unavailable', async () => {
+    const probe = await scripted(() => undefined);
+    const port = probe.port;
+    await probe.close();
+    // Nothing listens on `port` for the first attempt; the listener is up before the retry.
+    let late: Awaited<ReturnType<typeof scripted>> | undefined;
+    const starting = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        void scripted((_n, res) => okAnswer(res), port).then((server) => {
+          late = server;
+          resolve();
+        });
+      }, 10),
+    );
+    const client = createExecutorClient({ url: `http://127.0.0.1:${port}`, token: TOKEN });
+    const r = await client.execute(quick());
+    await starting;
+    assert.equal(r.outcome, 'ok');
+    assert.equal(late?.requests(), 1);
+    await late?.close();
+
+    const always = await scripted((_n, res) => res.writeHead(503).end('not ready\n'));
+    const refused = await createExecutorClient({
+      url: `http://127.0.0.1:${always.port}`,
+      token: TOKEN,
+    }).execute(quick());
+    assert.equal(refused.outcome, 'executor-unavailable');
+    assert.equal(always.requests(), 3, 'the first send and two retries, no more');
+    await always.close();
+  });
+
+  test('a connection reset after the executor read the call is never sent again (it may have run)', async () => {
+    const fake = await scripted((_n, res) => res.socket?.destroy());
+    const client = createExecutorClient({ url: `http://127.0.0.1:${fake.port}`, token: TOKEN });
+    const r = await client.execute(quick());
+    assert.equal(r.outcome, 'executor-unavailable');
+    assert.equal(fake.requests(), 1);
+    await fake.close();
+  });
+
   test('an unreachable executor is executor-unavailable, not an exception', async () => {
     const client = createExecutorClient({ url: 'http://127.0.0.1:1', token: TOKEN });
     const r = await client.execute(quick());
