@@ -9,6 +9,7 @@ import {
   declaredEgressPorts,
   NON_PUBLIC_IPV4_CIDRS,
   NON_PUBLIC_IPV6_CIDRS,
+  parseDnsPeer,
 } from './executor-egress.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- assertions read deep into built objects */
@@ -163,5 +164,17 @@ test('the ranges the proxy calls private, loopback, link-local, metadata, shared
   for (const address of ['8.8.8.8', '1.1.1.1', '140.82.112.3', '2606:4700:4700::1111']) {
     assert.equal(excluded(address), false, address);
     assert.equal(classifyAddress(address).public, true, address);
+  }
+});
+
+test('the DNS peer flags: a namespace and key=value pod labels, anything else refused', () => {
+  assert.deepEqual(parseDnsPeer('kube-system', 'k8s-app=kube-dns'), DEFAULT_EXECUTOR_DNS);
+  assert.deepEqual(parseDnsPeer('dns', 'app.kubernetes.io/name=coredns,tier=node'), {
+    namespace: 'dns',
+    podLabels: { 'app.kubernetes.io/name': 'coredns', tier: 'node' },
+  });
+  assert.throws(() => parseDnsPeer('Kube_System', 'a=b'), /not a namespace name/);
+  for (const labels of ['', 'k8s-app', 'a=b,', 'a b=c', 'a=b c', `a=${'x'.repeat(64)}`]) {
+    assert.throws(() => parseDnsPeer('kube-system', labels), /is not a label/, labels);
   }
 });

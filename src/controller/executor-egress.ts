@@ -5,7 +5,9 @@
  * the node, so a bug in the proxy still cannot reach the cluster network or cloud metadata:
  * DNS to the cluster DNS pods only, the declared ports to public addresses only. Pure.
  */
+import { DnsLabelSchema } from '../api/v1alpha1/common.ts';
 import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
+import { LABEL_KEY_PATTERN } from '../api/v1alpha1/validations.ts';
 
 /** The port of an egress rule without `ports` (EgressRuleSchema). */
 export const DEFAULT_EGRESS_PORT = 443;
@@ -92,4 +94,33 @@ export function executorEgressRules(server: McpServer, dns: DnsPeer): Record<str
       ports: ports.map((port) => ({ protocol: 'TCP', port })),
     },
   ];
+}
+
+const LABEL_KEY = new RegExp(LABEL_KEY_PATTERN);
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+/**
+ * The DNS peer from the operator's flags: a namespace name and `key=value[,key=value]` pod
+ * labels (at least one: an empty selector would admit every pod of the namespace). Throws on
+ * anything the API server would refuse, so a typo stops the operator at start, not at the
+ * first NetworkPolicy apply.
+ */
+export function parseDnsPeer(namespace: string, podLabels: string): DnsPeer {
+  if (!DnsLabelSchema.safeParse(namespace).success)
+    throw new Error(`DNS namespace "${namespace}" is not a namespace name`);
+  const labels: Record<string, string> = {};
+  for (const pair of podLabels.split(',')) {
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? pair : pair.slice(0, eq);
+    const value = eq < 0 ? undefined : pair.slice(eq + 1);
+    if (
+      value === undefined ||
+      !LABEL_KEY.test(key) ||
+      value.length > 63 ||
+      !LABEL_VALUE.test(value)
+    )
+      throw new Error(`DNS pod labels must be key=value[,key=value]; "${pair}" is not a label`);
+    labels[key] = value;
+  }
+  return { namespace, podLabels: labels };
 }
