@@ -445,3 +445,17 @@ test('a new executor image rolls the executor pods', () => {
     hashOf(build({ image: 'team/sandbox:2' })),
   );
 });
+
+test('tool Secrets reach the executor only: the gateway pods and the gateway Role never get them', () => {
+  const s = server((raw) => {
+    raw.spec.auth = { apiKeys: { secretRef: { name: 'keys' } } };
+    raw.spec.tools = [secretTool('a', [['GH', 'github', 'token']])];
+  });
+  const gateway = podSpec(desiredGatewayDeployment(s, token, DEFAULT_WORKLOAD_OPTIONS));
+  assert.ok(!JSON.stringify(gateway).includes('github'));
+  const role = desiredGatewayRole(s) as any;
+  const names = role.rules
+    .filter((r: any) => r.resources.includes('secrets'))
+    .flatMap((r: any) => r.resourceNames);
+  assert.deepEqual(names, ['keys']);
+});
