@@ -182,3 +182,35 @@ export async function resolveSecretEnv(
   }
   return { ok: true, env, values };
 }
+
+/** The servers and tools a secretEnv check walks (McpServer manifests, or their snapshots). */
+export interface SecretEnvDeclarer {
+  metadata: { namespace?: string | undefined; name: string };
+  spec: { tools: readonly { name: string; secretEnv?: readonly SecretEnvVar[] | undefined }[] };
+}
+
+/**
+ * Every secretEnv reference `source` cannot satisfy now, one line each naming server, tool,
+ * variable, Secret and key (never a value): what `mcpworks serve` warns about at start and on
+ * each reload, its analogue of the controller's Degraded condition.
+ */
+export async function secretEnvProblems(
+  servers: readonly SecretEnvDeclarer[],
+  source: SecretSource,
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const server of servers) {
+    const namespace = server.metadata.namespace ?? 'default';
+    for (const tool of server.spec.tools) {
+      for (const variable of tool.secretEnv ?? []) {
+        const lookup = await source.read({ namespace, ...variable.secretKeyRef });
+        const problem = secretProblem(variable, namespace, lookup);
+        if (problem !== undefined)
+          problems.push(
+            `McpServer ${namespace}/${server.metadata.name}: tool ${tool.name}: ${problem}; its calls fail closed`,
+          );
+      }
+    }
+  }
+  return problems;
+}
