@@ -10,6 +10,7 @@ import {
   createDirectorySecretSource,
   createManifestSecretSource,
   resolveSecretEnv,
+  secretEnvProblems,
 } from './secrets.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mcpworks-secrets-test-'));
@@ -204,5 +205,31 @@ describe('resolveSecretEnv', () => {
       message:
         'secretEnv TOKEN: key "token" of Secret ns/api cannot be read: this executor has no secret source configured',
     });
+  });
+});
+
+describe('secretEnvProblems (serve warnings)', () => {
+  test('one line per unsatisfied reference, naming server, tool, variable, Secret and key', async () => {
+    const source = createManifestSecretSource([
+      secretManifest('team', 'api', { token: 'long-enough-token', pin: '123' }),
+    ]);
+    const server = (namespace: string) => ({
+      metadata: { namespace, name: 'tools' },
+      spec: {
+        tools: [
+          { name: 'fine', secretEnv: [variable('TOKEN', 'api', 'token')] },
+          { name: 'nokey', secretEnv: [variable('OTHER', 'api', 'other')] },
+          { name: 'short', secretEnv: [variable('PIN', 'api', 'pin')] },
+          { name: 'plain' },
+        ],
+      },
+    });
+    assert.deepEqual(await secretEnvProblems([server('team'), server('elsewhere')], source), [
+      'McpServer team/tools: tool nokey: secretEnv OTHER: key "other" of Secret team/api is missing; its calls fail closed',
+      'McpServer team/tools: tool short: secretEnv PIN: key "pin" of Secret team/api is shorter than 8 bytes, too short to be redacted reliably; its calls fail closed',
+      'McpServer elsewhere/tools: tool fine: secretEnv TOKEN: Secret elsewhere/api not found; its calls fail closed',
+      'McpServer elsewhere/tools: tool nokey: secretEnv OTHER: Secret elsewhere/api not found; its calls fail closed',
+      'McpServer elsewhere/tools: tool short: secretEnv PIN: Secret elsewhere/api not found; its calls fail closed',
+    ]);
   });
 });
