@@ -276,3 +276,54 @@ describe('redactResult', () => {
     assert.deepEqual(Object.values(r.structuredContent ?? {}).sort(), [1, 2]);
   });
 });
+
+describe('texts that were cut', () => {
+  const secrets = [{ name: 'TOKEN', value: 'cut-secret-value-0123456789' }];
+
+  test('a log tail that begins inside a value, and output cut inside one, are redacted', () => {
+    const redactor = createRedactor(secrets);
+    for (const cut of [7, 12, 20]) {
+      const tail = `the script exited with status 1\n…${secrets[0]!.value.slice(cut)} more log`;
+      const out = redactor.redact(tail, new Map(), true);
+      assert.equal(out, 'the script exited with status 1\n…[REDACTED:TOKEN] more log', out);
+      const truncated = `{"partial": "${secrets[0]!.value.slice(0, cut)}`;
+      assert.equal(redactor.redact(truncated, new Map(), true), '{"partial": "[REDACTED:TOKEN]');
+      const base64 = Buffer.from(secrets[0]!.value).toString('base64');
+      assert.equal(
+        redactor.redact(`x ${base64.slice(0, cut)}`, new Map(), true),
+        'x [REDACTED:TOKEN]',
+      );
+    }
+  });
+
+  test('pieces shorter than the minimum, or not at a cut, are left alone', () => {
+    const redactor = createRedactor(secrets);
+    assert.equal(redactor.redact('ends with cut-s', new Map(), true), 'ends with cut-s');
+    assert.equal(
+      redactor.redact('cut-secret-va in the middle', new Map(), false),
+      'cut-secret-va in the middle',
+    );
+  });
+
+  test('only cut marks that begin a line count, and only the first ones', () => {
+    const redactor = createRedactor(secrets);
+    const piece = secrets[0]!.value.slice(10);
+    assert.equal(redactor.redact(`a…${piece} b`, new Map(), true), `a…${piece} b`);
+    const many = `${'\n…x'.repeat(100)}\n…${piece} b`;
+    assert.equal(redactor.redact(many, new Map(), true), many);
+  });
+
+  test('a truncated result keeps no head of a value', () => {
+    const r = redactResult(
+      result({
+        outcome: 'output-truncated',
+        isError: true,
+        content: [{ type: 'text', text: 'x'.repeat(100) + 'cut-secret-value-01' }],
+        message: 'output truncated: the tool wrote more than 119 bytes',
+      }),
+      secrets,
+    );
+    assert.equal(r.content[0]!.text, 'x'.repeat(100) + '[REDACTED:TOKEN]');
+    assert.deepEqual(r.redactions, { TOKEN: 1 });
+  });
+});

@@ -132,13 +132,14 @@ export function createRedactor(secrets: readonly SecretValue[]): Redactor {
     for (const form of secretForms(value)) patterns.push({ form, name });
   }
   return {
-    redact(text, counts) {
+    redact(text, counts, cut = false) {
       if (patterns.length === 0 || text.length === 0) return text;
       const found: Interval[] = [];
       for (const { form, name } of patterns) {
         for (let at = text.indexOf(form); at !== -1; at = text.indexOf(form, at + 1))
           found.push({ start: at, end: at + form.length, name });
       }
+      if (cut) found.push(...cutPieces(text, patterns));
       if (found.length === 0) return text;
       found.sort((a, b) => a.start - b.start || b.end - a.end);
       let out = '';
@@ -177,6 +178,51 @@ export function createRedactor(secrets: readonly SecretValue[]): Redactor {
       return out + text.slice(cursor);
     },
   };
+}
+
+/** Cut marks looked at per text: the executor makes one or two; more come from the tool. */
+const MAX_CUTS = 16;
+
+/** The length of the longest proper prefix of `head` that `tail` ends with (KMP, linear). */
+function overlap(head: string, tail: string): number {
+  const joined = head + '\u0000' + tail.slice(-(head.length - 1));
+  const prefix = new Int32Array(joined.length);
+  for (let i = 1; i < joined.length; i += 1) {
+    let k = prefix[i - 1]!;
+    while (k > 0 && joined[i] !== joined[k]) k = prefix[k - 1]!;
+    if (joined[i] === joined[k]) k += 1;
+    prefix[i] = k;
+  }
+  return Math.min(prefix[joined.length - 1]!, head.length - 1);
+}
+
+const reversed = (value: string) => [...value].reverse().join('');
+
+/**
+ * Pieces of forms where `text` may have been cut: a form's tail at its start or after a `…`
+ * that begins a line (the executor's mark for a log tail), and a form's head at its end.
+ */
+function cutPieces(text: string, patterns: readonly { form: string; name: string }[]): Interval[] {
+  const starts = [0];
+  for (
+    let at = text.indexOf('\n' + CUT_MARK);
+    at !== -1 && starts.length <= MAX_CUTS;
+    at = text.indexOf('\n' + CUT_MARK, at + 1)
+  )
+    starts.push(at + 1 + CUT_MARK.length);
+  const pieces: Interval[] = [];
+  for (const { form, name } of patterns) {
+    if (form.length <= MIN_CUT_PIECE_CHARS) continue;
+    const formReversed = reversed(form);
+    for (const start of starts) {
+      const window = text.slice(start, start + form.length - 1);
+      const k = overlap(formReversed, reversed(window));
+      if (k >= MIN_CUT_PIECE_CHARS) pieces.push({ start, end: start + k, name });
+    }
+    const k = overlap(form, text);
+    if (k >= MIN_CUT_PIECE_CHARS) pieces.push({ start: text.length - k, end: text.length, name });
+  }
+  return pieces;
 }
 
 function redactDeep(value: unknown, redactor: Redactor, counts: Map<string, number>): unknown {
@@ -221,13 +267,14 @@ export function redactResult(
   }
   redacted.content = result.content.map((c) => ({
     ...c,
+    // Content may hold a cut log tail or a truncated output: pieces at the cuts count too.
     text: derivedText
       ? JSON.stringify(redacted.structuredContent)
-      : redactor.redact(c.text, counts),
+      : redactor.redact(c.text, counts, true),
   }));
   if (result.message !== undefined) {
     const repeated = result.content.some((c) => c.text.startsWith(result.message!));
-    redacted.message = redactor.redact(result.message, repeated ? new Map() : counts);
+    redacted.message = redactor.redact(result.message, repeated ? new Map() : counts, true);
   }
   if (counts.size > 0) {
     redacted.redactions = { ...result.redactions };

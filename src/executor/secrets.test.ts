@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test';
 import type { SecretManifest } from '../api/manifests.ts';
 import type { SecretEnvVar } from '../api/v1alpha1/mcpserver.ts';
 import {
+  MAX_SECRET_BYTES,
   MIN_SECRET_BYTES,
   createDirectorySecretSource,
   createManifestSecretSource,
@@ -68,6 +69,13 @@ describe('directory source (Secret volumes)', () => {
       found: false,
       missing: 'key',
     });
+  });
+
+  test('a file longer than the maximum is read far enough to be refused as too long', async () => {
+    mkdirSync(join(dir, 'big'));
+    writeFileSync(join(dir, 'big', 'value'), Buffer.alloc(MAX_SECRET_BYTES * 2, 'a'));
+    const lookup = await source.read({ namespace: 'ns', name: 'big', key: 'value' });
+    assert.equal(lookup.found && lookup.value.length, MAX_SECRET_BYTES + 1);
   });
 
   test('the kubelet entries, dot-dot keys and links out of the volume are never read', async () => {
@@ -144,6 +152,7 @@ describe('resolveSecretEnv', () => {
       data: { raw: Buffer.from([0xff, 0xfe, 0x00, 0x01, 1, 2, 3, 4, 5]).toString('base64') },
     } as SecretManifest,
     secretManifest('ns', 'nul', { value: 'has\0a-nul-inside' }),
+    secretManifest('ns', 'huge', { value: 'x'.repeat(MAX_SECRET_BYTES + 1) }),
   ]);
 
   test('every declared variable, by name', async () => {
@@ -182,6 +191,11 @@ describe('resolveSecretEnv', () => {
     ],
     ['bytes that are not UTF-8', variable('RAW', 'binary', 'raw'), /is not UTF-8 text$/],
     ['a NUL character', variable('NUL', 'nul', 'value'), /contains a NUL character$/],
+    [
+      'a value longer than the maximum',
+      variable('HUGE', 'huge', 'value'),
+      new RegExp(`of Secret ns/huge is longer than ${MAX_SECRET_BYTES} bytes$`),
+    ],
   ];
   for (const [what, refused, message] of refusals) {
     test(`${what} refuses the call, naming variable, Secret and key, never the value`, async () => {

@@ -31,8 +31,11 @@ export interface SecretSource {
  * and redact unrelated text that happens to contain it.
  */
 export const MIN_SECRET_BYTES = 8;
-/** The Kubernetes limit on a whole Secret; no single value is longer. */
-export const MAX_SECRET_BYTES = 1024 * 1024;
+/**
+ * Longer values are refused: far beyond any credential, and an environment string a sandboxed
+ * program could not even pass on to a child (Linux caps one at 128 KiB).
+ */
+export const MAX_SECRET_BYTES = 64 * 1024;
 
 /** Where the controller mounts each referenced Secret in the executor pod. */
 export const CLUSTER_SECRETS_DIR = '/var/run/mcpworks/secrets';
@@ -71,11 +74,11 @@ export function createDirectorySecretSource(dir: string): SecretSource {
       }
       try {
         const info = await handle.stat();
-        if (!info.isFile() || info.size > MAX_SECRET_BYTES)
-          return { found: false, missing: 'unreadable' };
-        const value = await handle.readFile();
-        if (value.length > MAX_SECRET_BYTES) return { found: false, missing: 'unreadable' };
-        return { found: true, value };
+        if (!info.isFile()) return { found: false, missing: 'unreadable' };
+        // One byte more than allowed is enough to refuse it as too long (secretProblem).
+        const buffer = Buffer.alloc(MAX_SECRET_BYTES + 1);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+        return { found: true, value: buffer.subarray(0, bytesRead) };
       } catch {
         return { found: false, missing: 'unreadable' };
       } finally {
@@ -142,6 +145,8 @@ export function secretProblem(
       return `secretEnv ${variable.name}: Secret ${namespace}/${secret} not found`;
     return lookup.missing === 'key' ? `${where} is missing` : `${where} cannot be read`;
   }
+  if (lookup.value.length > MAX_SECRET_BYTES)
+    return `${where} is longer than ${MAX_SECRET_BYTES} bytes`;
   if (lookup.value.length < MIN_SECRET_BYTES)
     return `${where} is shorter than ${MIN_SECRET_BYTES} bytes, too short to be redacted reliably`;
   let text: string;

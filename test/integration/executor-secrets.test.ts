@@ -190,6 +190,17 @@ describe('leaks come back redacted and counted', () => {
     assert.deepEqual(r.redactions, { GITHUB_TOKEN: 1 });
   });
 
+  test('an error log tail that was cut inside the value keeps no piece of it', async () => {
+    // The message keeps the last 2000 characters of stderr: this cuts 17 characters into it.
+    const r = await call(
+      'bash',
+      'printf %s "$GITHUB_TOKEN" >&2; head -c 1985 /dev/zero | tr "\\0" y >&2; exit 1',
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /\n…\[REDACTED:GITHUB_TOKEN\]y{1985}$/);
+    assert.deepEqual(r.redactions, { GITHUB_TOKEN: 1 });
+  });
+
   test('a failing bash script whose stderr carries the value', async () => {
     const r = await call('bash', 'echo "token=$GITHUB_TOKEN" >&2; exit 3');
     assert.equal(r.outcome, 'error');
