@@ -109,9 +109,21 @@ export function secretForms(value: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
+/**
+ * The shortest piece of a form redacted where a text was cut (see Redactor.redact `cut`): shorter
+ * pieces say little about a value and would match ordinary text too often.
+ */
+export const MIN_CUT_PIECE_CHARS = 6;
+/** What the executor puts where it cut a log tail (src/executor/protocol.ts). */
+const CUT_MARK = '…';
+
 export interface Redactor {
-  /** `text` with every form of every value replaced; adds to `counts` per variable. */
-  redact(text: string, counts: Map<string, number>): string;
+  /**
+   * `text` with every form of every value replaced; adds to `counts` per variable. `cut`: the
+   * text may have been cut (a log tail, a truncated output), so a form's tail at its start or
+   * after a line-starting `…`, and a form's head at its end, are replaced too.
+   */
+  redact(text: string, counts: Map<string, number>, cut?: boolean): string;
 }
 
 interface Interval {
