@@ -83,7 +83,17 @@ function isResult(value: unknown): value is ToolCallResult {
     ) &&
     typeof v.durationMs === 'number' &&
     typeof v.outputBytes === 'number' &&
-    typeof v.executor === 'string'
+    typeof v.executor === 'string' &&
+    (v.redactions === undefined || isRedactionCounts(v.redactions))
+  );
+}
+
+/** `redactions`: counts by secretEnv variable name, as the executor's redaction produced them. */
+function isRedactionCounts(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.entries(value).every(
+    ([name, count]) =>
+      /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && Number.isSafeInteger(count) && (count as number) > 0,
   );
 }
 

@@ -40,6 +40,8 @@ import {
 } from './runtime-root.ts';
 import { spawnSandbox, type Sandbox, type SandboxEnvironment } from './sandbox.ts';
 import { parseToolCallRequest } from './request-schema.ts';
+import { createRedactor, redactResult, type SecretValue } from './redaction.ts';
+import { resolveSecretEnv } from './secrets.ts';
 import {
   RefusalReason,
   SandboxOutcome,
@@ -343,6 +345,29 @@ export async function createSandboxExecutor(
     const limits = tool.limits;
     const envVars: Record<string, string> = {};
     for (const variable of tool.env ?? []) envVars[variable.name] = variable.value;
+    // Read per call (a rotated Secret applies to the next call); refused before any sandbox.
+    let secrets: SecretValue[] = [];
+    if (tool.secretEnv !== undefined && tool.secretEnv.length > 0) {
+      const resolved = await resolveSecretEnv(
+        tool.secretEnv,
+        request.server.namespace,
+        options.secrets,
+      );
+      if (!resolved.ok) {
+        logger.warn(
+          {
+            callId: request.callId,
+            server: `${request.server.namespace}/${request.server.name}`,
+            tool: tool.name,
+            problem: resolved.message,
+          },
+          'tool call refused: a secretEnv value is unavailable',
+        );
+        return refusal(SandboxOutcome.Error, resolved.message, executorName);
+      }
+      Object.assign(envVars, resolved.env);
+      secrets = resolved.values;
+    }
     let call: Buffer;
     try {
       call = encodeCall(tool.runtime, { code: tool.code, args: request.arguments, env: envVars });
@@ -379,10 +404,9 @@ export async function createSandboxExecutor(
       pool.callEnded();
     }
     if (run.exitCode === 255 && /\[[EF]\]/.test(run.jailLog) && run.resultBytes === 0) {
-      logger.error(
-        { callId: request.callId, jailLog: run.jailLog },
-        'nsjail failed to start the sandbox',
-      );
+      // nsjail never sees the call (values travel on stdin), but its log is redacted anyway.
+      const jailLog = createRedactor(secrets).redact(run.jailLog, new Map());
+      logger.error({ callId: request.callId, jailLog }, 'nsjail failed to start the sandbox');
       onStartFailure?.(run.jailLog);
       return refusal(
         SandboxOutcome.ExecutorUnavailable,
@@ -391,13 +415,16 @@ export async function createSandboxExecutor(
       );
     }
     const core = classifyRun(run);
-    const result: ToolCallResult = {
-      ...core,
-      durationMs: Math.round((clock.monotonicMs() - started) * 1000) / 1000,
-      outputBytes: run.resultBytes,
-      executor: `${executorName}/${kind}`,
-      timings: { acquireMs, ...callTimings(run) },
-    };
+    const result: ToolCallResult = redactResult(
+      {
+        ...core,
+        durationMs: Math.round((clock.monotonicMs() - started) * 1000) / 1000,
+        outputBytes: run.resultBytes,
+        executor: `${executorName}/${kind}`,
+        timings: { acquireMs, ...callTimings(run) },
+      },
+      secrets,
+    );
     logger.info(
       {
         callId: request.callId,
@@ -411,6 +438,7 @@ export async function createSandboxExecutor(
         memoryPeakBytes: run.usage.memoryPeakBytes,
         pidsPeak: run.usage.pidsPeak,
         timings: result.timings,
+        ...(result.redactions === undefined ? {} : { redactions: result.redactions }),
       },
       'tool call finished',
     );

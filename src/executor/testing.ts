@@ -34,6 +34,10 @@ export interface CallOverrides {
   limits?: Partial<ToolLimits>;
   timeoutSeconds?: number;
   env?: Record<string, string>;
+  /** secretEnv entries: variable name → the Secret key it reads. */
+  secretEnv?: Record<string, { name: string; key: string }>;
+  /** The tool's name (default `test-<runtime>`). */
+  name?: string;
   args?: Record<string, unknown>;
 }
 
@@ -45,7 +49,7 @@ export function toolCall(
 ): ToolCallRequest {
   counter += 1;
   const tool: ResolvedTool = {
-    name: `test-${runtime}`,
+    name: overrides.name ?? `test-${runtime}`,
     description: 'test tool',
     runtime,
     code,
@@ -54,6 +58,14 @@ export function toolCall(
     limits: { ...TEST_LIMITS, ...overrides.limits },
     ...(overrides.env
       ? { env: Object.entries(overrides.env).map(([name, value]) => ({ name, value })) }
+      : {}),
+    ...(overrides.secretEnv
+      ? {
+          secretEnv: Object.entries(overrides.secretEnv).map(([name, secretKeyRef]) => ({
+            name,
+            secretKeyRef,
+          })),
+        }
       : {}),
   } as ResolvedTool;
   return {

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../shared/clock.ts';
 import type { Runtime, Tool } from '../api/v1alpha1/mcpserver.ts';
+import type { SecretSource } from './secrets.ts';
 
 /** A tool as the executor runs it: the api Tool with its code resolved (codeFrom already read). */
 export type ResolvedTool = Omit<Tool, 'code' | 'codeFrom'> & { code: string };
@@ -191,6 +192,11 @@ export interface SandboxExecutorOptions {
   noPivotRoot?: boolean;
   /** Empty directory to mount a clean procfs on when /proc is masked (default /opt/mcpworks/proc). */
   cleanProcDir?: string;
+  /**
+   * Where tools' `secretEnv` values are read, per call (src/executor/secrets.ts). Absent: a call
+   * of a tool that declares secretEnv fails closed before any sandbox starts.
+   */
+  secrets?: SecretSource;
   logger?: Logger;
   clock?: Clock;
 }

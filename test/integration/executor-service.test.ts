@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { nsjailForTests, toolCall } from '../../src/executor/testing.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const TOKEN = 'executor-test-token-0123456789abcdef';
+const SECRET_V1 = 'svc-secret-value-one';
+const SECRET_V2 = 'svc-secret-value-two';
 
 interface Running {
   child: ChildProcess;
@@ -116,6 +118,28 @@ describe('start-up', () => {
     assert.match(err, /refusing to start without a gateway token/);
   });
 
+  test('refuses to start when --secrets-dir is not a directory', async () => {
+    const file = join(workDir, 'not-a-dir');
+    writeFileSync(file, '');
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'executor', '--port', '0', '--host', '127.0.0.1', '--secrets-dir', file],
+      {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          MCPWORKS_NSJAIL: nsjail,
+          MCPWORKS_EXECUTOR_TOKEN: TOKEN,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 2);
+    assert.match(err, /--secrets-dir .* is not a directory/);
+  });
+
   test('refuses to start when nsjail is missing', async () => {
     const child = spawn(
       process.execPath,
@@ -138,8 +162,19 @@ describe('a running executor', () => {
   before(async () => {
     const tokenFile = join(workDir, 'token');
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    mkdirSync(join(workDir, 'secrets', 'api'), { recursive: true });
+    writeFileSync(join(workDir, 'secrets', 'api', 'token'), SECRET_V1);
     running = await startExecutor(
-      ['--token-file', tokenFile, '--max-concurrency', '1', '--warm-pool-size', '1'],
+      [
+        '--token-file',
+        tokenFile,
+        '--max-concurrency',
+        '1',
+        '--warm-pool-size',
+        '1',
+        '--secrets-dir',
+        join(workDir, 'secrets'),
+      ],
       // the token also in the environment: the sandbox must see neither
       { MCPWORKS_NSJAIL: nsjail, MCPWORKS_EXECUTOR_TOKEN: TOKEN },
     );
@@ -193,6 +228,44 @@ describe('a running executor', () => {
     assert.equal(r.status, 200);
     assert.match(text, /"outcome":"ok"/);
     assert.ok(!text.includes(TOKEN), 'the token leaked into the sandbox');
+  });
+
+  test('--secrets-dir: a tool reads its secretEnv per call, leaks come back redacted, no log holds it', async () => {
+    const leak = toolCall(
+      'python',
+      'import os\ndef main(args):\n    return {"v": os.environ["API_TOKEN"]}',
+      {
+        secretEnv: { API_TOKEN: { name: 'api', key: 'token' } },
+      },
+    );
+    const first = (await (await post(running.url, leak, TOKEN)).json()) as {
+      structuredContent: unknown;
+      redactions: unknown;
+    };
+    assert.deepEqual(first.structuredContent, { v: '[REDACTED:API_TOKEN]' });
+    assert.deepEqual(first.redactions, { API_TOKEN: 1 });
+    // Rotation: the file changes, the next call has the new value (seen through its length).
+    writeFileSync(join(workDir, 'secrets', 'api', 'token'), `${SECRET_V2}-longer`);
+    const length = toolCall('bash', 'printf %s "${#API_TOKEN}"', {
+      secretEnv: { API_TOKEN: { name: 'api', key: 'token' } },
+    });
+    const second = (await (await post(running.url, length, TOKEN)).json()) as {
+      content: { text: string }[];
+    };
+    assert.equal(second.content[0]?.text, String(`${SECRET_V2}-longer`.length));
+    const missing = toolCall('bash', 'echo ran', {
+      secretEnv: { API_TOKEN: { name: 'api', key: 'absent' } },
+    });
+    const refused = (await (await post(running.url, missing, TOKEN)).json()) as {
+      outcome: string;
+      message: string;
+    };
+    assert.equal(refused.outcome, 'error');
+    assert.equal(
+      refused.message,
+      'secretEnv API_TOKEN: key "absent" of Secret test/api is missing',
+    );
+    for (const value of [SECRET_V1, SECRET_V2]) assert.ok(!running.stderr().includes(value));
   });
 
   test('an invalid body is 400 with the reason', async () => {
@@ -371,6 +444,36 @@ describe('client', () => {
     assert.equal(r.outcome, 'executor-unavailable');
     assert.equal(fake.requests(), 1);
     await fake.close();
+  });
+
+  test('redaction counts are passed on; an answer with malformed counts is refused', async () => {
+    let redactions: unknown = { API_TOKEN: 2 };
+    const fake = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          outcome: 'ok',
+          isError: false,
+          content: [{ type: 'text', text: '[REDACTED:API_TOKEN]' }],
+          durationMs: 1,
+          outputBytes: 1,
+          executor: 'fake',
+          redactions,
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as { port: number }).port;
+    const client = createExecutorClient({ url: `http://127.0.0.1:${port}`, token: TOKEN });
+    assert.deepEqual((await client.execute(quick())).redactions, { API_TOKEN: 2 });
+    for (const bad of [{ API_TOKEN: 'x' }, { 'not a name': 1 }, { API_TOKEN: 0 }, [1]]) {
+      redactions = bad;
+      const r = await client.execute(quick());
+      assert.equal(r.outcome, 'executor-unavailable', JSON.stringify(bad));
+      assert.equal(r.message, 'the executor sent a malformed answer');
+    }
+    await new Promise<void>((resolve) => fake.close(() => resolve()));
   });
 
   test('an unreachable executor is executor-unavailable, not an exception', async () => {
