@@ -308,6 +308,39 @@ describe('egress proxy: refusals', () => {
     assert.equal(upstreamSockets.length, before);
   });
 
+  test('a guardrail denial refuses a declared host with 403 policy-denied, naming the policy', async () => {
+    const started = await start({
+      denied: [
+        {
+          hosts: ['allowed.test'],
+          policy: 'ClusterAgentPolicy no-allowed',
+          reason: 'test guardrail',
+        },
+      ],
+    });
+    const before = upstreamSockets.length;
+    const result = await refused(started, `allowed.test:${httpsPort}`);
+    assert.equal(result.status, 403);
+    assert.equal(result.reason, 'policy-denied');
+    assert.match(result.body, /policy-denied by ClusterAgentPolicy no-allowed/);
+    const [attempt] = await started.reported(1);
+    assert.deepEqual(
+      { ...attempt, durationMs: 0 },
+      {
+        host: 'allowed.test',
+        port: httpsPort,
+        allowed: false,
+        reason: 'policy-denied',
+        policy: 'ClusterAgentPolicy no-allowed',
+        detail: 'test guardrail',
+        bytesUp: 0,
+        bytesDown: 0,
+        durationMs: 0,
+      },
+    );
+    assert.equal(upstreamSockets.length, before);
+  });
+
   test('a declared host on an undeclared port is refused', async () => {
     const started = await start();
     const result = await refused(started, `allowed.test:${echoPort}`);

@@ -16,6 +16,7 @@ import { classifyAddress } from './addresses.ts';
 import {
   EgressReason,
   decideEgress,
+  normaliseDenials,
   parseConnectAuthority,
   parseEgressRules,
   type EgressRule,
@@ -41,6 +42,8 @@ export interface EgressAttempt {
   reason: EgressReason;
   /** A short human explanation (never the client's bytes). */
   detail?: string;
+  /** For `policy-denied`: the guardrail that refused it (`ClusterAgentPolicy <name>`). */
+  policy?: string;
   end?: TunnelEnd;
   bytesUp: number;
   bytesDown: number;
@@ -53,6 +56,11 @@ export interface EgressProxyOptions {
   /** The tool's egress rules; validated and normalised by the factory. */
   rules: unknown;
   onAttempt: (attempt: EgressAttempt) => void;
+  /**
+   * Guardrails for this call (ToolCallRequest.egressDenied): a matching host is refused
+   * `policy-denied` even when the rules declare it.
+   */
+  denied?: ReadonlyArray<{ hosts: readonly string[]; policy: string; reason: string }>;
   /** Name resolution; default: every address the system resolver returns. */
   resolve?: Resolver;
   /** Ports whose tunnels must start with a TLS ClientHello naming the CONNECT host. */
@@ -158,6 +166,7 @@ const REFUSAL_STATUS: Partial<Record<EgressReason, number>> = {
   'invalid-host': 400,
   'raw-ip': 403,
   'not-declared': 403,
+  'policy-denied': 403,
   'port-not-declared': 403,
   'private-address': 403,
   'resolution-failed': 502,
@@ -173,6 +182,7 @@ interface Tunnel {
 
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const rules: EgressRule[] = parseEgressRules(options.rules);
+  const denials = normaliseDenials(options.denied ?? []);
   const resolve = options.resolve ?? systemResolver;
   const tlsPorts = new Set(options.tlsPorts ?? EGRESS_DEFAULTS.tlsPorts);
   type Limit =
@@ -279,9 +289,18 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     }
     attempt.host = target.host.toLowerCase();
     attempt.port = target.port;
-    const decision = decideEgress(rules, target.host, target.port);
+    const decision = decideEgress(rules, target.host, target.port, denials);
     attempt.host = decision.host.toLowerCase();
     const label = `${attempt.host}:${attempt.port}`;
+    if (decision.reason === 'policy-denied') {
+      attempt.policy = decision.policy;
+      refuse(
+        decision.reason,
+        `egress to ${label} refused: policy-denied by ${decision.policy}`,
+        decision.detail,
+      );
+      return;
+    }
     if (!decision.allowed) {
       refuse(decision.reason, `egress to ${label} refused: ${decision.reason}`);
       return;
