@@ -84,6 +84,8 @@ describe('buildRuntimeRoot', () => {
       '/etc/passwd',
       '/lib',
       '/proc',
+      '/run',
+      '/run/mcpworks',
       '/tmp',
       '/usr',
       '/usr/bin',

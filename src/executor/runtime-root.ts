@@ -33,8 +33,12 @@ import type { JailLayout } from './nsjail-config.ts';
 /** Name prefix of a tree: the owning executor's pid follows, so leftovers can be told apart. */
 export const ROOT_PREFIX = 'mcpworks-root-';
 
-/** Mount points nsjail mounts over inside every jail (directories). */
-export const ROOT_MOUNT_DIRS = ['/proc', '/tmp', '/dev/shm'] as const;
+/**
+ * Mount points nsjail mounts over inside every jail (directories). /run/mcpworks is where an
+ * egress sandbox's private directory is bound (src/executor/egress/jail.ts EGRESS_MOUNT); in
+ * other sandboxes it stays an empty read-only directory.
+ */
+export const ROOT_MOUNT_DIRS = ['/proc', '/tmp', '/dev/shm', '/run/mcpworks'] as const;
 
 export interface RuntimeRootSpec {
   /** Host files or directories placed at `target` (directories recursively). */
