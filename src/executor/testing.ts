@@ -5,8 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
-import type { ResolvedTool, ToolCallRequest } from './types.ts';
+import type { EgressRuleSpec, Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import type { EgressDenial, ResolvedTool, ToolCallRequest } from './types.ts';
 
 let counter = 0;
 
@@ -35,6 +35,8 @@ export interface CallOverrides {
   timeoutSeconds?: number;
   env?: Record<string, string>;
   args?: Record<string, unknown>;
+  egress?: EgressRuleSpec[];
+  egressDenied?: EgressDenial[];
 }
 
 /** A ToolCallRequest for `code` in `runtime`, with small test limits unless overridden. */
@@ -55,6 +57,7 @@ export function toolCall(
     ...(overrides.env
       ? { env: Object.entries(overrides.env).map(([name, value]) => ({ name, value })) }
       : {}),
+    ...(overrides.egress ? { egress: overrides.egress } : {}),
   } as ResolvedTool;
   return {
     callId: `call-${counter}`,
@@ -62,5 +65,6 @@ export function toolCall(
     caller: 'Agent:test',
     tool,
     arguments: overrides.args ?? {},
+    ...(overrides.egressDenied ? { egressDenied: overrides.egressDenied } : {}),
   };
 }

@@ -176,6 +176,9 @@ const REFUSAL_STATUS: Partial<Record<EgressReason, number>> = {
   'proxy-closed': 503,
 };
 
+/** How long close() waits for aborted tunnels to report. */
+const CLOSE_DRAIN_MS = 2000;
+
 interface Tunnel {
   abort(end: TunnelEnd, reason: EgressReason): void;
 }
@@ -197,6 +200,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const logger = options.logger ?? silentLogger();
   const testOnlyAllowed = new Set(options.testOnlyAllowedAddresses ?? []);
   const tunnels = new Set<Tunnel>();
+  /** close() waits on these until every tunnel has been reported. */
+  const drainWaiters: Array<() => void> = [];
   let closing = false;
 
   const report = (attempt: EgressAttempt) => {
@@ -235,6 +240,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       finished = true;
       for (const timer of timers) clearTimeout(timer);
       tunnels.delete(tunnel);
+      if (tunnels.size === 0) for (const wake of drainWaiters.splice(0)) wake();
       Object.assign(attempt, fields);
       attempt.durationMs = Math.max(0, clock.monotonicMs() - started);
       report(attempt);
@@ -562,6 +568,18 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       server.closeAllConnections();
       for (const tunnel of [...tunnels]) tunnel.abort('proxy-closed', EgressReason.ProxyClosed);
       await closed;
+      // An aborted tunnel reports when both of its sockets have closed (a tick later): close()
+      // resolves only once every attempt is reported, so a caller's record is complete. Bounded,
+      // in case a socket never emits its close.
+      if (tunnels.size > 0) {
+        await new Promise<void>((resolveDrain) => {
+          const timer = setTimeout(resolveDrain, CLOSE_DRAIN_MS);
+          drainWaiters.push(() => {
+            clearTimeout(timer);
+            resolveDrain();
+          });
+        });
+      }
     },
   };
 }
