@@ -108,25 +108,15 @@ const EGRESS_DIR_PREFIX = 'mcpworks-egress-';
 /**
  * What egress sandboxes need, prepared once at start: the CA bundle, the seccomp variant
  * written into a fresh private directory (where each egress sandbox gets its own directory).
- * Returns why egress is unavailable instead when it cannot be offered here; an explicitly
- * configured CA bundle that is missing is a configuration error (rejects at start).
+ * Returns why egress is unavailable instead when it cannot be offered here.
  */
 function prepareEgress(
   options: SandboxExecutorOptions,
   seccompPolicyPath: string,
   logger: Logger,
 ): { egress: EgressSandboxEnvironment } | { unavailable: string } {
-  let caBundle: string | undefined;
-  if (options.caBundle !== undefined) {
-    try {
-      accessSync(options.caBundle, constants.R_OK);
-    } catch (error) {
-      throw unavailable(`the CA bundle is not readable at the configured path`, error);
-    }
-    caBundle = options.caBundle;
-  } else {
-    caBundle = SYSTEM_CA_BUNDLES.find((path) => existsSync(path));
-  }
+  // An explicit bundle was checked when the executor was created (createSandboxExecutor).
+  const caBundle = options.caBundle ?? SYSTEM_CA_BUNDLES.find((path) => existsSync(path));
   if (caBundle === undefined) {
     const reason = 'no CA bundle (set --ca-bundle): tools with egress cannot run on this executor';
     logger.warn({ searched: SYSTEM_CA_BUNDLES }, reason);
@@ -303,6 +293,14 @@ export async function createSandboxExecutor(
     throw unavailable(`nsjail is not executable at the configured path`, error);
   }
   if (!existsSync(seccompPolicyPath)) throw unavailable('the seccomp policy file is missing');
+  if (options.caBundle !== undefined) {
+    // A configured bundle that is not there is a configuration error, not "no egress".
+    try {
+      accessSync(options.caBundle, constants.R_OK);
+    } catch (error) {
+      throw unavailable('the CA bundle is not readable at the configured path', error);
+    }
+  }
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     // nsjail needs CAP_SYS_ADMIN (namespaces, mounts) and write access to the cgroup hierarchy.
     logger.warn('executor is not running as root: nsjail needs CAP_SYS_ADMIN and writable cgroups');
@@ -383,7 +381,7 @@ export async function createSandboxExecutor(
     egressSetup = prepareEgress(options, seccompPolicyPath, logger);
   } catch (error) {
     for (const root of roots) removeRuntimeRoot(root);
-    throw error;
+    throw unavailable(`cannot prepare egress: ${(error as Error).message}`, error);
   }
   const egressDir = 'egress' in egressSetup ? egressSetup.egress.parentDir : undefined;
   const instance = randomBytes(4).toString('hex');
