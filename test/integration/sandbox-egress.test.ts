@@ -9,12 +9,18 @@
  * (a direct connect, UDP, raw sockets) is refused by the sandbox itself and so is not recorded.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Runtime } from '../../src/api/v1alpha1/mcpserver.ts';
-import { createSandboxExecutor, warmPoolOf } from '../../src/executor/sandbox-executor.ts';
+import {
+  createSandboxExecutor,
+  DEFAULT_SECCOMP_POLICY,
+  warmPoolOf,
+} from '../../src/executor/sandbox-executor.ts';
 import { nsjailForTests, toolCall, type CallOverrides } from '../../src/executor/testing.ts';
 import type {
   EgressAttemptRecord,
@@ -369,5 +375,47 @@ describe('egress: sandboxes without egress stay without it', () => {
     assert.equal(r.outcome, 'ok', text(r));
     assert.deepEqual(JSON.parse(text(r)), [[], [], 'PermissionError']);
     assert.equal(r.egress, undefined);
+  });
+});
+
+describe('egress: fails closed where it cannot be enforced', () => {
+  test('a bash tool that declares egress is refused before any sandbox starts', async () => {
+    // The schema's rule (CEL in the cluster) refuses it at the executor's edge; runOnce would
+    // refuse it again were it to get past.
+    await assert.rejects(
+      executor.execute(toolCall('bash', 'echo hi', { egress: ALLOWED })),
+      /invalid tool call request/,
+    );
+  });
+
+  test('a custom seccomp policy without the socket rule: egress calls refused, others run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcpworks-policy-'));
+    const policy = join(dir, 'custom.kafel');
+    writeFileSync(
+      policy,
+      readFileSync(DEFAULT_SECCOMP_POLICY, 'utf8').replace(
+        'socket { family == AF_UNIX }',
+        'socket { family == 1 }',
+      ),
+    );
+    const custom = await createSandboxExecutor({
+      nsjailPath: nsjailForTests(),
+      warmPoolSize: 0,
+      seccompPolicyPath: policy,
+      caBundle: fixture('server.crt'),
+    });
+    try {
+      await custom.probe();
+      const refused = await custom.execute(
+        toolCall('python', fetchPython('https://allowed.test/'), { egress: ALLOWED }),
+      );
+      assert.equal(refused.outcome, 'executor-unavailable');
+      assert.match(refused.message ?? '', /seccomp policy has no egress variant/);
+      const plain = await custom.execute(toolCall('python', 'def main(args):\n    return 1'));
+      assert.equal(plain.outcome, 'ok');
+    } finally {
+      await custom.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
