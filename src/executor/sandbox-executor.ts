@@ -434,6 +434,7 @@ export async function createSandboxExecutor(
     request: ToolCallRequest,
     signal?: AbortSignal,
     onStartFailure?: (jailLog: string) => void,
+    fromPool = true,
   ): Promise<ToolCallResult> {
     const started = clock.monotonicMs();
     const { tool } = request;
@@ -457,7 +458,9 @@ export async function createSandboxExecutor(
       return refusal(SandboxOutcome.ExecutorUnavailable, egressSetup.unavailable, executorName);
     }
     const acquireStarted = clock.monotonicMs();
-    let sandbox: Sandbox | undefined = pool.take(tool.runtime, limits, wantsEgress);
+    let sandbox: Sandbox | undefined = fromPool
+      ? pool.take(tool.runtime, limits, wantsEgress)
+      : undefined;
     const kind = sandbox ? 'warm' : 'cold';
     try {
       sandbox ??= await spawnSandbox(
@@ -571,6 +574,49 @@ export async function createSandboxExecutor(
     return result;
   }
 
+  /**
+   * An egress sandbox must start (its seccomp variant compiles, the directory and the CA bundle
+   * bind) and see its relay, socket and bundle. When it cannot, egress alone is unavailable:
+   * calls of tools with egress are refused with the reason, the others run. Cold, outside the
+   * pool, so no egress sandbox is kept warm before a tool needs one.
+   */
+  async function probeEgress(): Promise<void> {
+    let jailLog: string | undefined;
+    const result = await runOnce(
+      {
+        callId: 'probe-egress',
+        server: { namespace: 'mcpworks-system', name: 'probe' },
+        caller: 'Executor:probe',
+        tool: {
+          name: 'probe-egress',
+          description: 'egress sandbox self-test',
+          runtime: 'python',
+          code: [
+            'import os, socket',
+            'def main(args):',
+            '    socket.create_connection(("127.0.0.1", 3128), timeout=5).close()',
+            '    ok = os.path.exists(os.environ["MCPWORKS_EGRESS_SOCKET"]) and os.path.getsize(os.environ["SSL_CERT_FILE"]) > 0',
+            '    return "egress-ok" if ok else "egress-incomplete"',
+          ].join('\n'),
+          inputSchema: { type: 'object' },
+          timeoutSeconds: 10,
+          limits: DEFAULT_LIMITS,
+          egress: [{ host: 'probe.invalid' }],
+        },
+        arguments: {},
+      },
+      undefined,
+      (log) => (jailLog = log),
+      false,
+    );
+    const text = result.content[0]?.text.trim();
+    if (result.outcome === SandboxOutcome.Ok && text === 'egress-ok') return;
+    const explained = jailLog === undefined ? undefined : explainJailFailure(jailLog);
+    const reason = `the egress sandbox self-test failed (${explained ?? `${result.outcome}: ${result.message ?? text ?? ''}`}): tools with egress cannot run on this executor`;
+    logger.error({ jailLog }, reason);
+    egressSetup = { unavailable: reason };
+  }
+
   const executor: SandboxExecutor = {
     get inFlight() {
       return inFlight;
@@ -620,6 +666,7 @@ export async function createSandboxExecutor(
           `the sandbox self-test failed (${result.outcome}: ${result.message ?? text ?? ''})`,
         );
       }
+      if ('egress' in egressSetup) await probeEgress();
       probed = true;
       for (const runtime of RUNTIMES) pool.register(runtime, DEFAULT_LIMITS);
     },

@@ -418,4 +418,28 @@ describe('egress: fails closed where it cannot be enforced', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test('an egress sandbox that fails its self-test (an empty CA bundle): egress refused, others run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcpworks-ca-'));
+    const empty = join(dir, 'empty.pem');
+    writeFileSync(empty, '');
+    const custom = await createSandboxExecutor({
+      nsjailPath: nsjailForTests(),
+      warmPoolSize: 0,
+      caBundle: empty,
+    });
+    try {
+      await custom.probe();
+      const refused = await custom.execute(
+        toolCall('python', fetchPython('https://allowed.test/'), { egress: ALLOWED }),
+      );
+      assert.equal(refused.outcome, 'executor-unavailable');
+      assert.match(refused.message ?? '', /egress sandbox self-test failed/);
+      const plain = await custom.execute(toolCall('python', 'def main(args):\n    return 1'));
+      assert.equal(plain.outcome, 'ok');
+    } finally {
+      await custom.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
