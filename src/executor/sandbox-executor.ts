@@ -130,7 +130,10 @@ function prepareEgress(
     logger.warn({ err: error, seccompPolicyPath }, reason);
     return { unavailable: reason };
   }
-  const parentDir = mkdtempSync(join(options.runtimeRootParent ?? tmpdir(), EGRESS_DIR_PREFIX));
+  const parent = options.runtimeRootParent ?? tmpdir();
+  // Named like the runtime roots (`<prefix><pid>-`), so a later executor sweeps it if this one dies.
+  removeStaleRuntimeRoots(parent, EGRESS_DIR_PREFIX);
+  const parentDir = mkdtempSync(join(parent, `${EGRESS_DIR_PREFIX}${process.pid}-`));
   // Searchable, not listable: nsjail's mount step (not root in the jail's user namespace) must
   // reach each sandbox directory by name; nobody can list the random names.
   chmodSync(parentDir, 0o711);
