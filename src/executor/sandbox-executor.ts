@@ -506,7 +506,7 @@ export async function createSandboxExecutor(
             : {}),
         });
         await proxy.listen({ path: socketPath });
-        // The jail's uid (65534) connects; the directory is searchable only, never writable.
+        // The jail's uid (65534) connects; the directory stays read-only to it.
         chmodSync(socketPath, 0o666);
       } catch (error) {
         await proxy?.close().catch(() => undefined);
