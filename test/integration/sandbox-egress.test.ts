@@ -154,6 +154,18 @@ describe('egress: a declared host is reached', () => {
     assert.deepEqual(brief(r.egress![0]!), ['allowed.test', 443, true, 'allowed']);
     assert.ok(r.egress![0]!.bytesDown > 0);
   });
+
+  test('node https.get reaches allowed.test too (NODE_USE_ENV_PROXY covers the https module)', async () => {
+    const r = await call(
+      'node',
+      `const https = require('node:https');
+       function main() { return new Promise((resolve, reject) => { https.get('https://allowed.test/https', (res) => { let body = ''; res.on('data', (d) => (body += d)); res.on('end', () => resolve([res.statusCode, body])); }).on('error', reject); }); }`,
+      { egress: ALLOWED },
+    );
+    assert.equal(r.outcome, 'ok', text(r));
+    assert.deepEqual(JSON.parse(text(r)), [200, 'hello from allowed.test']);
+    assert.deepEqual(r.egress?.map(brief), [['allowed.test', 443, true, 'allowed']]);
+  });
 });
 
 /** Python code that GETs `url` through the proxy and returns the error text (or the body). */
