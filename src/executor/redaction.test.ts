@@ -327,3 +327,45 @@ describe('texts that were cut', () => {
     assert.deepEqual(r.redactions, { TOKEN: 1 });
   });
 });
+
+describe('egress attempts', () => {
+  test('a value put into a requested host name is redacted from the attempt, in any case', () => {
+    const secrets: SecretValue[] = [{ name: 'API_TOKEN', value: 'Sup3rSecretValue' }];
+    const result: ToolCallResult = {
+      outcome: 'ok',
+      isError: false,
+      content: [{ type: 'text', text: 'done' }],
+      durationMs: 1,
+      outputBytes: 4,
+      executor: 'test',
+      egress: [
+        {
+          host: 'sup3rsecretvalue.evil.example',
+          port: 443,
+          allowed: false,
+          reason: 'not-declared',
+          detail: 'sup3rsecretvalue.evil.example is not declared',
+          bytesUp: 0,
+          bytesDown: 0,
+          durationMs: 0,
+        },
+        {
+          host: 'api.example.com',
+          port: 443,
+          sni: 'api.example.com',
+          allowed: true,
+          reason: 'allowed',
+          bytesUp: 10,
+          bytesDown: 20,
+          durationMs: 3,
+        },
+      ],
+    };
+    const redacted = redactResult(result, secrets);
+    assert.equal(redacted.egress?.[0]?.host, '[REDACTED:API_TOKEN].evil.example');
+    assert.doesNotMatch(JSON.stringify(redacted.egress), /sup3rsecretvalue/i);
+    assert.equal(redacted.egress?.[1]?.host, 'api.example.com');
+    assert.equal(redacted.egress?.[1]?.sni, 'api.example.com');
+    assert.equal(redacted.redactions?.['API_TOKEN'], 2);
+  });
+});

@@ -288,6 +288,24 @@ export function redactResult(
     const repeated = result.content.some((c) => c.text.startsWith(result.message!));
     redacted.message = redactor.redact(result.message, repeated ? new Map() : counts, true);
   }
+  if (result.egress !== undefined) {
+    // A tool can put a value into the host it asks for (`<token>.example.com`): attempts are
+    // recorded, so their names are scanned too, ignoring case (DNS names are lower-cased).
+    const folded = createRedactor(secrets.map((s) => ({ ...s, value: s.value.toLowerCase() })));
+    const scrub = (text: string): string => {
+      const exact = redactor.redact(text, counts);
+      if (exact !== text) return exact;
+      const lower = text.toLowerCase();
+      const caseless = folded.redact(lower, counts);
+      return caseless === lower ? text : caseless;
+    };
+    redacted.egress = result.egress.map((attempt) => ({
+      ...attempt,
+      host: scrub(attempt.host),
+      ...(attempt.sni === undefined ? {} : { sni: scrub(attempt.sni) }),
+      ...(attempt.detail === undefined ? {} : { detail: scrub(attempt.detail) }),
+    }));
+  }
   if (counts.size > 0) {
     redacted.redactions = { ...result.redactions };
     for (const [name, n] of counts)

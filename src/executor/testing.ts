@@ -5,8 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
-import type { ResolvedTool, ToolCallRequest } from './types.ts';
+import type { EgressRuleSpec, Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import type { EgressDenial, ResolvedTool, ToolCallRequest } from './types.ts';
 
 let counter = 0;
 
@@ -39,6 +39,8 @@ export interface CallOverrides {
   /** The tool's name (default `test-<runtime>`). */
   name?: string;
   args?: Record<string, unknown>;
+  egress?: EgressRuleSpec[];
+  egressDenied?: EgressDenial[];
 }
 
 /** A ToolCallRequest for `code` in `runtime`, with small test limits unless overridden. */
@@ -67,6 +69,7 @@ export function toolCall(
           })),
         }
       : {}),
+    ...(overrides.egress ? { egress: overrides.egress } : {}),
   } as ResolvedTool;
   return {
     callId: `call-${counter}`,
@@ -74,5 +77,6 @@ export function toolCall(
     caller: 'Agent:test',
     tool,
     arguments: overrides.args ?? {},
+    ...(overrides.egressDenied ? { egressDenied: overrides.egressDenied } : {}),
   };
 }

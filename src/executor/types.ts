@@ -126,6 +126,8 @@ export interface ToolCallResult {
   timings?: CallTimings;
   /** Every egress attempt the call made (tools with `egress` only), in order. */
   egress?: EgressAttemptRecord[];
+  /** Attempts beyond the first 64, counted but not listed in `egress`. */
+  egressOmitted?: number;
   /**
    * Secret values found and redacted in the result and message, counted by the secretEnv
    * variable's name (never the value). Absent when nothing was redacted.
@@ -197,6 +199,12 @@ export interface SandboxExecutorOptions {
    * of a tool that declares secretEnv fails closed before any sandbox starts.
    */
   secrets?: SecretSource;
+  /**
+   * CA bundle (PEM file) bound read-only into egress sandboxes, which their code trusts
+   * (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS). Default: the system bundle when present. Without one,
+   * calls of tools with `egress` are refused (executor-unavailable); others are unaffected.
+   */
+  caBundle?: string;
   logger?: Logger;
   clock?: Clock;
 }

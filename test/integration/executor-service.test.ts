@@ -155,6 +155,26 @@ describe('start-up', () => {
     assert.equal(code, 1);
     assert.match(err, /sandbox is unavailable/);
   });
+
+  test('refuses to start when --ca-bundle names a file that is not there', async () => {
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'executor', '--port', '0', '--ca-bundle', join(workDir, 'no-such-bundle.pem')],
+      {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          MCPWORKS_EXECUTOR_TOKEN: TOKEN,
+          MCPWORKS_NSJAIL: nsjail,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(err, /CA bundle is not readable/);
+  });
 });
 
 describe('a running executor', () => {
@@ -174,6 +194,9 @@ describe('a running executor', () => {
         '1',
         '--secrets-dir',
         join(workDir, 'secrets'),
+        // the flag the pods get; the fixture bundle is as good as any here
+        '--ca-bundle',
+        fileURLToPath(new URL('../fixtures/egress/server.crt', import.meta.url)),
       ],
       // the token also in the environment: the sandbox must see neither
       { MCPWORKS_NSJAIL: nsjail, MCPWORKS_EXECUTOR_TOKEN: TOKEN },
@@ -272,6 +295,40 @@ describe('a running executor', () => {
     const r = await post(running.url, { callId: 'x' }, TOKEN);
     assert.equal(r.status, 400);
     assert.match(((await r.json()) as { error: { message: string } }).error.message, /server|tool/);
+  });
+
+  test("egress through the service: the client's guardrails are honoured, every attempt comes back", async () => {
+    const client = createExecutorClient({ url: running.url, token: TOKEN });
+    const code = [
+      'import urllib.request',
+      'def main(args):',
+      '    out = []',
+      '    for url in ["https://api.example.com/", "https://undeclared.example.org/"]:',
+      '        try:',
+      '            urllib.request.urlopen(url, timeout=5)',
+      '            out.append("reached")',
+      '        except Exception as e:',
+      '            out.append("refused")',
+      '    return out',
+    ].join('\n');
+    const r = await client.execute(
+      toolCall('python', code, {
+        egress: [{ host: 'api.example.com' }],
+        egressDenied: [
+          { hosts: ['*.example.com'], policy: 'ClusterAgentPolicy no-example', reason: 'test' },
+        ],
+      }),
+    );
+    assert.equal(r.outcome, 'ok', JSON.stringify(r));
+    assert.deepEqual(JSON.parse(r.content[0]!.text), ['refused', 'refused']);
+    assert.deepEqual(
+      r.egress?.map((a) => [a.host, a.port, a.allowed, a.reason, a.policy]),
+      [
+        ['api.example.com', 443, false, 'policy-denied', 'ClusterAgentPolicy no-example'],
+        ['undeclared.example.org', 443, false, 'not-declared', undefined],
+      ],
+    );
+    await client.close();
   });
 
   test('beyond the concurrency limit a call is refused with 429 at once', async () => {

@@ -124,6 +124,39 @@ describe('network', () => {
     assert.match(text(r), /gaierror|PermissionError/);
   });
 
+  test('a tool without egress finds no relay and no proxy socket', async () => {
+    const r = await call(
+      'python',
+      `import os, socket\n${py(
+        [
+          'out = [os.listdir("/run/mcpworks")]',
+          'try:',
+          '    socket.create_connection(("127.0.0.1", 3128), timeout=2)',
+          '    out.append("relay")',
+          'except OSError as e:',
+          '    out.append(e.__class__.__name__)',
+          'u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+          'try:',
+          '    u.connect("/run/mcpworks/egress.sock")',
+          '    out.append("proxy")',
+          'except OSError as e:',
+          '    out.append(e.__class__.__name__)',
+          'return out',
+        ].join('\n'),
+      )}`,
+    );
+    assert.equal(r.outcome, 'ok', text(r));
+    assert.deepEqual(JSON.parse(text(r)), [[], 'PermissionError', 'FileNotFoundError']);
+    assert.equal(r.egress, undefined);
+    const n = await call(
+      'node',
+      `const net = require('node:net');
+       function main() { return new Promise((resolve) => { const s = net.connect(3128, '127.0.0.1'); s.on('connect', () => resolve('relay')); s.on('error', (e) => resolve(e.code)); }); }`,
+    );
+    assert.equal(n.outcome, 'ok', text(n));
+    assert.equal(text(n), 'EPERM');
+  });
+
   test('the jail has no network interface but loopback', async () => {
     const r = await call('python', py('return open("/proc/net/dev").read()'));
     assert.equal(r.outcome, 'ok');
@@ -159,11 +192,16 @@ describe('host files', () => {
   });
 
   test('the host home and source tree are absent', async () => {
-    const r = await call('python', `import os\n${py('return sorted(os.listdir("/"))')}`);
+    const r = await call(
+      'python',
+      `import os\n${py('return [sorted(os.listdir("/")), os.listdir("/run"), os.listdir("/run/mcpworks")]')}`,
+    );
     assert.equal(r.outcome, 'ok');
-    const entries = JSON.parse(text(r)) as string[];
-    for (const forbidden of ['root', 'home', 'work', 'var', 'sys', 'run'])
-      assert.ok(!entries.includes(forbidden), forbidden);
+    const [entries, run, egressMount] = JSON.parse(text(r)) as string[][];
+    for (const forbidden of ['root', 'home', 'work', 'var', 'sys'])
+      assert.ok(!entries!.includes(forbidden), forbidden);
+    // Not the host's /run: only the (here empty) mount point of egress sandboxes' directory.
+    assert.deepEqual([run, egressMount], [['mcpworks'], []]);
   });
 
   test('nothing outside the workspace is writable', async () => {

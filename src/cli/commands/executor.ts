@@ -23,6 +23,9 @@ const USAGE = `usage: mcpworks executor [options]
   --token-file <path>      file holding the gateway's bearer token (or env MCPWORKS_EXECUTOR_TOKEN)
   --nsjail <path>          nsjail binary (or env MCPWORKS_NSJAIL; default nsjail on PATH)
   --seccomp-policy <path>  Kafel policy (default: the one shipped in sandbox-image/)
+  --ca-bundle <file>       CA bundle (PEM) that tools with egress trust, bound read-only into
+                           their sandboxes (default: the system bundle, e.g.
+                           /etc/ssl/certs/ca-certificates.crt; none: such tools are refused)
   --warm-pool-size <n>     warm sandboxes per runtime and limit set (default 2)
   --max-concurrency <n>    calls at once; more are refused with 429 (default 8)
   --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
@@ -68,6 +71,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'token-file': { type: 'string' },
       nsjail: { type: 'string' },
       'seccomp-policy': { type: 'string' },
+      'ca-bundle': { type: 'string' },
       'warm-pool-size': { type: 'string' },
       'max-concurrency': { type: 'string' },
       'drain-seconds': { type: 'string' },
@@ -183,6 +187,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         : {}),
       noPivotRoot: values['no-pivot-root'] === true,
       ...(secretsDir === undefined ? {} : { secrets: createDirectorySecretSource(secretsDir) }),
+      ...(values['ca-bundle'] ? { caBundle: values['ca-bundle'] as string } : {}),
     });
   } catch (error) {
     return refuse('the sandbox is unavailable', error);

@@ -66,6 +66,8 @@ const USAGE = `usage: mcpworks serve -f <file|dir>... [options]
                            from \`mcpworks audit keygen\`); \`audit verify --public-key\` then tells
                            its records from fabricated ones. A file that is not such a key is refused
       --nsjail <path>      the nsjail binary (default: $MCPWORKS_NSJAIL, else nsjail on PATH)
+      --ca-bundle <file>   CA bundle (PEM) that tools with egress trust (default: the system
+                           bundle, e.g. /etc/ssl/certs/ca-certificates.crt)
       --allow-origin <o>   a browser origin to accept besides loopback ones; repeatable
   -w, --watch              reload policies, keys, tool code and tools' Secrets when the manifest
                            files change
@@ -83,6 +85,7 @@ interface ServeOptions {
   decisionLog?: string;
   auditSigningKey?: string;
   nsjail: string;
+  caBundle?: string;
   allowOrigins: string[];
   watch: boolean;
   allowRuntimeDrift: boolean;
@@ -100,6 +103,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
         'decision-log': { type: 'string' },
         'audit-signing-key': { type: 'string' },
         nsjail: { type: 'string' },
+        'ca-bundle': { type: 'string' },
         'allow-origin': { type: 'string', multiple: true },
         watch: { type: 'boolean', short: 'w', default: false },
         'allow-runtime-drift': { type: 'boolean', default: false },
@@ -132,6 +136,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
     allowRuntimeDrift: values['allow-runtime-drift'],
   };
   if (values['decision-log'] !== undefined) options.decisionLog = values['decision-log'];
+  if (values['ca-bundle'] !== undefined) options.caBundle = values['ca-bundle'];
   if (values['audit-signing-key'] !== undefined)
     options.auditSigningKey = values['audit-signing-key'];
   return options;
@@ -300,6 +305,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       secrets: secretSource,
       logger: logger.child({ component: 'executor' }),
       clock: systemClock,
+      ...(options.caBundle !== undefined ? { caBundle: options.caBundle } : {}),
     });
     await sandbox.probe();
   } catch (error) {
