@@ -7,6 +7,7 @@ import {
   desiredExecutorDeployment,
   desiredGatewayDeployment,
 } from './desired-workloads.ts';
+import { desiredExecutorNetworkPolicy } from './desired-access.ts';
 import { upToDate } from './server-reconciler.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- builds a server-defaulted object */
@@ -88,4 +89,36 @@ test('a gateway Deployment with the audit signing key volume stays up to date af
   const pruned = prune(structuredClone(desired), childShapes().get('Deployment') ?? true) as any;
   assert.ok(upToDate(desired, pruned));
   assert.equal(pruned.spec.template.spec.volumes[1].secret.secretName, 'audit-key');
+});
+
+test('an executor Deployment with secretEnv volumes and its NetworkPolicy with egress stay up to date after pruning', () => {
+  const tooled = McpServerSchema.parse({
+    ...server,
+    spec: {
+      ...server.spec,
+      tools: [
+        {
+          name: 't',
+          description: 't',
+          runtime: 'python',
+          code: 'x',
+          secretEnv: [{ name: 'TOKEN', secretKeyRef: { name: 'gh.creds', key: 'token' } }],
+          egress: [{ host: 'api.github.com', ports: [443, 8443] }],
+        },
+      ],
+    },
+  });
+  const deployment = desiredExecutorDeployment(tooled, { hash: 'h' }, DEFAULT_WORKLOAD_OPTIONS);
+  const pruned = prune(structuredClone(deployment), childShapes().get('Deployment') ?? true) as any;
+  assert.ok(upToDate(deployment, pruned));
+  assert.deepEqual(pruned.spec.template.spec.volumes[1].secret.items, [
+    { key: 'token', path: 'token' },
+  ]);
+  const policy = desiredExecutorNetworkPolicy(tooled, DEFAULT_WORKLOAD_OPTIONS.executorDns);
+  const prunedPolicy = prune(
+    structuredClone(policy),
+    childShapes().get('NetworkPolicy') ?? true,
+  ) as any;
+  assert.ok(upToDate(policy, prunedPolicy));
+  assert.equal(prunedPolicy.spec.egress[1].to[0].ipBlock.except.length > 0, true);
 });

@@ -87,12 +87,17 @@ export function prune(value: unknown, shape: Shape): unknown {
 
 /** Shapes per kind, from the builders' output for sample servers covering the optional parts. */
 export function childShapes(): Map<string, Shape> {
-  const sample = (auth: Record<string, unknown>, audit: Record<string, unknown> = {}) =>
+  const plainTool = { name: 't', description: 't', runtime: 'python', code: 'x' };
+  const sample = (
+    auth: Record<string, unknown>,
+    audit: Record<string, unknown> = {},
+    tool: Record<string, unknown> = plainTool,
+  ) =>
     McpServerSchema.parse({
       apiVersion: 'mcpworks.io/v1alpha1',
       kind: 'McpServer',
       metadata: { name: 'shape', namespace: 'shape', uid: 'u' },
-      spec: { auth, audit, tools: [{ name: 't', description: 't', runtime: 'python', code: 'x' }] },
+      spec: { auth, audit, tools: [tool] },
     });
   const token = { hash: 'h' };
   const shapes = new Map<string, Shape>();
@@ -101,6 +106,16 @@ export function childShapes(): Map<string, Shape> {
     sample({ apiKeys: { secretRef: { name: 'k' } } }),
     // the signing key's Secret volume and mount
     sample({ anonymous: { enabled: true } }, { signingKeySecretRef: { name: 's' } }),
+    // the executor's Secret volumes and mounts (secretEnv), its NetworkPolicy egress rules
+    sample(
+      { anonymous: { enabled: true } },
+      {},
+      {
+        ...plainTool,
+        secretEnv: [{ name: 'T', secretKeyRef: { name: 's', key: 'k' } }],
+        egress: [{ host: 'example.com' }],
+      },
+    ),
   ]) {
     const objects: KubeObject[] = [
       desiredGatewayDeployment(server, token, DEFAULT_WORKLOAD_OPTIONS),
@@ -115,7 +130,7 @@ export function childShapes(): Map<string, Shape> {
       desiredService(server, 'executor'),
       desiredGatewayServiceAccount(server),
       desiredExecutorTokenSecret(server, 'dG9rZW4=', ''),
-      desiredExecutorNetworkPolicy(server),
+      desiredExecutorNetworkPolicy(server, DEFAULT_WORKLOAD_OPTIONS.executorDns),
       desiredGatewayNetworkPolicy(server),
       desiredGatewayRole(server),
       desiredGatewayRoleBinding(server),

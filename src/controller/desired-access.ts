@@ -4,6 +4,7 @@
  */
 import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
 import type { KubeObject } from '../k8s/types.ts';
+import { executorEgressRules, type DnsPeer } from './executor-egress.ts';
 import {
   childMetadata,
   childNames,
@@ -14,8 +15,12 @@ import {
   Labels,
 } from './names.ts';
 
-/** Executor: ingress only from its own gateway pods on its port; no egress at all. */
-export function desiredExecutorNetworkPolicy(server: McpServer): KubeObject {
+/**
+ * Executor: ingress only from its own gateway pods on its port. Egress: none at all, unless a
+ * tool declares `egress`; then DNS to the cluster DNS pods and the declared ports to public
+ * addresses only (executor-egress.ts), what the executor's egress proxy enforces per tool.
+ */
+export function desiredExecutorNetworkPolicy(server: McpServer, dns: DnsPeer): KubeObject {
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
@@ -29,7 +34,7 @@ export function desiredExecutorNetworkPolicy(server: McpServer): KubeObject {
           ports: [{ protocol: 'TCP', port: Ports.executor }],
         },
       ],
-      egress: [],
+      egress: executorEgressRules(server, dns),
     },
   };
 }

@@ -7,7 +7,9 @@ import {
   desiredExecutorDeployment,
   desiredGatewayDeployment,
   desiredService,
+  EXECUTOR_SECRETS_DIR,
   hasAllocatedClusterIp,
+  secretVolumeName,
 } from './desired-workloads.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- assertions read deep into built objects */
@@ -179,7 +181,8 @@ test('children are controller-owned by their McpServer', () => {
 });
 
 test('the executor NetworkPolicy admits only its gateway pods and denies all egress', () => {
-  const spec = desiredExecutorNetworkPolicy(server()).spec as any;
+  const spec = desiredExecutorNetworkPolicy(server(), DEFAULT_WORKLOAD_OPTIONS.executorDns)
+    .spec as any;
   assert.deepEqual(spec.policyTypes, ['Ingress', 'Egress']);
   assert.deepEqual(spec.egress, []);
   assert.equal(spec.ingress.length, 1);
@@ -289,4 +292,170 @@ test('setting or changing the signing key Secret rolls the gateway pods', () => 
     ),
   );
   assert.equal(new Set(hashes).size, 3);
+});
+
+/** A python tool reading `vars` ([variable, secret, key]) through secretEnv. */
+const secretTool = (name: string, vars: [string, string, string][]) => ({
+  name,
+  description: name,
+  runtime: 'python',
+  code: 'x',
+  secretEnv: vars.map(([v, secret, key]) => ({ name: v, secretKeyRef: { name: secret, key } })),
+});
+
+const executorWith = (tools: unknown[], executor: Record<string, unknown> = {}) =>
+  podSpec(
+    desiredExecutorDeployment(
+      server((s) => {
+        s.spec.tools = tools;
+        s.spec.executor = executor;
+      }),
+      token,
+      DEFAULT_WORKLOAD_OPTIONS,
+    ),
+  );
+
+test('no tool with secretEnv: no Secret volume, no --secrets-dir', () => {
+  const pod = executorPod();
+  assert.deepEqual(
+    pod.volumes.map((v: any) => v.name),
+    ['sandbox-tmp'],
+  );
+  assert.deepEqual(pod.containers[0].volumeMounts, [{ name: 'sandbox-tmp', mountPath: '/tmp' }]);
+  assert.ok(!pod.containers[0].args.some((a: string) => a.startsWith('--secrets-dir')));
+});
+
+test('one optional, read-only Secret volume per referenced Secret, with exactly the referenced keys', () => {
+  const pod = executorWith([
+    secretTool('a', [
+      ['GH', 'github', 'token'],
+      ['GH_USER', 'github', 'user'],
+    ]),
+    secretTool('b', [
+      ['GH2', 'github', 'token'],
+      ['DB', 'db.creds', 'password'],
+    ]),
+  ]);
+  const secrets = pod.volumes.filter((v: any) => v.secret);
+  assert.deepEqual(secrets, [
+    {
+      name: secretVolumeName('db.creds'),
+      secret: {
+        secretName: 'db.creds',
+        items: [{ key: 'password', path: 'password' }],
+        defaultMode: 0o400,
+        optional: true,
+      },
+    },
+    {
+      name: 'secret-github',
+      secret: {
+        secretName: 'github',
+        items: [
+          { key: 'token', path: 'token' },
+          { key: 'user', path: 'user' },
+        ],
+        defaultMode: 0o400,
+        optional: true,
+      },
+    },
+  ]);
+  const container = pod.containers[0];
+  assert.deepEqual(
+    container.volumeMounts.filter((m: any) => m.name.startsWith('secret-')),
+    [
+      {
+        name: secretVolumeName('db.creds'),
+        mountPath: `${EXECUTOR_SECRETS_DIR}/db.creds`,
+        readOnly: true,
+      },
+      { name: 'secret-github', mountPath: `${EXECUTOR_SECRETS_DIR}/github`, readOnly: true },
+    ],
+  );
+  assert.ok(container.volumeMounts.every((m: any) => m.subPath === undefined));
+  assert.equal(
+    container.args.filter((a: string) => a === '--secrets-dir=/var/run/mcpworks/secrets').length,
+    1,
+  );
+  // every other executor setting is untouched by the secrets
+  const plain = executorPod();
+  assert.deepEqual(container.securityContext, plain.containers[0].securityContext);
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.deepEqual(
+    container.args.filter((a: string) => !a.startsWith('--secrets-dir')),
+    plain.containers[0].args,
+  );
+});
+
+test('a key that can never be a Secret key is not a volume item (empty items would project every key)', () => {
+  const pod = executorWith([
+    secretTool('a', [
+      ['A', 'only-bad', '..'],
+      ['B', 'mixed', '..data'],
+      ['C', 'mixed', 'ok'],
+    ]),
+  ]);
+  const secrets = pod.volumes.filter((v: any) => v.secret);
+  assert.deepEqual(
+    secrets.map((v: any) => [v.secret.secretName, v.secret.items]),
+    [['mixed', [{ key: 'ok', path: 'ok' }]]],
+  );
+});
+
+test('Secret volume names are stable DNS labels, distinct for distinct Secrets', () => {
+  const names = [
+    'github',
+    'db.creds',
+    'db-creds',
+    'a'.repeat(253),
+    `${'a'.repeat(252)}b`,
+    'x.y.z',
+    'x-y.z',
+  ];
+  const volumes = names.map(secretVolumeName);
+  for (const v of volumes) {
+    assert.match(v, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    assert.ok(v.length <= 63, v);
+  }
+  assert.equal(new Set(volumes).size, names.length);
+  assert.equal(secretVolumeName('db.creds'), secretVolumeName('db.creds'));
+  assert.equal(secretVolumeName('github'), 'secret-github');
+});
+
+test('spec.executor.image replaces the operator default; unset keeps it', () => {
+  const image = 'registry.example.com/team/sandbox-extra@sha256:' + 'a'.repeat(64);
+  const custom = executorWith([secretTool('a', [])], { image });
+  assert.equal(custom.containers[0].image, image);
+  assert.equal(executorPod().containers[0].image, DEFAULT_WORKLOAD_OPTIONS.executorImage);
+  assert.deepEqual(
+    custom.containers[0].securityContext,
+    executorPod().containers[0].securityContext,
+  );
+});
+
+test('a new executor image rolls the executor pods', () => {
+  const build = (executor: Record<string, unknown>) =>
+    desiredExecutorDeployment(
+      server((s) => (s.spec.executor = executor)),
+      token,
+      DEFAULT_WORKLOAD_OPTIONS,
+    );
+  assert.notEqual(
+    hashOf(build({ image: 'team/sandbox:1' })),
+    hashOf(build({ image: 'team/sandbox:2' })),
+  );
+});
+
+test('tool Secrets reach the executor only: the gateway pods and the gateway Role never get them', () => {
+  const s = server((raw) => {
+    raw.spec.auth = { apiKeys: { secretRef: { name: 'keys' } } };
+    raw.spec.tools = [secretTool('a', [['GH', 'github', 'token']])];
+  });
+  const gateway = podSpec(desiredGatewayDeployment(s, token, DEFAULT_WORKLOAD_OPTIONS));
+  assert.ok(!JSON.stringify(gateway).includes('github'));
+  const role = desiredGatewayRole(s) as any;
+  const names = role.rules
+    .filter((r: any) => r.resources.includes('secrets'))
+    .flatMap((r: any) => r.resourceNames);
+  assert.deepEqual(names, ['keys']);
 });

@@ -3,7 +3,9 @@
  * no clock, no environment, no I/O. The reconciler applies what these return.
  */
 import type { ExecutorSecurityMode, McpServer } from '../api/v1alpha1/mcpserver.ts';
+import { createHash } from 'node:crypto';
 import type { KubeObject } from '../k8s/types.ts';
+import { DEFAULT_EXECUTOR_DNS, type DnsPeer } from './executor-egress.ts';
 import {
   Annotations,
   childMetadata,
@@ -25,6 +27,8 @@ export interface WorkloadOptions {
   executorAppArmor: { type: 'Unconfined' } | { type: 'Localhost'; localhostProfile: string };
   /** Executor pod privileges unless the McpServer sets spec.executor.securityMode (ADR 0004). */
   executorSecurityMode: ExecutorSecurityMode;
+  /** The cluster DNS pods executors with tool egress may query (chart value executor.dns). */
+  executorDns: DnsPeer;
 }
 
 export const DEFAULT_WORKLOAD_OPTIONS: WorkloadOptions = {
@@ -32,6 +36,7 @@ export const DEFAULT_WORKLOAD_OPTIONS: WorkloadOptions = {
   executorImage: 'mcpworks/sandbox:0.1.0',
   executorAppArmor: { type: 'Unconfined' },
   executorSecurityMode: 'Standard',
+  executorDns: DEFAULT_EXECUTOR_DNS,
 };
 
 /**
@@ -199,6 +204,83 @@ export function desiredGatewayDeployment(
   });
 }
 
+/**
+ * Where executor pods find the Secret keys tools read through secretEnv: one read-only Secret
+ * volume per referenced Secret at `<dir>/<secretName>/<key>`, read by the executor per call.
+ */
+export const EXECUTOR_SECRETS_DIR = '/var/run/mcpworks/secrets';
+
+/**
+ * Whether `key` can be a Secret data key at all (the API server's rule besides the characters):
+ * not `.` or `..` and not starting with `..`. Only such keys can be volume item paths; a
+ * reference to any other is reported missing (tool-secrets-check.ts) and left out of the pod.
+ */
+export function isPossibleSecretKey(key: string): boolean {
+  return key !== '.' && key !== '..' && !key.startsWith('..');
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const SECRET_VOLUME_PREFIX = 'secret-';
+
+/**
+ * The volume name of a tool Secret: a DNS label of at most 63 characters, stable for a Secret
+ * name, distinct from the pod's other volumes (prefix). A Secret name that is not itself a short
+ * DNS label (dots, length) is shortened and suffixed with a hash of the full name, so two
+ * Secrets never share a volume.
+ */
+export function secretVolumeName(secretName: string): string {
+  const plain = `${SECRET_VOLUME_PREFIX}${secretName}`;
+  if (DNS_LABEL.test(secretName) && plain.length <= 63) return plain;
+  const hash = createHash('sha256').update(secretName).digest('hex').slice(0, 10);
+  const stem = secretName
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 63 - SECRET_VOLUME_PREFIX.length - hash.length - 1)
+    .replace(/-+$/, '');
+  return `${SECRET_VOLUME_PREFIX}${stem}-${hash}`;
+}
+
+/** The Secret keys the tools of `server` read through secretEnv, by Secret name (both sorted). */
+export function referencedSecretKeys(server: McpServer): Map<string, string[]> {
+  const keys = new Map<string, Set<string>>();
+  for (const tool of server.spec.tools) {
+    for (const entry of tool.secretEnv ?? []) {
+      const { name, key } = entry.secretKeyRef;
+      if (!keys.has(name)) keys.set(name, new Set());
+      keys.get(name)?.add(key);
+    }
+  }
+  return new Map([...keys.keys()].sort().map((name) => [name, [...(keys.get(name) ?? [])].sort()]));
+}
+
+/**
+ * The executor's Secret volumes for secretEnv, least privilege: only the referenced keys
+ * (items), readable by the executor (root in the container) alone (0400). Optional, so the
+ * executor starts when one is missing and only the tools that need it fail (closed, at call
+ * time); mounted whole (no subPath), so kubelet updates a rotated value in place.
+ */
+function toolSecretVolumes(server: McpServer): {
+  volumes: Record<string, unknown>[];
+  mounts: Record<string, unknown>[];
+  args: string[];
+} {
+  const referenced = referencedSecretKeys(server);
+  if (referenced.size === 0) return { volumes: [], mounts: [], args: [] };
+  const volumes: Record<string, unknown>[] = [];
+  const mounts: Record<string, unknown>[] = [];
+  for (const [secretName, keys] of referenced) {
+    const items = keys.filter(isPossibleSecretKey).map((key) => ({ key, path: key }));
+    // Empty items would project every key of the Secret: no volume at all instead.
+    if (items.length === 0) continue;
+    const name = secretVolumeName(secretName);
+    volumes.push({
+      name,
+      secret: { secretName, items, defaultMode: 0o400, optional: true },
+    });
+    mounts.push({ name, mountPath: `${EXECUTOR_SECRETS_DIR}/${secretName}`, readOnly: true });
+  }
+  return { volumes, mounts, args: [`--secrets-dir=${EXECUTOR_SECRETS_DIR}`] };
+}
+
 /** Where kubelet reads the executor's start-up failure from (its default path, made explicit). */
 export const EXECUTOR_TERMINATION_MESSAGE_PATH = '/dev/termination-log';
 
@@ -255,8 +337,8 @@ export function executorSecurity(
 
 /**
  * Executor pods: the privileges of their security mode (above), no ServiceAccount token,
- * read-only root filesystem, a memory-backed /tmp; a start-up failure in plain words becomes the
- * pod's termination message.
+ * read-only root filesystem, a memory-backed /tmp, the Secret keys of secretEnv (above); a
+ * start-up failure in plain words becomes the pod's termination message.
  */
 export function desiredExecutorDeployment(
   server: McpServer,
@@ -267,6 +349,7 @@ export function desiredExecutorDeployment(
   const executor = server.spec.executor;
   const mode = executor.securityMode ?? options.executorSecurityMode;
   const security = executorSecurity(mode, options.executorAppArmor);
+  const secrets = toolSecretVolumes(server);
   const hash = specHash(
     executor,
     token.hash,
@@ -282,7 +365,8 @@ export function desiredExecutorDeployment(
     containers: [
       {
         name: 'executor',
-        image: options.executorImage,
+        // spec.executor.image: an image built FROM the sandbox image with extra packages.
+        image: executor.image ?? options.executorImage,
         args: [
           'executor',
           `--port=${Ports.executor}`,
@@ -294,6 +378,7 @@ export function desiredExecutorDeployment(
           `--shutdown-delay-seconds=${EXECUTOR_SHUTDOWN_DELAY_SECONDS}`,
           `--drain-seconds=${EXECUTOR_DRAIN_SECONDS}`,
           ...security.executorArgs,
+          ...secrets.args,
         ],
         ports: [{ name: 'http', containerPort: Ports.executor, protocol: 'TCP' }],
         env: [
@@ -312,10 +397,13 @@ export function desiredExecutorDeployment(
           periodSeconds: 10,
           failureThreshold: 6,
         },
-        volumeMounts: [{ name: 'sandbox-tmp', mountPath: '/tmp' }],
+        volumeMounts: [{ name: 'sandbox-tmp', mountPath: '/tmp' }, ...secrets.mounts],
       },
     ],
-    volumes: [{ name: 'sandbox-tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } }],
+    volumes: [
+      { name: 'sandbox-tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
+      ...secrets.volumes,
+    ],
   });
 }
 

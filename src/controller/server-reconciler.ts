@@ -32,11 +32,13 @@ import {
   desiredGatewayServiceAccount,
   desiredService,
   hasAllocatedClusterIp,
+  referencedSecretKeys,
   type WorkloadOptions,
 } from './desired-workloads.ts';
 import { Annotations, childNames, endpointUrl } from './names.ts';
 import { policyDisplayName, type ParsedPolicy } from './policy-validation.ts';
 import { signingKeyProblem } from './signing-key-check.ts';
+import { toolSecretProblems } from './tool-secrets-check.ts';
 import { ownWriteId, type OwnWrites } from './own-writes.ts';
 import { specHash } from './spec-hash.ts';
 import { computeServerStatus, Reasons, rolloutState, statusEqual, type Problem } from './status.ts';
@@ -254,6 +256,11 @@ export function createServerReconciler(
       );
       if (problem) problems.push(problem);
     }
+    // secretEnv: the executor mounts these optional; a missing one degrades only its tools.
+    const toolSecrets = new Map<string, KubeObject | undefined>();
+    for (const name of referencedSecretKeys(server).keys())
+      toolSecrets.set(name, await client.get<KubeObject>(Resources.Secret, name, ns));
+    problems.push(...toolSecretProblems(server, toolSecrets));
     const configMaps = new Map<string, KubeObject | undefined>();
     for (const tool of server.spec.tools) {
       const ref = tool.codeFrom?.configMapKeyRef;
@@ -320,7 +327,7 @@ export function createServerReconciler(
       {
         type: Resources.NetworkPolicy,
         cache: caches.networkPolicies,
-        body: desiredExecutorNetworkPolicy(server),
+        body: desiredExecutorNetworkPolicy(server, deps.workloads.executorDns),
       },
       {
         type: Resources.NetworkPolicy,

@@ -1,8 +1,11 @@
 /**
  * The gateway's side of the executor service: a ToolExecutor that POSTs each call with the
- * per-server executor token (never the MCP client's token). A call is sent at most once: a
- * refused (429) or unreachable executor becomes an `overloaded` / `executor-unavailable` result,
- * and nothing is retried automatically, because a call whose answer was lost may already have run.
+ * per-server executor token (never the MCP client's token). A call runs at most once: it is sent
+ * again only when the executor provably did not start it — the connection was refused (a pod
+ * going away behind the Service, before its endpoint is dropped) or the executor answered 503
+ * (draining or not ready, decided before the call is read) — at most RETRY_DELAYS_MS.length
+ * times and within the call's deadline. A reset or a lost answer is never retried (the call may
+ * have run); a 429 is not either (the gateway's queue decides what waits).
  */
 import { systemClock } from '../shared/clock.ts';
 import { ErrorCode, McpworksError } from '../shared/errors.ts';
@@ -19,6 +22,27 @@ import {
 } from './types.ts';
 
 const DEFAULT_GRACE_MS = 5000;
+/** Pauses before sending a call again that the executor provably did not start. */
+export const RETRY_DELAYS_MS: readonly number[] = [50, 200];
+
+/** A fetch failure in which no connection was made: the executor never saw the request. */
+export function connectionRefused(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: unknown } } | null)?.cause;
+  return cause?.code === 'ECONNREFUSED';
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 function result(
   outcome: SandboxOutcome,
@@ -59,7 +83,17 @@ function isResult(value: unknown): value is ToolCallResult {
     ) &&
     typeof v.durationMs === 'number' &&
     typeof v.outputBytes === 'number' &&
-    typeof v.executor === 'string'
+    typeof v.executor === 'string' &&
+    (v.redactions === undefined || isRedactionCounts(v.redactions))
+  );
+}
+
+/** `redactions`: counts by secretEnv variable name, as the executor's redaction produced them. */
+function isRedactionCounts(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.entries(value).every(
+    ([name, count]) =>
+      /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && Number.isSafeInteger(count) && (count as number) > 0,
   );
 }
 
@@ -96,18 +130,44 @@ export function createExecutorClient(options: ExecutorClientOptions): ToolExecut
       signal?.addEventListener('abort', onAbort, { once: true });
       const elapsed = () => clock.monotonicMs() - started;
       try {
-        let response: Response;
-        try {
-          response = await fetch(url, {
+        const wire = wireBody(request);
+        const send = () =>
+          fetch(url, {
             method: 'POST',
             headers: {
               authorization: `Bearer ${options.token}`,
               'content-type': 'application/json',
             },
-            body: wireBody(request),
+            body: wire,
             signal: controller.signal,
             redirect: 'error',
           });
+        let response: Response | undefined;
+        let retries = 0;
+        try {
+          for (;;) {
+            let notStarted: string;
+            try {
+              response = await send();
+              if (response.status !== 503) break;
+              notStarted = 'HTTP 503';
+            } catch (error) {
+              if (!connectionRefused(error)) throw error;
+              notStarted = 'connection refused';
+            }
+            const delay = RETRY_DELAYS_MS[retries];
+            if (delay === undefined || controller.signal.aborted) break;
+            if (elapsed() + delay >= deadline) break;
+            retries += 1;
+            logger.info(
+              { callId: request.callId, executor: name, retry: retries, why: notStarted },
+              'executor did not start the call; sending it again',
+            );
+            if (response !== undefined) await response.body?.cancel().catch(() => undefined);
+            response = undefined;
+            await pause(delay, controller.signal);
+          }
+          if (response === undefined) throw new Error('connection refused');
         } catch (error) {
           if (timedOut) {
             return result(

@@ -47,6 +47,20 @@ function spec(overrides: Partial<JailSpec> = {}): JailSpec {
 const has = (args: string[], flag: string) => args.includes(flag);
 
 describe('buildNsjailArgs', () => {
+  test('binds the egress directory and the CA bundle read-only only for egress sandboxes', () => {
+    const plain = buildNsjailArgs(spec());
+    assert.ok(!plain.some((arg) => arg.includes('/run/mcpworks')), 'nothing at the mount point');
+    const args = buildNsjailArgs(
+      spec({ egress: { hostDir: '/var/egress/sb-1', caBundle: '/etc/ssl/certs/ca.pem' } }),
+    );
+    const dir = args.indexOf('--bindmount_ro=/var/egress/sb-1:/run/mcpworks');
+    const ca = args.indexOf('--bindmount_ro=/etc/ssl/certs/ca.pem:/run/mcpworks/ca.crt');
+    assert.ok(dir > 0 && ca > dir, 'the directory first, the bundle over its file');
+    assert.ok(ca < args.indexOf('--'));
+    assert.ok(!args.some((arg) => arg.startsWith('--bindmount=/var/egress')), 'never writable');
+    assert.throws(() => buildNsjailArgs(spec({ egress: { hostDir: 'rel', caBundle: '/ca' } })));
+  });
+
   test('enters the jail with pivot_root by default, with chroot (--no_pivotroot) in pods', () => {
     assert.ok(!has(buildNsjailArgs(spec()), '--no_pivotroot'));
     const args = buildNsjailArgs(spec({ rootSwitch: 'chroot' }));

@@ -4,6 +4,7 @@
  * configuration of a sandbox can be read and tested as data.
  */
 import type { ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import { CA_BUNDLE_NAME, EGRESS_MOUNT } from './egress/jail.ts';
 
 export const MIB = 1024 * 1024;
 
@@ -92,6 +93,12 @@ export interface JailSpec {
   logFd: number;
   hostname: string;
   rootSwitch: RootSwitch;
+  /**
+   * Egress sandboxes only: the sandbox's private host directory (where the executor puts the
+   * proxy's socket for the call), bound read-only at EGRESS_MOUNT, and the CA bundle bound
+   * read-only over its empty `ca.crt` there. Without it nothing of the kind is inside.
+   */
+  egress?: { hostDir: string; caBundle: string };
 }
 
 export interface CgroupLimits {
@@ -193,6 +200,13 @@ export function buildNsjailArgs(spec: JailSpec): string[] {
     args.push(`--bindmount_ro=${host}:${inside}`);
   }
   for (const device of spec.layout.devices) args.push(`--bindmount=${device}`);
+  if (spec.egress !== undefined) {
+    const { hostDir, caBundle } = spec.egress;
+    if (!hostDir.startsWith('/') || !caBundle.startsWith('/'))
+      throw new Error('egress paths must be absolute');
+    args.push(`--bindmount_ro=${hostDir}:${EGRESS_MOUNT}`);
+    args.push(`--bindmount_ro=${caBundle}:${EGRESS_MOUNT}/${CA_BUNDLE_NAME}`);
+  }
   for (const { link, target } of spec.layout.symlinks) args.push(`--symlink=${target}:${link}`);
   args.push(`--mount=none:${WORKSPACE}:tmpfs:size=${spec.limits.tmpfsMiB * MIB},mode=0700`);
   // POSIX shared memory and semaphores (python multiprocessing); memory-backed, so charged to the

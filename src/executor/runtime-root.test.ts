@@ -84,6 +84,8 @@ describe('buildRuntimeRoot', () => {
       '/etc/passwd',
       '/lib',
       '/proc',
+      '/run',
+      '/run/mcpworks',
       '/tmp',
       '/usr',
       '/usr/bin',
@@ -261,6 +263,19 @@ describe('removeStaleRuntimeRoots', () => {
     assert.deepEqual(
       readdirSync(parent).sort(),
       [live, other].map((d) => d.slice(parent.length + 1)).sort(),
+    );
+  });
+
+  test('sweeps the egress directories of dead executors the same way, and only those', () => {
+    const parent = mkdtempSync(join(scratch, 'parent-'));
+    const dead = join(parent, `mcpworks-egress-${deadPid()}-abcDEF`);
+    const live = join(parent, `mcpworks-egress-${process.pid}-abcDEF`);
+    const root = join(parent, `${ROOT_PREFIX}${deadPid()}-abcDEF`);
+    for (const dir of [dead, live, root]) mkdirSync(join(dir, 'sb-x'), { recursive: true });
+    assert.equal(removeStaleRuntimeRoots(parent, 'mcpworks-egress-'), 1);
+    assert.deepEqual(
+      readdirSync(parent).sort(),
+      [live, root].map((d) => d.slice(parent.length + 1)).sort(),
     );
   });
 });

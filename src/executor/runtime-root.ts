@@ -33,8 +33,12 @@ import type { JailLayout } from './nsjail-config.ts';
 /** Name prefix of a tree: the owning executor's pid follows, so leftovers can be told apart. */
 export const ROOT_PREFIX = 'mcpworks-root-';
 
-/** Mount points nsjail mounts over inside every jail (directories). */
-export const ROOT_MOUNT_DIRS = ['/proc', '/tmp', '/dev/shm'] as const;
+/**
+ * Mount points nsjail mounts over inside every jail (directories). /run/mcpworks is where an
+ * egress sandbox's private directory is bound (src/executor/egress/jail.ts EGRESS_MOUNT); in
+ * other sandboxes it stays an empty read-only directory.
+ */
+export const ROOT_MOUNT_DIRS = ['/proc', '/tmp', '/dev/shm', '/run/mcpworks'] as const;
 
 export interface RuntimeRootSpec {
   /** Host files or directories placed at `target` (directories recursively). */
@@ -300,10 +304,12 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Removes trees left under `parent` by executors that died without closing (their pid is gone).
- * Trees of live processes, this one's included, are never touched. Returns how many were removed.
+ * Removes trees left under `parent` by executors that died without closing (their pid is gone):
+ * runtime roots, or with another `prefix` other per-executor trees named `<prefix><pid>-XXXXXX`
+ * (the egress directory). Trees of live processes, this one's included, are never touched.
+ * Returns how many were removed.
  */
-export function removeStaleRuntimeRoots(parent = tmpdir()): number {
+export function removeStaleRuntimeRoots(parent = tmpdir(), prefix = ROOT_PREFIX): number {
   let removed = 0;
   let names: string[];
   try {
@@ -312,7 +318,7 @@ export function removeStaleRuntimeRoots(parent = tmpdir()): number {
     return 0;
   }
   for (const name of names) {
-    const match = new RegExp(`^${ROOT_PREFIX}(\\d+)-[A-Za-z0-9]{6}$`).exec(name);
+    const match = new RegExp(`^${prefix}(\\d+)-[A-Za-z0-9]{6}$`).exec(name);
     if (!match || alive(Number(match[1]))) continue;
     const path = join(parent, name);
     try {

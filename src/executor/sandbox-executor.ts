@@ -4,14 +4,32 @@
  * refuses rather than queues. Used by `mcpworks serve` and by the executor service.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RUNTIMES, type Runtime, type ToolLimits } from '../api/v1alpha1/mcpserver.ts';
 import { systemClock } from '../shared/clock.ts';
 import { ErrorCode, McpworksError, isMcpworksError } from '../shared/errors.ts';
-import { silentLogger } from '../shared/logger.ts';
+import { silentLogger, type Logger } from '../shared/logger.ts';
+import { egressLogSummary, egressRecords, egressSeccompPolicy } from './egress/jail.ts';
+import {
+  createEgressProxy,
+  type EgressAttempt,
+  type EgressProxy,
+  type Resolver,
+} from './egress/proxy.ts';
 import {
   createSandboxCgroup,
   detectCgroups,
@@ -38,8 +56,15 @@ import {
   verifyRuntimeRoot,
   type RuntimeRootSpec,
 } from './runtime-root.ts';
-import { spawnSandbox, type Sandbox, type SandboxEnvironment } from './sandbox.ts';
+import {
+  spawnSandbox,
+  type EgressSandboxEnvironment,
+  type Sandbox,
+  type SandboxEnvironment,
+} from './sandbox.ts';
 import { parseToolCallRequest } from './request-schema.ts';
+import { createRedactor, redactResult, type SecretValue } from './redaction.ts';
+import { resolveSecretEnv } from './secrets.ts';
 import {
   RefusalReason,
   SandboxOutcome,
@@ -59,6 +84,65 @@ const BOOTSTRAP_FILES: Record<Runtime, string> = {
   node: 'node.cjs',
   bash: 'bash.sh',
 };
+
+/** Where the system CA bundle usually is (Debian/Ubuntu/Alpine, then Fedora/RHEL). */
+export const SYSTEM_CA_BUNDLES = [
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+] as const;
+
+/**
+ * TEST ONLY, deliberately a second argument of createSandboxExecutor and not part of
+ * SandboxExecutorOptions: no CLI flag, configuration or environment variable reaches it, and
+ * `serve` / `executor` never pass it. Tests use it to reach a loopback HTTPS upstream through the
+ * real egress proxy (see EgressProxyOptions.testOnlyAllowedAddresses).
+ */
+export interface SandboxExecutorTestOnlyOptions {
+  /** The egress proxy's name resolution (e.g. allowed.test → 127.0.0.1). */
+  egressResolve?: Resolver;
+  /** Exact addresses the egress proxy treats as public. */
+  egressAllowedAddresses?: readonly string[];
+}
+
+/** Prefix of the executor's private egress directory (the seccomp variant, per-sandbox dirs). */
+const EGRESS_DIR_PREFIX = 'mcpworks-egress-';
+
+/**
+ * What egress sandboxes need, prepared once at start: the CA bundle, the seccomp variant
+ * written into a fresh private directory (where each egress sandbox gets its own directory).
+ * Returns why egress is unavailable instead when it cannot be offered here.
+ */
+function prepareEgress(
+  options: SandboxExecutorOptions,
+  seccompPolicyPath: string,
+  logger: Logger,
+): { egress: EgressSandboxEnvironment } | { unavailable: string } {
+  // An explicit bundle was checked when the executor was created (createSandboxExecutor).
+  const caBundle = options.caBundle ?? SYSTEM_CA_BUNDLES.find((path) => existsSync(path));
+  if (caBundle === undefined) {
+    const reason = 'no CA bundle (set --ca-bundle): tools with egress cannot run on this executor';
+    logger.warn({ searched: SYSTEM_CA_BUNDLES }, reason);
+    return { unavailable: reason };
+  }
+  let policy: string;
+  try {
+    policy = egressSeccompPolicy(readFileSync(seccompPolicyPath, 'utf8'));
+  } catch (error) {
+    const reason = 'the seccomp policy has no egress variant: tools with egress cannot run here';
+    logger.warn({ err: error, seccompPolicyPath }, reason);
+    return { unavailable: reason };
+  }
+  const parent = options.runtimeRootParent ?? tmpdir();
+  // Named like the runtime roots (`<prefix><pid>-`), so a later executor sweeps it if this one dies.
+  removeStaleRuntimeRoots(parent, EGRESS_DIR_PREFIX);
+  const parentDir = mkdtempSync(join(parent, `${EGRESS_DIR_PREFIX}${process.pid}-`));
+  // Searchable, not listable: nsjail's mount step (not root in the jail's user namespace) must
+  // reach each sandbox directory by name; nobody can list the random names.
+  chmodSync(parentDir, 0o711);
+  const policyPath = join(parentDir, 'seccomp-egress.kafel');
+  writeFileSync(policyPath, policy, { mode: 0o644 });
+  return { egress: { seccompPolicyPath: policyPath, caBundle, parentDir } };
+}
 
 /** Starts nsjail inside its sandbox cgroup on cgroup v1 (see buildLaunchCommand). */
 const LAUNCH_SHELL = '/bin/sh';
@@ -198,6 +282,7 @@ export async function prepareRuntimeRoots(
 /** Builds the executor; rejects with SandboxUnavailable when sandboxes cannot be enforced here. */
 export async function createSandboxExecutor(
   options: SandboxExecutorOptions,
+  testOnly: SandboxExecutorTestOnlyOptions = {},
 ): Promise<SandboxExecutor> {
   validateOptions(options);
   const clock = options.clock ?? systemClock;
@@ -213,6 +298,14 @@ export async function createSandboxExecutor(
     throw unavailable(`nsjail is not executable at the configured path`, error);
   }
   if (!existsSync(seccompPolicyPath)) throw unavailable('the seccomp policy file is missing');
+  if (options.caBundle !== undefined) {
+    // A configured bundle that is not there is a configuration error, not "no egress".
+    try {
+      accessSync(options.caBundle, constants.R_OK);
+    } catch (error) {
+      throw unavailable('the CA bundle is not readable at the configured path', error);
+    }
+  }
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     // nsjail needs CAP_SYS_ADMIN (namespaces, mounts) and write access to the cgroup hierarchy.
     logger.warn('executor is not running as root: nsjail needs CAP_SYS_ADMIN and writable cgroups');
@@ -288,6 +381,14 @@ export async function createSandboxExecutor(
       throw unavailable(`cannot prepare the sandbox root: ${(error as Error).message}`, error);
     }
   }
+  let egressSetup: ReturnType<typeof prepareEgress>;
+  try {
+    egressSetup = prepareEgress(options, seccompPolicyPath, logger);
+  } catch (error) {
+    for (const root of roots) removeRuntimeRoot(root);
+    throw unavailable(`cannot prepare egress: ${(error as Error).message}`, error);
+  }
+  const egressDir = 'egress' in egressSetup ? egressSetup.egress.parentDir : undefined;
   const instance = randomBytes(4).toString('hex');
   let counter = 0;
   const cleanups = new Set<Promise<void>>();
@@ -300,6 +401,7 @@ export async function createSandboxExecutor(
     runtimes: layouts,
     bootstraps: loadBootstraps(),
     layouts: jailLayouts,
+    ...('egress' in egressSetup ? { egress: egressSetup.egress } : {}),
     clock,
     nextName: () => `${instance}-${(counter += 1)}`,
     track: (cleanup) => {
@@ -315,7 +417,7 @@ export async function createSandboxExecutor(
     maxIdleMs: WARM_MAX_IDLE_MS,
     clock,
     logger,
-    spawn: (runtime, limits) =>
+    spawn: (runtime, limits, egress) =>
       spawnSandbox(
         env,
         runtime,
@@ -324,7 +426,7 @@ export async function createSandboxExecutor(
           wallTimeLimitSeconds: Math.ceil(WARM_MAX_IDLE_MS / 1000) + MAX_TOOL_TIMEOUT_SECONDS + 5,
           cpuTimeLimitSeconds: MAX_TOOL_TIMEOUT_SECONDS + 1,
         },
-        { prewarm: true },
+        { prewarm: true, egress },
       ),
   });
 
@@ -337,12 +439,36 @@ export async function createSandboxExecutor(
     request: ToolCallRequest,
     signal?: AbortSignal,
     onStartFailure?: (jailLog: string) => void,
+    fromPool = true,
   ): Promise<ToolCallResult> {
     const started = clock.monotonicMs();
     const { tool } = request;
     const limits = tool.limits;
     const envVars: Record<string, string> = {};
     for (const variable of tool.env ?? []) envVars[variable.name] = variable.value;
+    // Read per call (a rotated Secret applies to the next call); refused before any sandbox.
+    let secrets: SecretValue[] = [];
+    if (tool.secretEnv !== undefined && tool.secretEnv.length > 0) {
+      const resolved = await resolveSecretEnv(
+        tool.secretEnv,
+        request.server.namespace,
+        options.secrets,
+      );
+      if (!resolved.ok) {
+        logger.warn(
+          {
+            callId: request.callId,
+            server: `${request.server.namespace}/${request.server.name}`,
+            tool: tool.name,
+            problem: resolved.message,
+          },
+          'tool call refused: a secretEnv value is unavailable',
+        );
+        return refusal(SandboxOutcome.Error, resolved.message, executorName);
+      }
+      Object.assign(envVars, resolved.env);
+      secrets = resolved.values;
+    }
     let call: Buffer;
     try {
       call = encodeCall(tool.runtime, { code: tool.code, args: request.arguments, env: envVars });
@@ -350,14 +476,31 @@ export async function createSandboxExecutor(
       // e.g. a NUL character a bash call cannot carry: refused before any sandbox starts
       return refusal(SandboxOutcome.Error, (error as Error).message, executorName);
     }
+    const egressRules = tool.egress ?? [];
+    const wantsEgress = egressRules.length > 0;
+    if (wantsEgress && tool.runtime === 'bash') {
+      // The API refuses this (CEL); refused here too, since bash has no relay.
+      return refusal(SandboxOutcome.Error, 'bash tools cannot declare egress', executorName);
+    }
+    if (wantsEgress && 'unavailable' in egressSetup) {
+      return refusal(SandboxOutcome.ExecutorUnavailable, egressSetup.unavailable, executorName);
+    }
     const acquireStarted = clock.monotonicMs();
-    let sandbox: Sandbox | undefined = pool.take(tool.runtime, limits);
+    let sandbox: Sandbox | undefined = fromPool
+      ? pool.take(tool.runtime, limits, wantsEgress)
+      : undefined;
     const kind = sandbox ? 'warm' : 'cold';
     try {
-      sandbox ??= await spawnSandbox(env, tool.runtime, limits, {
-        wallTimeLimitSeconds: tool.timeoutSeconds + 2,
-        cpuTimeLimitSeconds: tool.timeoutSeconds + 1,
-      });
+      sandbox ??= await spawnSandbox(
+        env,
+        tool.runtime,
+        limits,
+        {
+          wallTimeLimitSeconds: tool.timeoutSeconds + 2,
+          cpuTimeLimitSeconds: tool.timeoutSeconds + 1,
+        },
+        { egress: wantsEgress },
+      );
     } catch (error) {
       logger.error({ err: error, callId: request.callId }, 'sandbox failed to start');
       onStartFailure?.((error as Error).message);
@@ -368,6 +511,40 @@ export async function createSandboxExecutor(
       );
     }
     const acquireMs = Math.round((clock.monotonicMs() - acquireStarted) * 1000) / 1000;
+    // One proxy per call, holding this tool's rules and this call's guardrails, on the socket
+    // in this sandbox's own directory; nothing else can reach it, so it needs no authentication.
+    const attempts: EgressAttempt[] = [];
+    let proxy: EgressProxy | undefined;
+    if (wantsEgress) {
+      try {
+        const socketPath = sandbox.egressSocketPath;
+        if (socketPath === undefined) throw new Error('the sandbox has no egress directory');
+        proxy = createEgressProxy({
+          rules: egressRules,
+          denied: request.egressDenied ?? [],
+          maxDurationMs: tool.timeoutSeconds * 1000,
+          onAttempt: (attempt) => attempts.push(attempt),
+          logger: logger.child({ callId: request.callId, tool: tool.name }),
+          ...(testOnly.egressResolve ? { resolve: testOnly.egressResolve } : {}),
+          ...(testOnly.egressAllowedAddresses
+            ? { testOnlyAllowedAddresses: testOnly.egressAllowedAddresses }
+            : {}),
+        });
+        await proxy.listen({ path: socketPath });
+        // The jail's uid (65534) connects; the directory stays read-only to it.
+        chmodSync(socketPath, 0o666);
+      } catch (error) {
+        await proxy?.close().catch(() => undefined);
+        await sandbox.discard();
+        pool.callEnded();
+        logger.error({ err: error, callId: request.callId }, 'egress proxy failed to start');
+        return refusal(
+          SandboxOutcome.ExecutorUnavailable,
+          'the egress proxy could not start',
+          `${executorName}/${kind}`,
+        );
+      }
+    }
     let run: SandboxRun;
     try {
       run = await sandbox.run(call, {
@@ -377,12 +554,16 @@ export async function createSandboxExecutor(
       });
     } finally {
       pool.callEnded();
+      // Tunnels still open when the call ends are closed (recorded `proxy-closed`).
+      await proxy?.close().catch((error: unknown) => {
+        logger.warn({ err: error, callId: request.callId }, 'egress proxy failed to close');
+      });
     }
+    const egress = wantsEgress ? egressRecords(attempts) : undefined;
     if (run.exitCode === 255 && /\[[EF]\]/.test(run.jailLog) && run.resultBytes === 0) {
-      logger.error(
-        { callId: request.callId, jailLog: run.jailLog },
-        'nsjail failed to start the sandbox',
-      );
+      // nsjail never sees the call (values travel on stdin), but its log is redacted anyway.
+      const jailLog = createRedactor(secrets).redact(run.jailLog, new Map());
+      logger.error({ callId: request.callId, jailLog }, 'nsjail failed to start the sandbox');
       onStartFailure?.(run.jailLog);
       return refusal(
         SandboxOutcome.ExecutorUnavailable,
@@ -391,13 +572,18 @@ export async function createSandboxExecutor(
       );
     }
     const core = classifyRun(run);
-    const result: ToolCallResult = {
-      ...core,
-      durationMs: Math.round((clock.monotonicMs() - started) * 1000) / 1000,
-      outputBytes: run.resultBytes,
-      executor: `${executorName}/${kind}`,
-      timings: { acquireMs, ...callTimings(run) },
-    };
+    const result: ToolCallResult = redactResult(
+      {
+        ...core,
+        durationMs: Math.round((clock.monotonicMs() - started) * 1000) / 1000,
+        outputBytes: run.resultBytes,
+        executor: `${executorName}/${kind}`,
+        timings: { acquireMs, ...callTimings(run) },
+        ...(egress === undefined ? {} : { egress: egress.egress }),
+        ...(egress !== undefined && egress.omitted > 0 ? { egressOmitted: egress.omitted } : {}),
+      },
+      secrets,
+    );
     logger.info(
       {
         callId: request.callId,
@@ -411,10 +597,55 @@ export async function createSandboxExecutor(
         memoryPeakBytes: run.usage.memoryPeakBytes,
         pidsPeak: run.usage.pidsPeak,
         timings: result.timings,
+        ...(result.redactions === undefined ? {} : { redactions: result.redactions }),
+        ...(wantsEgress ? { egress: egressLogSummary(attempts) } : {}),
       },
       'tool call finished',
     );
     return result;
+  }
+
+  /**
+   * An egress sandbox must start (its seccomp variant compiles, the directory and the CA bundle
+   * bind) and see its relay, socket and bundle. When it cannot, egress alone is unavailable:
+   * calls of tools with egress are refused with the reason, the others run. Cold, outside the
+   * pool, so no egress sandbox is kept warm before a tool needs one.
+   */
+  async function probeEgress(): Promise<void> {
+    let jailLog: string | undefined;
+    const result = await runOnce(
+      {
+        callId: 'probe-egress',
+        server: { namespace: 'mcpworks-system', name: 'probe' },
+        caller: 'Executor:probe',
+        tool: {
+          name: 'probe-egress',
+          description: 'egress sandbox self-test',
+          runtime: 'python',
+          code: [
+            'import os, socket',
+            'def main(args):',
+            '    socket.create_connection(("127.0.0.1", 3128), timeout=5).close()',
+            '    ok = os.path.exists(os.environ["MCPWORKS_EGRESS_SOCKET"]) and os.path.getsize(os.environ["SSL_CERT_FILE"]) > 0',
+            '    return "egress-ok" if ok else "egress-incomplete"',
+          ].join('\n'),
+          inputSchema: { type: 'object' },
+          timeoutSeconds: 10,
+          limits: DEFAULT_LIMITS,
+          egress: [{ host: 'probe.invalid' }],
+        },
+        arguments: {},
+      },
+      undefined,
+      (log) => (jailLog = log),
+      false,
+    );
+    const text = result.content[0]?.text.trim();
+    if (result.outcome === SandboxOutcome.Ok && text === 'egress-ok') return;
+    const explained = jailLog === undefined ? undefined : explainJailFailure(jailLog);
+    const reason = `the egress sandbox self-test failed (${explained ?? `${result.outcome}: ${result.message ?? text ?? ''}`}): tools with egress cannot run on this executor`;
+    logger.error({ jailLog }, reason);
+    egressSetup = { unavailable: reason };
   }
 
   const executor: SandboxExecutor = {
@@ -466,6 +697,7 @@ export async function createSandboxExecutor(
           `the sandbox self-test failed (${result.outcome}: ${result.message ?? text ?? ''})`,
         );
       }
+      if ('egress' in egressSetup) await probeEgress();
       probed = true;
       for (const runtime of RUNTIMES) pool.register(runtime, DEFAULT_LIMITS);
     },
@@ -520,6 +752,7 @@ export async function createSandboxExecutor(
       await Promise.all([...cleanups]);
       await removeCgroupsWithPrefix(cgroups, `${instance}-`);
       for (const root of roots) removeRuntimeRoot(root);
+      if (egressDir !== undefined) rmSync(egressDir, { recursive: true, force: true });
     },
   };
   Object.defineProperty(executor, 'pool', { value: pool, enumerable: false });

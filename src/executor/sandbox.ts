@@ -4,6 +4,8 @@
  * and calls `run` later. After `run` the sandbox is gone (process, workspace, cgroup).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
 import type { Clock } from '../shared/clock.ts';
@@ -22,6 +24,7 @@ import {
 } from './nsjail-config.ts';
 import { LOG_CAP_BYTES, monotonicMicros, type SandboxRun } from './protocol.ts';
 import type { RuntimeLayout } from './runtime-files.ts';
+import { CA_BUNDLE_NAME, EGRESS_SOCKET_NAME, egressEnvironment } from './egress/jail.ts';
 
 export const RESULT_FD = 3;
 export const JAIL_LOG_FD = 4;
@@ -44,11 +47,23 @@ export interface SandboxEnvironment {
    * the device nodes bound on top. Fixed at start-up: nothing is assembled per call.
    */
   layouts: Readonly<Record<Runtime, JailLayout>>;
+  /** How egress sandboxes are built; undefined when this executor cannot offer egress. */
+  egress?: EgressSandboxEnvironment;
   clock: Clock;
   /** Unique lower-case name for the next sandbox's cgroup. */
   nextName(): string;
   /** Registers background clean-up so that closing the executor can wait for it. */
   track(cleanup: Promise<void>): Promise<void>;
+}
+
+/** What egress sandboxes need beyond the others, fixed for the executor's lifetime. */
+export interface EgressSandboxEnvironment {
+  /** The seccomp variant that admits loopback TCP sockets (egress/jail.ts egressSeccompPolicy). */
+  seccompPolicyPath: string;
+  /** The CA bundle file bound read-only into each egress jail. */
+  caBundle: string;
+  /** The executor's private directory; each egress sandbox gets a fresh one inside it. */
+  parentDir: string;
 }
 
 export interface RunOptions {
@@ -109,6 +124,11 @@ class Tail {
 export interface Sandbox {
   readonly runtime: Runtime;
   readonly limits: ToolLimits;
+  /**
+   * Egress sandboxes only: the host path where the call's proxy must listen (in the sandbox's
+   * private directory, bound at /run/mcpworks inside). Removed with the sandbox.
+   */
+  readonly egressSocketPath?: string;
   /** Monotonic ms at spawn. */
   readonly spawnedAt: number;
   /** False once the process ended or the sandbox was used or discarded. */
@@ -126,14 +146,35 @@ export async function spawnSandbox(
   runtime: Runtime,
   limits: ToolLimits,
   backstop: { wallTimeLimitSeconds: number; cpuTimeLimitSeconds: number },
-  options: { prewarm?: boolean } = {},
+  options: { prewarm?: boolean; egress?: boolean } = {},
 ): Promise<Sandbox> {
   const layout = env.runtimes[runtime];
+  const egress = options.egress === true ? env.egress : undefined;
+  if (options.egress === true && egress === undefined)
+    throw new Error('this executor cannot build egress sandboxes');
   const cgroup: SandboxCgroup = await createSandboxCgroup(
     env.cgroups,
     env.nextName(),
     sandboxCgroupLimits(limits, env.cgroups.version),
   );
+  // The sandbox's private directory (its random name sits in the executor's unlistable egress
+  // directory): readable by nsjail's mount step and the jail's uid, which connects to the socket,
+  // never writable by them (and bound read-only); the CA bundle is bound over the empty file.
+  let egressDir: string | undefined;
+  if (egress !== undefined) {
+    try {
+      egressDir = mkdtempSync(join(egress.parentDir, 'sb-'));
+      chmodSync(egressDir, 0o755);
+      writeFileSync(join(egressDir, CA_BUNDLE_NAME), '', { mode: 0o644 });
+    } catch (error) {
+      if (egressDir !== undefined) rmSync(egressDir, { recursive: true, force: true });
+      await cgroup.remove().catch(() => undefined);
+      throw error;
+    }
+  }
+  const removeEgressDir = () => {
+    if (egressDir !== undefined) rmSync(egressDir, { recursive: true, force: true });
+  };
   const args = buildNsjailArgs({
     nsjailPath: env.nsjailPath,
     command: command(
@@ -146,13 +187,16 @@ export async function spawnSandbox(
     limits,
     wallTimeLimitSeconds: backstop.wallTimeLimitSeconds,
     cpuTimeLimitSeconds: backstop.cpuTimeLimitSeconds,
-    seccompPolicyPath: env.seccompPolicyPath,
+    seccompPolicyPath: egress?.seccompPolicyPath ?? env.seccompPolicyPath,
     cgroup: cgroup.placement,
-    env: BASE_ENV,
+    env: egress === undefined ? BASE_ENV : { ...BASE_ENV, ...egressEnvironment() },
     passFds: [RESULT_FD],
     logFd: JAIL_LOG_FD,
     hostname: 'sandbox',
     rootSwitch: env.rootSwitch,
+    ...(egress !== undefined && egressDir !== undefined
+      ? { egress: { hostDir: egressDir, caBundle: egress.caBundle } }
+      : {}),
   });
 
   const launch = buildLaunchCommand(
@@ -168,6 +212,7 @@ export async function spawnSandbox(
       detached: false,
     });
   } catch (error) {
+    removeEgressDir();
     await cgroup.remove().catch(() => undefined);
     throw error;
   }
@@ -288,12 +333,15 @@ export async function spawnSandbox(
 
   let removal: Promise<void> | undefined;
   const removeCgroup = () => (removal ??= env.track(cgroup.remove().catch(() => undefined)));
+  // The private directory goes with the jail (every path out of the sandbox ends in `closed`).
+  void env.track(closed.then(() => removeEgressDir()).catch(() => undefined));
 
   void closed.then(() => markReady());
 
   return {
     runtime,
     limits,
+    ...(egressDir === undefined ? {} : { egressSocketPath: join(egressDir, EGRESS_SOCKET_NAME) }),
     spawnedAt,
     ready,
     get usable() {

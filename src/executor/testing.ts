@@ -5,8 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
-import type { ResolvedTool, ToolCallRequest } from './types.ts';
+import type { EgressRuleSpec, Runtime, ToolLimits } from '../api/v1alpha1/mcpserver.ts';
+import type { EgressDenial, ResolvedTool, ToolCallRequest } from './types.ts';
 
 let counter = 0;
 
@@ -34,7 +34,13 @@ export interface CallOverrides {
   limits?: Partial<ToolLimits>;
   timeoutSeconds?: number;
   env?: Record<string, string>;
+  /** secretEnv entries: variable name → the Secret key it reads. */
+  secretEnv?: Record<string, { name: string; key: string }>;
+  /** The tool's name (default `test-<runtime>`). */
+  name?: string;
   args?: Record<string, unknown>;
+  egress?: EgressRuleSpec[];
+  egressDenied?: EgressDenial[];
 }
 
 /** A ToolCallRequest for `code` in `runtime`, with small test limits unless overridden. */
@@ -45,7 +51,7 @@ export function toolCall(
 ): ToolCallRequest {
   counter += 1;
   const tool: ResolvedTool = {
-    name: `test-${runtime}`,
+    name: overrides.name ?? `test-${runtime}`,
     description: 'test tool',
     runtime,
     code,
@@ -55,6 +61,15 @@ export function toolCall(
     ...(overrides.env
       ? { env: Object.entries(overrides.env).map(([name, value]) => ({ name, value })) }
       : {}),
+    ...(overrides.secretEnv
+      ? {
+          secretEnv: Object.entries(overrides.secretEnv).map(([name, secretKeyRef]) => ({
+            name,
+            secretKeyRef,
+          })),
+        }
+      : {}),
+    ...(overrides.egress ? { egress: overrides.egress } : {}),
   } as ResolvedTool;
   return {
     callId: `call-${counter}`,
@@ -62,5 +77,6 @@ export function toolCall(
     caller: 'Agent:test',
     tool,
     arguments: overrides.args ?? {},
+    ...(overrides.egressDenied ? { egressDenied: overrides.egressDenied } : {}),
   };
 }

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../shared/clock.ts';
 import type { Runtime, Tool } from '../api/v1alpha1/mcpserver.ts';
+import type { SecretSource } from './secrets.ts';
 
 /** A tool as the executor runs it: the api Tool with its code resolved (codeFrom already read). */
 export type ResolvedTool = Omit<Tool, 'code' | 'codeFrom'> & { code: string };
@@ -125,6 +126,8 @@ export interface ToolCallResult {
   timings?: CallTimings;
   /** Every egress attempt the call made (tools with `egress` only), in order. */
   egress?: EgressAttemptRecord[];
+  /** Attempts beyond the first 64, counted but not listed in `egress`. */
+  egressOmitted?: number;
   /**
    * Secret values found and redacted in the result and message, counted by the secretEnv
    * variable's name (never the value). Absent when nothing was redacted.
@@ -191,6 +194,17 @@ export interface SandboxExecutorOptions {
   noPivotRoot?: boolean;
   /** Empty directory to mount a clean procfs on when /proc is masked (default /opt/mcpworks/proc). */
   cleanProcDir?: string;
+  /**
+   * Where tools' `secretEnv` values are read, per call (src/executor/secrets.ts). Absent: a call
+   * of a tool that declares secretEnv fails closed before any sandbox starts.
+   */
+  secrets?: SecretSource;
+  /**
+   * CA bundle (PEM file) bound read-only into egress sandboxes, which their code trusts
+   * (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS). Default: the system bundle when present. Without one,
+   * calls of tools with `egress` are refused (executor-unavailable); others are unaffected.
+   */
+  caBundle?: string;
   logger?: Logger;
   clock?: Clock;
 }

@@ -18,15 +18,17 @@ function fakeSandbox(
   runtime: Runtime,
   limits: ToolLimits,
   spawnedAt: number,
+  egress = false,
 ): Sandbox & { discarded: boolean } {
   let used = false;
-  const sandbox = {
+  const sandbox: Sandbox & { discarded: boolean } = {
     runtime,
     limits,
+    ...(egress ? { egressSocketPath: '/egress/sb/egress.sock' } : {}),
     spawnedAt,
     ready: Promise.resolve(),
     discarded: false,
-    get usable() {
+    get usable(): boolean {
       return !used && !sandbox.discarded;
     },
     async run() {
@@ -50,8 +52,8 @@ function pool(size = 1, maxIdleMs = 60_000, maxKeys = 8, refillDelayMs?: number)
     ...(refillDelayMs === undefined ? {} : { refillDelayMs }),
     clock,
     logger: silentLogger(),
-    spawn: async (runtime, limits) => {
-      const s = fakeSandbox(runtime, limits, clock.monotonicMs());
+    spawn: async (runtime, limits, egress) => {
+      const s = fakeSandbox(runtime, limits, clock.monotonicMs(), egress);
       spawned.push(s);
       return s;
     },
@@ -70,6 +72,22 @@ describe('WarmPool', () => {
     assert.notEqual(poolKey('python', LIMITS), poolKey('python', { ...LIMITS, tmpfsMiB: 4 }));
     assert.notEqual(poolKey('python', LIMITS), poolKey('node', LIMITS));
     assert.equal(poolKey('python', LIMITS), poolKey('python', { ...LIMITS, maxOutputBytes: 99 }));
+    assert.notEqual(poolKey('python', LIMITS), poolKey('python', LIMITS, true));
+    assert.equal(poolKey('python', LIMITS), poolKey('python', LIMITS, false));
+  });
+
+  test('egress-capable and plain sandboxes never stand in for each other', async () => {
+    const { warm, spawned } = pool();
+    warm.register('python', LIMITS, true);
+    await warm.whenFilled();
+    assert.equal(spawned.length, 1);
+    assert.equal(warm.take('python', LIMITS), undefined, 'a plain call gets no egress sandbox');
+    await warm.whenFilled();
+    const plain = warm.take('python', LIMITS);
+    assert.ok(plain !== undefined && plain.egressSocketPath === undefined);
+    const egress = warm.take('python', LIMITS, true);
+    assert.ok(egress?.egressSocketPath !== undefined, 'an egress call gets an egress sandbox');
+    await warm.close();
   });
 
   test('fills a registered key up to its size', async () => {

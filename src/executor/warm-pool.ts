@@ -12,11 +12,16 @@ import type { Sandbox } from './sandbox.ts';
 export interface PoolKey {
   runtime: Runtime;
   limits: ToolLimits;
+  /** Egress sandboxes differ at spawn (bind mount, seccomp variant, env): their own keys. */
+  egress: boolean;
 }
 
-/** Only limits that a started sandbox carries; timeout, output cap and env are applied per call. */
-export function poolKey(runtime: Runtime, limits: ToolLimits): string {
-  return `${runtime}/mem=${limits.memoryMiB}/pids=${limits.pids}/cpu=${limits.cpuMillicores}/tmpfs=${limits.tmpfsMiB}`;
+/**
+ * Only what a started sandbox carries: limits, and whether it is egress-capable; timeout, output
+ * cap and env are applied per call. A non-egress call never gets an egress-capable sandbox.
+ */
+export function poolKey(runtime: Runtime, limits: ToolLimits, egress = false): string {
+  return `${runtime}/mem=${limits.memoryMiB}/pids=${limits.pids}/cpu=${limits.cpuMillicores}/tmpfs=${limits.tmpfsMiB}${egress ? '/egress' : ''}`;
 }
 
 export interface WarmPoolOptions {
@@ -26,7 +31,7 @@ export interface WarmPoolOptions {
   maxKeys: number;
   /** A warm sandbox older than this is replaced (bounds nsjail's own time limit). */
   maxIdleMs: number;
-  spawn(runtime: Runtime, limits: ToolLimits): Promise<Sandbox>;
+  spawn(runtime: Runtime, limits: ToolLimits, egress: boolean): Promise<Sandbox>;
   /**
    * How long a refill waits after a take unless the call ends first (`callEnded`): a spawn
    * costs the event loop a few milliseconds and the interpreter's start-up a core, which the
@@ -67,16 +72,16 @@ export class WarmPool {
     }
   }
 
-  /** Keeps this limit set warm from now on. */
-  register(runtime: Runtime, limits: ToolLimits): void {
+  /** Keeps this limit set (egress-capable or not) warm from now on. */
+  register(runtime: Runtime, limits: ToolLimits, egress = false): void {
     if (this.options.size === 0 || this.closed) return;
-    const id = poolKey(runtime, limits);
+    const id = poolKey(runtime, limits, egress);
     const existing = this.entries.get(id);
     if (existing) {
       existing.lastUsed = this.options.clock.monotonicMs();
     } else {
       this.entries.set(id, {
-        key: { runtime, limits },
+        key: { runtime, limits, egress },
         idle: [],
         lastUsed: this.options.clock.monotonicMs(),
       });
@@ -85,12 +90,12 @@ export class WarmPool {
     this.fill();
   }
 
-  /** A ready sandbox with exactly these limits, or undefined (the caller starts a cold one). */
-  take(runtime: Runtime, limits: ToolLimits): Sandbox | undefined {
+  /** A ready sandbox with exactly these limits and egress, or undefined (start a cold one). */
+  take(runtime: Runtime, limits: ToolLimits, egress = false): Sandbox | undefined {
     if (this.options.size === 0 || this.closed) return undefined;
-    const id = poolKey(runtime, limits);
+    const id = poolKey(runtime, limits, egress);
     const entry = this.entries.get(id);
-    this.register(runtime, limits);
+    this.register(runtime, limits, egress);
     if (!entry) return undefined;
     const now = this.options.clock.monotonicMs();
     while (entry.idle.length > 0) {
@@ -196,7 +201,8 @@ export class WarmPool {
       let failures = 0;
       for (let entry = this.nextMissing(); entry && !this.closed; entry = this.nextMissing()) {
         try {
-          const sandbox = await this.options.spawn(entry.key.runtime, entry.key.limits);
+          const { runtime, limits, egress } = entry.key;
+          const sandbox = await this.options.spawn(runtime, limits, egress);
           // Pace refills by real readiness, so a burst of refills never starves running calls.
           await sandbox.ready;
           if (!sandbox.usable) {
@@ -204,7 +210,7 @@ export class WarmPool {
             // respawn in a tight loop; the calls themselves will report the outcome.
             throw new Error('the sandbox died while starting');
           }
-          if (this.closed || !this.entries.has(poolKey(entry.key.runtime, entry.key.limits))) {
+          if (this.closed || !this.entries.has(poolKey(runtime, limits, egress))) {
             await sandbox.discard();
           } else {
             entry.idle.push(sandbox);
@@ -212,7 +218,7 @@ export class WarmPool {
         } catch (error) {
           failures += 1;
           this.options.logger.warn(
-            { err: error, key: poolKey(entry.key.runtime, entry.key.limits) },
+            { err: error, key: poolKey(entry.key.runtime, entry.key.limits, entry.key.egress) },
             'warm sandbox failed to start',
           );
           if (failures >= 3) break;

@@ -1,6 +1,10 @@
 // Executor latency and throughput: trivial python/node/bash calls through the real nsjail sandbox,
-// cold and from the warm pool, against a bare spawn of the same interpreter measured in this run.
+// cold and from the warm pool, against a bare spawn of the same interpreter measured in this run;
+// and what egress costs: a warm call of a tool that declares egress (no connection made) against
+// the same call without, and a call that makes one HTTPS request through the egress proxy.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server } from 'node:https';
 import {
   DEFAULT_LIMITS,
   createSandboxExecutor,
@@ -45,6 +49,25 @@ function bareSpawn(runtime: Runtime): Promise<number> {
     const child = spawn(command, args, { stdio: 'ignore', env: {} });
     child.on('error', reject);
     child.on('exit', () => resolve(performance.now() - started));
+  });
+}
+
+/**
+ * nsjail alone, without the executor: the same namespaces (its defaults: user, mount, pid, ipc,
+ * uts, net, cgroup), uid 65534, a read-only bind of / and python3 -c pass. What a sandbox costs
+ * before anything of ours runs: the ceiling for the executor's calls/s.
+ */
+function bareNsjail(nsjailPath: string): Promise<void> {
+  const args = [
+    ...['-Mo', '-q', '--chroot', '/', '--user', '65534:65534', '--group', '65534:65534'],
+    ...['--disable_proc', '--time_limit', '10', '--', '/usr/bin/python3', '-c', 'pass'],
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn(nsjailPath, args, { stdio: 'ignore', env: {} });
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`bare nsjail exited with ${code}`)),
+    );
   });
 }
 
@@ -96,6 +119,124 @@ async function pythonCall(executor: SandboxExecutor): Promise<void> {
   const r = await executor.execute(call('python'));
   if (r.outcome !== 'ok')
     throw new Error(`throughput call failed: ${r.outcome} ${r.message ?? ''}`);
+}
+
+const EGRESS_FIXTURE = (name: string) =>
+  new URL(`../fixtures/egress/${name}`, import.meta.url).pathname;
+const EGRESS_RULES = [{ host: 'allowed.test' }];
+const ONE_REQUEST =
+  'import urllib.request\ndef main(args):\n    return urllib.request.urlopen("https://allowed.test/", timeout=5).read().decode()';
+
+/** An HTTPS upstream with the fixture certificate on 127.<a>.<b>.1:443 (port 443: SNI-checked). */
+async function loopbackUpstream(): Promise<{ server: Server; address: string }> {
+  const server = createHttpsServer(
+    {
+      cert: readFileSync(EGRESS_FIXTURE('server.crt')),
+      key: readFileSync(EGRESS_FIXTURE('server.key')),
+    },
+    (_request, response) => response.end('ok'),
+  );
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const address = `127.${10 + Math.floor(Math.random() * 240)}.${Math.floor(Math.random() * 250)}.2`;
+    const listening = await new Promise<boolean>((resolve) => {
+      const onError = () => resolve(false);
+      server.once('error', onError);
+      server.listen(443, address, () => {
+        server.removeListener('error', onError);
+        resolve(true);
+      });
+    });
+    if (listening) return { server, address };
+  }
+  throw new Error('no free loopback address for port 443');
+}
+
+async function timedCall(
+  executor: SandboxExecutor,
+  code: string,
+  egress: boolean,
+  what: string,
+): Promise<number> {
+  const started = performance.now();
+  const r = await executor.execute(
+    toolCall('python', code, {
+      limits: DEFAULT_LIMITS,
+      ...(egress ? { egress: EGRESS_RULES } : {}),
+    }),
+  );
+  const elapsed = performance.now() - started;
+  if (r.outcome !== 'ok' || !r.executor.endsWith('/warm'))
+    throw new Error(`${what}: ${r.outcome} ${r.executor} ${r.message ?? ''}`);
+  return elapsed;
+}
+
+/**
+ * Egress figures: one executor whose pool keeps a plain and an egress python sandbox, calls
+ * interleaved so both see the same load. The upstream is reached through the TEST-ONLY resolver
+ * and address exemption of createSandboxExecutor, as in test/integration/sandbox-egress.test.ts.
+ */
+export async function egressFigures(ctx: BenchContext): Promise<BenchFigure[]> {
+  if (!ctx.nsjailPath) throw new Error('nsjail is required for the executor benchmark');
+  const { server, address } = await loopbackUpstream();
+  const executor = await createSandboxExecutor(
+    { nsjailPath: ctx.nsjailPath, warmPoolSize: 1, caBundle: EGRESS_FIXTURE('server.crt') },
+    { egressResolve: async () => [address], egressAllowedAddresses: [address] },
+  );
+  try {
+    await executor.probe();
+    const pool = warmPoolOf(executor)!;
+    const plain: number[] = [];
+    const declared: number[] = [];
+    const request: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      // warm-up: registers the egress key, fills both
+      await timedCall(executor, TRIVIAL.python, true, 'egress warm-up').catch(() => 0);
+      await settle(pool);
+    }
+    for (let i = 0; i < SAMPLES; i += 1) {
+      await settle(pool);
+      plain.push(await timedCall(executor, TRIVIAL.python, false, 'plain warm call'));
+      await settle(pool);
+      declared.push(await timedCall(executor, TRIVIAL.python, true, 'egress warm call'));
+      await settle(pool);
+      request.push(await timedCall(executor, ONE_REQUEST, true, 'one HTTPS request'));
+    }
+    const figures: BenchFigure[] = [];
+    for (const p of [50, 90] as const) {
+      const base = {
+        name: `python warm call without egress p${p}`,
+        value: round(percentile(plain, p)),
+      };
+      const d = percentile(declared, p);
+      const r = percentile(request, p);
+      figures.push(
+        { suite: SUITE, name: base.name, value: base.value, unit: 'ms' },
+        {
+          suite: SUITE,
+          name: `python warm call with egress declared, no connection p${p}`,
+          value: round(d),
+          unit: 'ms',
+          baseline: base,
+          ratio: round(d / base.value, 3),
+        },
+        {
+          suite: SUITE,
+          name: `python warm call making one HTTPS request through the egress proxy p${p}`,
+          value: round(r),
+          unit: 'ms',
+          baseline: base,
+          ratio: round(r / base.value, 3),
+        },
+      );
+    }
+    ctx.log(
+      `egress: plain p50 ${percentile(plain, 50).toFixed(1)} ms, declared ${percentile(declared, 50).toFixed(1)} ms (x${(percentile(declared, 50) / percentile(plain, 50)).toFixed(2)}), one HTTPS request ${percentile(request, 50).toFixed(1)} ms (x${(percentile(request, 50) / percentile(plain, 50)).toFixed(2)})`,
+    );
+    return figures;
+  } finally {
+    await executor.close();
+    server.close();
+  }
 }
 
 type Phase = keyof CallTimings;
@@ -196,7 +337,13 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
             baseline: base,
             ratio: round(c / base.value, 3),
             ...(runtime === 'python' && p === 95
-              ? { goal: '<= bare + 10 ms', met: c - base.value <= 10 }
+              ? {
+                  goal: '<= bare + 10 ms',
+                  met: c - base.value <= 10,
+                  whenNotMet:
+                    "nsjail's own start-up (see nsjail alone below) is most of the difference; " +
+                    'the same fix as for calls/s.',
+                }
               : {}),
           },
           {
@@ -222,7 +369,15 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
         baseline: { name: 'back to back p50', value: round(backP50) },
         ratio: round(spacedP50 / backP50, 3),
         ...(runtime === 'python'
-          ? { goal: 'spaced no slower (<= 1.1x, noise)', met: spacedP50 / backP50 <= 1.1 }
+          ? {
+              goal: 'spaced no slower (<= 1.1x, noise)',
+              met: spacedP50 / backP50 <= 1.1,
+              whenNotMet:
+                'after 150-300 ms idle every step of the path costs about twice (the breakdown ' +
+                'figures: each hop, not one): halted vCPUs waking and cold caches on this VM; ' +
+                'no code path runs that back-to-back calls skip. Would take a busy-polling ' +
+                'executor (a core kept awake), which we do not want.',
+            }
           : {}),
       });
       if (runtime !== 'bash') figures.push(...breakdown(runtime, spaced));
@@ -257,14 +412,19 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
       const busyPool = warmPoolOf(busy)!;
       const calls: number[] = [];
       const spawns: number[] = [];
+      const jails: number[] = [];
+      const nsjailPath = ctx.nsjailPath;
       for (let round_ = 0; round_ < 3; round_ += 1) {
         await settle(busyPool);
         spawns.push(await rate(8, 60, async () => void (await bareSpawn('python'))));
+        await settle(busyPool);
+        jails.push(await rate(8, 60, () => bareNsjail(nsjailPath)));
         await settle(busyPool);
         calls.push(await rate(8, 60, () => pythonCall(busy)));
       }
       const callRate = percentile(calls, 50);
       const spawnRate = percentile(spawns, 50);
+      const jailRate = percentile(jails, 50);
       figures.push(
         {
           suite: SUITE,
@@ -281,6 +441,19 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
           ratio: round(callRate / spawnRate, 3),
           goal: '>= 0.8x bare spawns',
           met: callRate / spawnRate >= 0.8,
+          whenNotMet:
+            'nsjail itself is the ceiling (next figure: nsjail alone, no executor); its start-up ' +
+            "is the dynamic loader resolving the wheel's bundled libraries and glibc's cpuid " +
+            'cache probing, paid per exec. Would take a statically linked nsjail built from ' +
+            'pinned sources, or one long-lived nsjail forking jails (listen mode).',
+        },
+        {
+          suite: SUITE,
+          name: 'nsjail alone (no executor) + python3 -c pass runs/s at concurrency 8',
+          value: round(jailRate, 1),
+          unit: 'runs/s',
+          baseline: { name: 'bare spawns/s', value: round(spawnRate, 1) },
+          ratio: round(jailRate / spawnRate, 3),
         },
       );
     } finally {
@@ -290,5 +463,6 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
     await cold.close();
     await warm.close();
   }
+  figures.push(...(await egressFigures(ctx)));
   return figures;
 }

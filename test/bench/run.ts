@@ -33,7 +33,15 @@ export function renderTable(figures: readonly BenchFigure[]): string {
       .map((c, i) => c.padEnd(widths[i] ?? 0))
       .join('  ')
       .trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+  const missed = figures
+    .filter((f) => f.met === false && f.whenNotMet !== undefined)
+    .map((f) => `NO: ${f.suite} / ${f.name}\n    why: ${f.whenNotMet}`);
+  return [
+    line(header),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    ...(missed.length > 0 ? ['', 'Goals not met, with the measured reason:', ...missed] : []),
+  ].join('\n');
 }
 
 function checkFigures(file: string, value: unknown): BenchFigure[] {

@@ -12,6 +12,8 @@ export interface BenchFigure {
   /** A human statement of the target, e.g. "< 2 s"; never asserted in tests. */
   goal?: string;
   met?: boolean;
+  /** When the goal is not met: the measured reason and what it would take (printed then). */
+  whenNotMet?: string;
 }
 
 export interface BenchContext {

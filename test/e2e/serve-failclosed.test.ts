@@ -34,6 +34,20 @@ test('serve exits non-zero before listening when nsjail is missing', async () =>
   assert.doesNotMatch(stderr, /MCP endpoint/);
 });
 
+test('serve exits non-zero before listening when --ca-bundle names no readable file', async () => {
+  const { code, stderr } = await runServe([
+    '-f',
+    join(repoRoot, 'config/samples'),
+    '--port',
+    '0',
+    '--ca-bundle',
+    '/nonexistent/ca-bundle.pem',
+  ]);
+  assert.equal(code, 1);
+  assert.match(stderr, /CA bundle is not readable/);
+  assert.doesNotMatch(stderr, /MCP endpoint/);
+});
+
 test('serve rejects an invalid manifest with the field named, before starting anything', async () => {
   const { writeFile, mkdtemp } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');

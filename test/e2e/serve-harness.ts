@@ -15,6 +15,8 @@ export interface RunningServe {
   /** http://127.0.0.1:PORT */
   base: string;
   stderr(): string;
+  /** Everything serve wrote to stdout (nothing, with --decision-log). */
+  stdout(): string;
   /** Path of the --decision-log file, for tools that read it (e.g. `mcpworks audit verify`). */
   decisionLog: string;
   /** Every decision record written so far (the --decision-log file). */
@@ -24,7 +26,11 @@ export interface RunningServe {
 
 const MAIN = join(repoRoot, 'src', 'cli', 'main.ts');
 
-export async function startServe(files: string[], extraArgs: string[] = []): Promise<RunningServe> {
+export async function startServe(
+  files: string[],
+  extraArgs: string[] = [],
+  options: { logLevel?: string } = {},
+): Promise<RunningServe> {
   const dir = await mkdtemp(join(tmpdir(), 'mcpworks-serve-'));
   const decisionLog = join(dir, 'decisions.jsonl');
   const args = [
@@ -38,13 +44,19 @@ export async function startServe(files: string[], extraArgs: string[] = []): Pro
     ...extraArgs,
   ];
   const child: ChildProcess = spawn(process.execPath, args, {
-    env: { ...process.env, MCPWORKS_NSJAIL: resolveNsjail(), MCPWORKS_LOG_LEVEL: 'warn' },
+    env: {
+      ...process.env,
+      MCPWORKS_NSJAIL: resolveNsjail(),
+      MCPWORKS_LOG_LEVEL: options.logLevel ?? 'warn',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (err += d));
-  child.stdout!.resume();
+  let out = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => (out += d));
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve(code)),
   );
@@ -70,6 +82,7 @@ export async function startServe(files: string[], extraArgs: string[] = []): Pro
   return {
     base,
     stderr: () => err,
+    stdout: () => out,
     decisionLog,
     async decisions() {
       const text = await readFile(decisionLog, 'utf8').catch(() => '');

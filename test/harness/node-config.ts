@@ -208,8 +208,35 @@ export function kubeProxyConfig(
   });
 }
 
-/** CoreDNS: the cluster zones from the API server, NXDOMAIN for every other name. */
-export function corefile(net: NodeNetwork, kubeconfig: string, readyPort: number): string {
+/**
+ * CoreDNS: the cluster zones from the API server, `answers` (name → IPv4, the test's own
+ * "outside" hosts) and NXDOMAIN for every other name.
+ */
+export function corefile(
+  net: NodeNetwork,
+  kubeconfig: string,
+  readyPort: number,
+  answers: Readonly<Record<string, string>> = {},
+): string {
+  const answered = Object.entries(answers).flatMap(([name, address]) => {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/.test(name))
+      throw new Error(`not a DNS name: ${name}`);
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address))
+      throw new Error(`not an IPv4 address: ${address}`);
+    return [
+      `  template IN A ${name} {`,
+      `    match ^${name.replaceAll('.', '[.]')}[.]$`,
+      `    answer "{{ .Name }} 5 IN A ${address}"`,
+      '    fallthrough',
+      '  }',
+      // The name exists: other types get an empty answer, not NXDOMAIN.
+      `  template IN AAAA ${name} {`,
+      `    match ^${name.replaceAll('.', '[.]')}[.]$`,
+      '    rcode NOERROR',
+      '    fallthrough',
+      '  }',
+    ];
+  });
   return [
     'cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {',
     `  bind ${net.address}`,
@@ -225,6 +252,7 @@ export function corefile(net: NodeNetwork, kubeconfig: string, readyPort: number
     '.:53 {',
     `  bind ${net.address}`,
     '  errors',
+    ...answered,
     // Nothing is forwarded: the machine's resolver is never asked on a pod's behalf.
     '  template ANY ANY {',
     '    rcode NXDOMAIN',

@@ -72,6 +72,8 @@ export interface NodeClusterOptions {
    * (a test records the host there: another test's node may have run until just before).
    */
   onLocked?: () => void | Promise<void>;
+  /** Names CoreDNS answers with these IPv4 addresses (the test's "outside" hosts). */
+  dnsAnswers?: Readonly<Record<string, string>>;
 }
 
 export interface StopOptions {
@@ -360,7 +362,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         join(dir, 'kube-proxy.yaml'),
         kubeProxyConfig(layout, admin, [proxyHealthz, proxyMetrics]),
       ),
-      writeFile(join(dir, 'Corefile'), corefile(net, admin, dnsReady)),
+      writeFile(join(dir, 'Corefile'), corefile(net, admin, dnsReady, opts.dnsAnswers)),
     ]);
 
     // containerd finds its shim on PATH; kubelet and kube-proxy need mount, iptables, conntrack.

@@ -90,10 +90,13 @@ export interface ServerOptions {
     name: string;
     code?: string;
     codeFrom?: { configMapKeyRef: { name: string; key: string } };
+    secretEnv?: { name: string; secretKeyRef: { name: string; key: string } }[];
+    egress?: { host: string; ports?: number[] }[];
   }[];
   apiKeysSecret?: string;
   labels?: Record<string, string>;
   gatewayReplicas?: number;
+  executorImage?: string;
 }
 
 /** A minimal valid McpServer manifest. */
@@ -107,6 +110,8 @@ export function mcpServer(
     description: `tool ${t.name}`,
     runtime: 'python',
     ...(t.codeFrom ? { codeFrom: t.codeFrom } : { code: t.code ?? 'print("hi")' }),
+    ...(t.secretEnv ? { secretEnv: t.secretEnv } : {}),
+    ...(t.egress ? { egress: t.egress } : {}),
   }));
   return {
     apiVersion: 'mcpworks.io/v1alpha1',
@@ -119,6 +124,9 @@ export function mcpServer(
         : { serviceAccountTokens: { audiences: ['mcpworks'] } },
       ...(options.gatewayReplicas !== undefined
         ? { gateway: { replicas: options.gatewayReplicas } }
+        : {}),
+      ...(options.executorImage !== undefined
+        ? { executor: { image: options.executorImage } }
         : {}),
     },
   };

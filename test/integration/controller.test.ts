@@ -158,13 +158,13 @@ test('drift on a child is reverted', async () => {
       : undefined;
   });
   assert.equal(reverted.spec.replicas, 2);
-  const events = await admin.list<KubeObject>(Resources.Event, { namespace: ns });
-  assert.ok(
-    events.items.some(
+  // The Event is written after the revert (the recorder does not block the reconcile).
+  await waitFor('an Event says the controller changed the Deployment back', async () => {
+    const events = await admin.list<KubeObject>(Resources.Event, { namespace: ns });
+    return events.items.some(
       (e) => e['reason'] === 'Updated' && String(e['message']).includes('Deployment demo-gateway'),
-    ),
-    'an Event says the controller changed the Deployment back',
-  );
+    );
+  });
 });
 
 test('the rotation annotation replaces the executor token and rolls both workloads', async () => {
@@ -373,4 +373,219 @@ test('an executor Service created with a ClusterIP by an earlier version keeps i
   assert.equal(executor.spec.clusterIP, ip);
   assert.equal(executor.metadata.ownerReferences?.[0]?.kind, 'McpServer');
   assert.equal(executor.spec.selector['app.kubernetes.io/component'], 'executor');
+});
+
+const secretEnv = (name: string, secret: string, key: string) => ({
+  name,
+  secretKeyRef: { name: secret, key },
+});
+
+const degradedWith = (ns: string, name: string, reason: string) =>
+  waitFor(`Degraded ${reason}`, async () => {
+    const s = await get(Resources.McpServer, ns, name);
+    return condition(s, 'Degraded')?.reason === reason ? s : undefined;
+  });
+
+const secretOf = (ns: string, name: string, data: Record<string, string>): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'Secret',
+  metadata: { name, namespace: ns },
+  stringData: data,
+});
+
+test('secretEnv: the executor mounts only the referenced keys, optional and read-only, and gets --secrets-dir', async () => {
+  const ns = await cp.newNamespace('secretenv');
+  await admin.create(
+    Resources.McpServer,
+    mcpServer(ns, 'demo', {
+      tools: [
+        { name: 'issues', secretEnv: [secretEnv('GITHUB_TOKEN', 'github', 'token')] },
+        {
+          name: 'report',
+          secretEnv: [
+            secretEnv('GH', 'github', 'token'),
+            secretEnv('DB_PASSWORD', 'db.creds', 'password'),
+          ],
+        },
+        { name: 'plain' },
+      ],
+    }),
+  );
+  // Neither Secret exists: the executor is deployed all the same (optional volumes).
+  const executor = await waitFor('executor deployment', () =>
+    get(Resources.Deployment, ns, 'demo-executor'),
+  );
+  const pod = (executor['spec'] as any).template.spec;
+  const secretVolumes = pod.volumes.filter((v: any) => v.secret);
+  assert.deepEqual(
+    secretVolumes.map((v: any) => v.secret),
+    [
+      {
+        secretName: 'db.creds',
+        items: [{ key: 'password', path: 'password' }],
+        defaultMode: 0o400,
+        optional: true,
+      },
+      {
+        secretName: 'github',
+        items: [{ key: 'token', path: 'token' }],
+        defaultMode: 0o400,
+        optional: true,
+      },
+    ],
+  );
+  for (const v of secretVolumes) assert.match(v.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+  const container = pod.containers[0];
+  const mounts = container.volumeMounts.filter((m: any) => m.name.startsWith('secret-'));
+  assert.deepEqual(
+    mounts.map((m: any) => [m.mountPath, m.readOnly, m.subPath]),
+    [
+      ['/var/run/mcpworks/secrets/db.creds', true, undefined],
+      ['/var/run/mcpworks/secrets/github', true, undefined],
+    ],
+  );
+  assert.ok(container.args.includes('--secrets-dir=/var/run/mcpworks/secrets'));
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+});
+
+test('a missing secretEnv Secret or key makes the server Degraded naming tool, variable, Secret and key; it recovers', async () => {
+  const ns = await cp.newNamespace('secretenv-missing');
+  await admin.create(
+    Resources.McpServer,
+    mcpServer(ns, 'demo', {
+      tools: [
+        { name: 'issues', secretEnv: [secretEnv('GITHUB_TOKEN', 'github', 'token')] },
+        { name: 'plain' },
+      ],
+    }),
+  );
+  const missing = await degradedWith(ns, 'demo', 'SecretNotFound');
+  assert.equal(
+    condition(missing, 'Degraded')?.message,
+    `Secret ${ns}/github (secretEnv GITHUB_TOKEN of tool issues) not found: calls of these tools fail until it exists`,
+  );
+  assert.ok(
+    await get(Resources.Deployment, ns, 'demo-executor'),
+    'the other tools keep serving: the server deploys',
+  );
+  const VALUE = 'ghp_integration-secret-value';
+  await admin.create(Resources.Secret, secretOf(ns, 'github', { user: VALUE }));
+  const noKey = await degradedWith(ns, 'demo', 'SecretKeyNotFound');
+  assert.equal(
+    condition(noKey, 'Degraded')?.message,
+    `Secret ${ns}/github has no key "token" (secretEnv GITHUB_TOKEN of tool issues): calls of these tools fail until it exists`,
+  );
+  await admin.apply(Resources.Secret, secretOf(ns, 'github', { user: VALUE, token: VALUE }));
+  const recovered = await degradedWith(ns, 'demo', 'AsExpected');
+  assert.equal(condition(recovered, 'Degraded')?.status, 'False');
+  // Never a value in the status or an Event.
+  const events = await admin.list<KubeObject>(Resources.Event, { namespace: ns });
+  const text = JSON.stringify([recovered['status'], missing['status'], noKey['status'], events]);
+  assert.ok(!text.includes(VALUE) && !text.includes(Buffer.from(VALUE).toString('base64')));
+  assert.ok(
+    events.items.some((e) => e['reason'] === 'SecretKeyNotFound'),
+    'the problem was an Event too',
+  );
+});
+
+test('tool egress: the executor NetworkPolicy admits cluster DNS and the declared ports to public addresses only; without egress, none', async () => {
+  const ns = await cp.newNamespace('egress');
+  const tools = [
+    { name: 'gh', egress: [{ host: 'api.github.com' }] },
+    { name: 'db', egress: [{ host: '*.db.example.com', ports: [5432, 443] }] },
+    { name: 'plain' },
+  ];
+  await admin.create(Resources.McpServer, mcpServer(ns, 'demo', { tools }));
+  const policy = await waitFor('egress rules', async () => {
+    const p = (await get(Resources.NetworkPolicy, ns, 'demo-executor')) as any;
+    return (p?.spec.egress ?? []).length > 0 ? p : undefined;
+  });
+  const [dns, out] = policy.spec.egress;
+  assert.deepEqual(dns, {
+    to: [
+      {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+        podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+      },
+    ],
+    ports: [
+      { protocol: 'UDP', port: 53 },
+      { protocol: 'TCP', port: 53 },
+    ],
+  });
+  assert.deepEqual(
+    out.ports.map((p: any) => [p.protocol, p.port]),
+    [
+      ['TCP', 443],
+      ['TCP', 5432],
+    ],
+  );
+  assert.deepEqual(
+    out.to.map((t: any) => t.ipBlock.cidr),
+    ['0.0.0.0/0', '::/0'],
+  );
+  for (const blocked of ['10.0.0.0/8', '169.254.0.0/16', '100.64.0.0/10', '127.0.0.0/8'])
+    assert.ok(out.to[0].ipBlock.except.includes(blocked), blocked);
+  for (const blocked of ['fc00::/7', 'fe80::/10'])
+    assert.ok(out.to[1].ipBlock.except.includes(blocked), blocked);
+  assert.equal(policy.spec.ingress.length, 1, 'ingress unchanged: its gateway only');
+
+  // An update, not an apply: the egress fields were set by the create (another manager entry).
+  const stored = (await get(Resources.McpServer, ns, 'demo')) as any;
+  for (const tool of stored.spec.tools) delete tool.egress;
+  await admin.update(Resources.McpServer, stored);
+  const closed = await waitFor('egress removed', async () => {
+    const p = (await get(Resources.NetworkPolicy, ns, 'demo-executor')) as any;
+    return p && (p.spec.egress ?? []).length === 0 ? p : undefined;
+  });
+  assert.deepEqual(closed.spec.policyTypes, ['Ingress', 'Egress']);
+});
+
+test('spec.executor.image becomes the executor container image, every other pod setting unchanged', async () => {
+  const ns = await cp.newNamespace('image');
+  const image = 'registry.example.com/team/sandbox-extra:1.2.3';
+  await admin.create(Resources.McpServer, mcpServer(ns, 'custom', { executorImage: image }));
+  await admin.create(Resources.McpServer, mcpServer(ns, 'default'));
+  const podOf = async (name: string) =>
+    (
+      (await waitFor(`${name} executor`, () =>
+        get(Resources.Deployment, ns, `${name}-executor`),
+      )) as any
+    ).spec.template.spec;
+  const custom = await podOf('custom');
+  const plain = await podOf('default');
+  assert.equal(custom.containers[0].image, image);
+  assert.equal(plain.containers[0].image, 'mcpworks/sandbox:0.1.0');
+  // The same container otherwise (env differs by the token Secret's name only).
+  const { image: _a, env: _c, ...customRest } = custom.containers[0];
+  const { image: _b, env: _d, ...plainRest } = plain.containers[0];
+  assert.deepEqual(customRest, plainRest);
+  assert.deepEqual(custom.securityContext, plain.securityContext);
+});
+
+test('a server with secretEnv, egress and its own executor image writes nothing once converged', async () => {
+  const ns = await cp.newNamespace('steady-tools');
+  await admin.create(Resources.Secret, secretOf(ns, 'github', { token: 't' }));
+  await admin.create(
+    Resources.McpServer,
+    mcpServer(ns, 'demo', {
+      executorImage: 'registry.example.com/team/sandbox-extra:1',
+      tools: [
+        {
+          name: 'issues',
+          secretEnv: [secretEnv('GITHUB_TOKEN', 'github', 'token')],
+          egress: [{ host: 'api.github.com', ports: [443, 8443] }],
+        },
+      ],
+    }),
+  );
+  await readyServer(ns, 'demo');
+  await degradedWith(ns, 'demo', 'AsExpected');
+  await new Promise((r) => setTimeout(r, 1_500));
+  await controller.idle();
+  const before = await countWrites(controller.metrics);
+  await new Promise((r) => setTimeout(r, 3_500)); // three resyncs at resyncMs = 1 s
+  await controller.idle();
+  assert.equal((await countWrites(controller.metrics)) - before, 0);
 });

@@ -104,6 +104,8 @@ export interface InvalidCase {
    * controller reports it in the policy's Accepted condition.
    */
   controllerOnly?: string;
+  /** Words the API server's message must carry besides the field (what a user reads). */
+  message?: string;
 }
 
 const CONDITIONS_NEED_A_CEL_COMPILER =
@@ -446,6 +448,80 @@ export const INVALID_CASES: InvalidCase[] = [
     rule: 'condition-compiles',
     controllerOnly: CONDITIONS_NEED_A_CEL_COMPILER,
   },
+  // McpServer: secretEnv, egress, executor image
+  {
+    name: 'a bash tool with egress',
+    object: server(
+      set('spec.tools[0].runtime', 'bash'),
+      set('spec.tools[0].egress', [{ host: 'api.github.com' }]),
+    ),
+    field: 'spec.tools[0].egress',
+    rule: 'tool-egress-needs-python-or-node',
+    message: 'egress needs runtime python or node',
+  },
+  {
+    name: 'egress host that is a wildcard over a top-level domain',
+    object: server(set('spec.tools[0].egress', [{ host: '*.com' }])),
+    field: 'spec.tools[0].egress[0].host',
+  },
+  {
+    name: 'egress host that is an IP address',
+    object: server(set('spec.tools[0].egress', [{ host: '10.0.0.1' }])),
+    field: 'spec.tools[0].egress[0].host',
+  },
+  {
+    name: 'egress host with a wildcard inside a label',
+    object: server(set('spec.tools[0].egress', [{ host: 'x*.a.com' }])),
+    field: 'spec.tools[0].egress[0].host',
+  },
+  {
+    name: 'egress port 0',
+    object: server(set('spec.tools[0].egress', [{ host: 'a.example.com', ports: [0] }])),
+    field: 'spec.tools[0].egress[0].ports[0]',
+  },
+  {
+    name: 'a reserved env name (the egress proxy address)',
+    object: server(set('spec.tools[0].env', [{ name: 'HTTPS_PROXY', value: 'http://evil:3128' }])),
+    field: 'spec.tools[0].env[0].name',
+    rule: 'env-name-not-reserved',
+    message: 'is set by the executor',
+  },
+  {
+    name: 'a reserved secretEnv name (the CA bundle)',
+    object: server(
+      set('spec.tools[0].secretEnv', [
+        { name: 'NODE_EXTRA_CA_CERTS', secretKeyRef: { name: 'ca', key: 'pem' } },
+      ]),
+    ),
+    field: 'spec.tools[0].secretEnv[0].name',
+    rule: 'env-name-not-reserved',
+  },
+  {
+    name: 'a variable in both env and secretEnv',
+    object: server(
+      set('spec.tools[0].env', [{ name: 'TOKEN', value: 'x' }]),
+      set('spec.tools[0].secretEnv', [
+        { name: 'TOKEN', secretKeyRef: { name: 'gh', key: 'token' } },
+      ]),
+    ),
+    field: 'spec.tools[0].secretEnv',
+    rule: 'tool-secretenv-not-in-env',
+    message: 'a variable cannot be in both env and secretEnv',
+  },
+  {
+    name: 'secretEnv from a Secret name with capitals',
+    object: server(
+      set('spec.tools[0].secretEnv', [
+        { name: 'TOKEN', secretKeyRef: { name: 'GitHub', key: 'token' } },
+      ]),
+    ),
+    field: 'spec.tools[0].secretEnv[0].secretKeyRef.name',
+  },
+  {
+    name: 'executor image with a space',
+    object: server(set('spec.executor.image', 'team/sandbox extra:1')),
+    field: 'spec.executor.image',
+  },
   // ClusterAgentPolicy
   {
     name: 'namespaceSelector with an unknown operator',
@@ -469,6 +545,46 @@ export interface ValidCase {
 }
 
 export const VALID_CASES: ValidCase[] = [
+  {
+    name: 'a python tool with secretEnv, env and egress',
+    object: server(
+      set('spec.tools[0].env', [{ name: 'GITHUB_API', value: 'https://api.github.com' }]),
+      set('spec.tools[0].secretEnv', [
+        { name: 'GITHUB_TOKEN', secretKeyRef: { name: 'github.creds', key: 'token' } },
+      ]),
+      set('spec.tools[0].egress', [
+        { host: 'api.github.com', ports: [443] },
+        { host: '*.internal.example.com' },
+      ]),
+    ),
+  },
+  {
+    name: 'a node tool with egress to a trailing-dot name on two ports',
+    object: server(
+      set('spec.tools[0].runtime', 'node'),
+      set('spec.tools[0].code', 'function main(args) { return args; }'),
+      set('spec.tools[0].egress', [{ host: 'API.Example.com.', ports: [443, 8443] }]),
+    ),
+  },
+  {
+    name: 'a bash tool with secretEnv (no egress)',
+    object: server(
+      set('spec.tools[0].runtime', 'bash'),
+      set('spec.tools[0].code', 'cat'),
+      set('spec.tools[0].secretEnv', [
+        { name: 'TOKEN', secretKeyRef: { name: 'gh', key: 'token' } },
+      ]),
+    ),
+  },
+  {
+    name: 'an executor image by digest from a registry with a port',
+    object: server(
+      set(
+        'spec.executor.image',
+        `registry.example.com:5000/team/sandbox-extra@sha256:${'0'.repeat(64)}`,
+      ),
+    ),
+  },
   {
     name: 'anonymous-only server',
     object: server(set('spec.auth', { anonymous: { enabled: true } })),

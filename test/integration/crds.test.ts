@@ -237,6 +237,12 @@ describe('invalid resources', () => {
           message.includes(c.field),
           `API server message does not name ${c.field}: ${message}`,
         );
+        if (c.message !== undefined) {
+          assert.ok(
+            message.includes(c.message),
+            `API server message lacks "${c.message}": ${message}`,
+          );
+        }
         const errors = zodErrors(c.object);
         assert.ok(
           errors.some((e) => e.startsWith(c.field)),

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { nsjailForTests, toolCall } from '../../src/executor/testing.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const TOKEN = 'executor-test-token-0123456789abcdef';
+const SECRET_V1 = 'svc-secret-value-one';
+const SECRET_V2 = 'svc-secret-value-two';
 
 interface Running {
   child: ChildProcess;
@@ -116,6 +118,28 @@ describe('start-up', () => {
     assert.match(err, /refusing to start without a gateway token/);
   });
 
+  test('refuses to start when --secrets-dir is not a directory', async () => {
+    const file = join(workDir, 'not-a-dir');
+    writeFileSync(file, '');
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'executor', '--port', '0', '--host', '127.0.0.1', '--secrets-dir', file],
+      {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          MCPWORKS_NSJAIL: nsjail,
+          MCPWORKS_EXECUTOR_TOKEN: TOKEN,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 2);
+    assert.match(err, /--secrets-dir .* is not a directory/);
+  });
+
   test('refuses to start when nsjail is missing', async () => {
     const child = spawn(
       process.execPath,
@@ -131,6 +155,26 @@ describe('start-up', () => {
     assert.equal(code, 1);
     assert.match(err, /sandbox is unavailable/);
   });
+
+  test('refuses to start when --ca-bundle names a file that is not there', async () => {
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'executor', '--port', '0', '--ca-bundle', join(workDir, 'no-such-bundle.pem')],
+      {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          MCPWORKS_EXECUTOR_TOKEN: TOKEN,
+          MCPWORKS_NSJAIL: nsjail,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(err, /CA bundle is not readable/);
+  });
 });
 
 describe('a running executor', () => {
@@ -138,8 +182,22 @@ describe('a running executor', () => {
   before(async () => {
     const tokenFile = join(workDir, 'token');
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    mkdirSync(join(workDir, 'secrets', 'api'), { recursive: true });
+    writeFileSync(join(workDir, 'secrets', 'api', 'token'), SECRET_V1);
     running = await startExecutor(
-      ['--token-file', tokenFile, '--max-concurrency', '1', '--warm-pool-size', '1'],
+      [
+        '--token-file',
+        tokenFile,
+        '--max-concurrency',
+        '1',
+        '--warm-pool-size',
+        '1',
+        '--secrets-dir',
+        join(workDir, 'secrets'),
+        // the flag the pods get; the fixture bundle is as good as any here
+        '--ca-bundle',
+        fileURLToPath(new URL('../fixtures/egress/server.crt', import.meta.url)),
+      ],
       // the token also in the environment: the sandbox must see neither
       { MCPWORKS_NSJAIL: nsjail, MCPWORKS_EXECUTOR_TOKEN: TOKEN },
     );
@@ -195,10 +253,82 @@ describe('a running executor', () => {
     assert.ok(!text.includes(TOKEN), 'the token leaked into the sandbox');
   });
 
+  test('--secrets-dir: a tool reads its secretEnv per call, leaks come back redacted, no log holds it', async () => {
+    const leak = toolCall(
+      'python',
+      'import os\ndef main(args):\n    return {"v": os.environ["API_TOKEN"]}',
+      {
+        secretEnv: { API_TOKEN: { name: 'api', key: 'token' } },
+      },
+    );
+    const first = (await (await post(running.url, leak, TOKEN)).json()) as {
+      structuredContent: unknown;
+      redactions: unknown;
+    };
+    assert.deepEqual(first.structuredContent, { v: '[REDACTED:API_TOKEN]' });
+    assert.deepEqual(first.redactions, { API_TOKEN: 1 });
+    // Rotation: the file changes, the next call has the new value (seen through its length).
+    writeFileSync(join(workDir, 'secrets', 'api', 'token'), `${SECRET_V2}-longer`);
+    const length = toolCall('bash', 'printf %s "${#API_TOKEN}"', {
+      secretEnv: { API_TOKEN: { name: 'api', key: 'token' } },
+    });
+    const second = (await (await post(running.url, length, TOKEN)).json()) as {
+      content: { text: string }[];
+    };
+    assert.equal(second.content[0]?.text, String(`${SECRET_V2}-longer`.length));
+    const missing = toolCall('bash', 'echo ran', {
+      secretEnv: { API_TOKEN: { name: 'api', key: 'absent' } },
+    });
+    const refused = (await (await post(running.url, missing, TOKEN)).json()) as {
+      outcome: string;
+      message: string;
+    };
+    assert.equal(refused.outcome, 'error');
+    assert.equal(
+      refused.message,
+      'secretEnv API_TOKEN: key "absent" of Secret test/api is missing',
+    );
+    for (const value of [SECRET_V1, SECRET_V2]) assert.ok(!running.stderr().includes(value));
+  });
+
   test('an invalid body is 400 with the reason', async () => {
     const r = await post(running.url, { callId: 'x' }, TOKEN);
     assert.equal(r.status, 400);
     assert.match(((await r.json()) as { error: { message: string } }).error.message, /server|tool/);
+  });
+
+  test("egress through the service: the client's guardrails are honoured, every attempt comes back", async () => {
+    const client = createExecutorClient({ url: running.url, token: TOKEN });
+    const code = [
+      'import urllib.request',
+      'def main(args):',
+      '    out = []',
+      '    for url in ["https://api.example.com/", "https://undeclared.example.org/"]:',
+      '        try:',
+      '            urllib.request.urlopen(url, timeout=5)',
+      '            out.append("reached")',
+      '        except Exception as e:',
+      '            out.append("refused")',
+      '    return out',
+    ].join('\n');
+    const r = await client.execute(
+      toolCall('python', code, {
+        egress: [{ host: 'api.example.com' }],
+        egressDenied: [
+          { hosts: ['*.example.com'], policy: 'ClusterAgentPolicy no-example', reason: 'test' },
+        ],
+      }),
+    );
+    assert.equal(r.outcome, 'ok', JSON.stringify(r));
+    assert.deepEqual(JSON.parse(r.content[0]!.text), ['refused', 'refused']);
+    assert.deepEqual(
+      r.egress?.map((a) => [a.host, a.port, a.allowed, a.reason, a.policy]),
+      [
+        ['api.example.com', 443, false, 'policy-denied', 'ClusterAgentPolicy no-example'],
+        ['undeclared.example.org', 443, false, 'not-declared', undefined],
+      ],
+    );
+    await client.close();
   });
 
   test('beyond the concurrency limit a call is refused with 429 at once', async () => {
@@ -285,6 +415,121 @@ describe('client', () => {
     assert.equal(r.outcome, 'ok');
     assert.equal(seen?.authorization, `Bearer ${TOKEN}`);
     assert.equal(seen?.cookie, undefined);
+    await new Promise<void>((resolve) => fake.close(() => resolve()));
+  });
+
+  /** A loopback server answering with `answer(n)` for its n-th request (from 1); counts them. */
+  async function scripted(
+    answer: (n: number, res: import('node:http').ServerResponse) => void,
+    port = 0,
+  ) {
+    let requests = 0;
+    const server = createServer((req, res) => {
+      requests += 1;
+      req.resume();
+      req.on('end', () => answer(requests, res));
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    return {
+      port: (server.address() as { port: number }).port,
+      requests: () => requests,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  }
+  const okAnswer = (res: import('node:http').ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        outcome: 'ok',
+        isError: false,
+        content: [{ type: 'text', text: 'ran' }],
+        durationMs: 1,
+        outputBytes: 3,
+        executor: 'fake',
+      }),
+    );
+  };
+
+  test('a 503 (draining, not ready: the call was not started) is sent again, to the next pod', async () => {
+    const fake = await scripted((n, res) => {
+      if (n === 1) {
+        res.writeHead(503).end('draining\n');
+      } else okAnswer(res);
+    });
+    const client = createExecutorClient({ url: `http://127.0.0.1:${fake.port}`, token: TOKEN });
+    const r = await client.execute(quick());
+    assert.equal(r.outcome, 'ok');
+    assert.equal(fake.requests(), 2);
+    await fake.close();
+  });
+
+  test('a refused connection is sent again; an executor that keeps refusing is unavailable', async () => {
+    const probe = await scripted(() => undefined);
+    const port = probe.port;
+    await probe.close();
+    // Nothing listens on `port` for the first attempt; the listener is up before the retry.
+    let late: Awaited<ReturnType<typeof scripted>> | undefined;
+    const starting = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        void scripted((_n, res) => okAnswer(res), port).then((server) => {
+          late = server;
+          resolve();
+        });
+      }, 10),
+    );
+    const client = createExecutorClient({ url: `http://127.0.0.1:${port}`, token: TOKEN });
+    const r = await client.execute(quick());
+    await starting;
+    assert.equal(r.outcome, 'ok');
+    assert.equal(late?.requests(), 1);
+    await late?.close();
+
+    const always = await scripted((_n, res) => res.writeHead(503).end('not ready\n'));
+    const refused = await createExecutorClient({
+      url: `http://127.0.0.1:${always.port}`,
+      token: TOKEN,
+    }).execute(quick());
+    assert.equal(refused.outcome, 'executor-unavailable');
+    assert.equal(always.requests(), 3, 'the first send and two retries, no more');
+    await always.close();
+  });
+
+  test('a connection reset after the executor read the call is never sent again (it may have run)', async () => {
+    const fake = await scripted((_n, res) => res.socket?.destroy());
+    const client = createExecutorClient({ url: `http://127.0.0.1:${fake.port}`, token: TOKEN });
+    const r = await client.execute(quick());
+    assert.equal(r.outcome, 'executor-unavailable');
+    assert.equal(fake.requests(), 1);
+    await fake.close();
+  });
+
+  test('redaction counts are passed on; an answer with malformed counts is refused', async () => {
+    let redactions: unknown = { API_TOKEN: 2 };
+    const fake = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          outcome: 'ok',
+          isError: false,
+          content: [{ type: 'text', text: '[REDACTED:API_TOKEN]' }],
+          durationMs: 1,
+          outputBytes: 1,
+          executor: 'fake',
+          redactions,
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as { port: number }).port;
+    const client = createExecutorClient({ url: `http://127.0.0.1:${port}`, token: TOKEN });
+    assert.deepEqual((await client.execute(quick())).redactions, { API_TOKEN: 2 });
+    for (const bad of [{ API_TOKEN: 'x' }, { 'not a name': 1 }, { API_TOKEN: 0 }, [1]]) {
+      redactions = bad;
+      const r = await client.execute(quick());
+      assert.equal(r.outcome, 'executor-unavailable', JSON.stringify(bad));
+      assert.equal(r.message, 'the executor sent a malformed answer');
+    }
     await new Promise<void>((resolve) => fake.close(() => resolve()));
   });
 

@@ -44,6 +44,19 @@ test('CoreDNS forwards nothing: every name outside the cluster zones is NXDOMAIN
   );
 });
 
+test("CoreDNS answers the test's own outside names, and only those", () => {
+  const text = corefile(NODE_NETWORK, '/kubeconfig', 1234, {
+    'tickets.example.test': '100.63.0.10',
+  });
+  assert.match(
+    text,
+    /template IN A tickets\.example\.test \{\s*match \^tickets\[\.\]example\[\.\]test\[\.\]\$\s*answer "\{\{ \.Name \}\} 5 IN A 100\.63\.0\.10"/,
+  );
+  assert.doesNotMatch(text, /\bforward\b/);
+  assert.throws(() => corefile(NODE_NETWORK, '/k', 1, { 'a b': '1.2.3.4' }), /not a DNS name/);
+  assert.throws(() => corefile(NODE_NETWORK, '/k', 1, { 'a.test': 'x' }), /not an IPv4/);
+});
+
 test('containerd pulls from no registry and keeps to its own directories', () => {
   assert.equal(registryHostsToml(), 'server = "http://127.0.0.1:9"\n');
   const toml = containerdConfig(layout());

@@ -5,12 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createSandboxExecutor } from '../../src/executor/sandbox-executor.ts';
+import { createDirectorySecretSource } from '../../src/executor/secrets.ts';
 import { nsjailForTests, toolCall, type CallOverrides } from '../../src/executor/testing.ts';
 import type { SandboxExecutor, ToolCallResult } from '../../src/executor/types.ts';
 import type { Runtime } from '../../src/api/v1alpha1/mcpserver.ts';
@@ -20,6 +22,12 @@ let listener: Server;
 let listenerPort = 0;
 let connections = 0;
 let hostDir: string;
+/** Secret volumes (`<dir>/<secret>/<key>`) the executor reads tools' secretEnv from. */
+let secretsDir: string;
+const TOOL_SECRET = 'attack-battery-secret-value-1';
+/** Shell syntax a careless bootstrap would run: it must arrive as data. */
+const SHELL_SECRET = 'x$(touch /tmp/pwned)`id`;\n"q" \\ $HOME';
+const withSecret: CallOverrides = { secretEnv: { TOOL_SECRET: { name: 'battery', key: 'token' } } };
 
 const py = (body: string) => `def main(args):\n${body.replace(/^/gm, '    ')}\n`;
 
@@ -50,10 +58,15 @@ function hostProcessesWith(marker: string): number[] {
 }
 
 before(async () => {
+  secretsDir = mkdtempSync(join(tmpdir(), 'mcpworks-attack-secrets-'));
+  mkdirSync(join(secretsDir, 'battery'));
+  writeFileSync(join(secretsDir, 'battery', 'token'), TOOL_SECRET);
+  writeFileSync(join(secretsDir, 'battery', 'shell'), SHELL_SECRET);
   executor = await createSandboxExecutor({
     nsjailPath: nsjailForTests(),
     warmPoolSize: 1,
     maxConcurrency: 8,
+    secrets: createDirectorySecretSource(secretsDir),
   });
   await executor.probe();
   listener = createServer((socket) => {
@@ -69,6 +82,7 @@ after(async () => {
   await executor?.close();
   await new Promise<void>((resolve) => listener?.close(() => resolve()));
   if (hostDir) rmSync(hostDir, { recursive: true, force: true });
+  if (secretsDir) rmSync(secretsDir, { recursive: true, force: true });
 });
 
 describe('network', () => {
@@ -110,6 +124,39 @@ describe('network', () => {
     assert.match(text(r), /gaierror|PermissionError/);
   });
 
+  test('a tool without egress finds no relay and no proxy socket', async () => {
+    const r = await call(
+      'python',
+      `import os, socket\n${py(
+        [
+          'out = [os.listdir("/run/mcpworks")]',
+          'try:',
+          '    socket.create_connection(("127.0.0.1", 3128), timeout=2)',
+          '    out.append("relay")',
+          'except OSError as e:',
+          '    out.append(e.__class__.__name__)',
+          'u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+          'try:',
+          '    u.connect("/run/mcpworks/egress.sock")',
+          '    out.append("proxy")',
+          'except OSError as e:',
+          '    out.append(e.__class__.__name__)',
+          'return out',
+        ].join('\n'),
+      )}`,
+    );
+    assert.equal(r.outcome, 'ok', text(r));
+    assert.deepEqual(JSON.parse(text(r)), [[], 'PermissionError', 'FileNotFoundError']);
+    assert.equal(r.egress, undefined);
+    const n = await call(
+      'node',
+      `const net = require('node:net');
+       function main() { return new Promise((resolve) => { const s = net.connect(3128, '127.0.0.1'); s.on('connect', () => resolve('relay')); s.on('error', (e) => resolve(e.code)); }); }`,
+    );
+    assert.equal(n.outcome, 'ok', text(n));
+    assert.equal(text(n), 'EPERM');
+  });
+
   test('the jail has no network interface but loopback', async () => {
     const r = await call('python', py('return open("/proc/net/dev").read()'));
     assert.equal(r.outcome, 'ok');
@@ -145,11 +192,16 @@ describe('host files', () => {
   });
 
   test('the host home and source tree are absent', async () => {
-    const r = await call('python', `import os\n${py('return sorted(os.listdir("/"))')}`);
+    const r = await call(
+      'python',
+      `import os\n${py('return [sorted(os.listdir("/")), os.listdir("/run"), os.listdir("/run/mcpworks")]')}`,
+    );
     assert.equal(r.outcome, 'ok');
-    const entries = JSON.parse(text(r)) as string[];
-    for (const forbidden of ['root', 'home', 'work', 'var', 'sys', 'run'])
-      assert.ok(!entries.includes(forbidden), forbidden);
+    const [entries, run, egressMount] = JSON.parse(text(r)) as string[][];
+    for (const forbidden of ['root', 'home', 'work', 'var', 'sys'])
+      assert.ok(!entries!.includes(forbidden), forbidden);
+    // Not the host's /run: only the (here empty) mount point of egress sandboxes' directory.
+    assert.deepEqual([run, egressMount], [['mcpworks'], []]);
   });
 
   test('nothing outside the workspace is writable', async () => {
@@ -534,5 +586,95 @@ describe('processes outside', () => {
       `import os\n${py('return [p for p in os.listdir("/proc") if p.isdigit()]')}`,
     );
     assert.deepEqual(JSON.parse(text(r)), ['1']);
+  });
+});
+
+describe('secrets', () => {
+  const scanEverything = [
+    'import os',
+    'def main(args):',
+    '    seen = [repr(dict(os.environ))]',
+    '    for pid in os.listdir("/proc"):',
+    '        if pid.isdigit():',
+    '            for name in ("environ", "cmdline"):',
+    '                try: seen.append(open(f"/proc/{pid}/{name}", "rb").read().decode("latin-1"))',
+    '                except OSError: pass',
+    '    for path in (SECRETS, SECRETS + "/battery/token", "/var/run/mcpworks/secrets"):',
+    '        try: seen.append(open(path).read())',
+    '        except OSError as e: seen.append(type(e).__name__)',
+    '    return "\\n".join(seen)',
+  ].join('\n');
+  const scanner = () => `SECRETS = ${JSON.stringify(secretsDir)}\n${scanEverything}`;
+
+  test("a tool cannot read another tool's secret, even while that tool's call is running", async () => {
+    const holder = call(
+      'python',
+      'import os, time\ndef main(args):\n    time.sleep(1.5)\n    return len(os.environ["TOOL_SECRET"])',
+      withSecret,
+    );
+    const r = await call('python', scanner());
+    assert.equal(r.outcome, 'ok');
+    assert.equal(r.redactions, undefined);
+    assert.doesNotMatch(text(r), /TOOL_SECRET|attack-battery-secret/);
+    assert.match(text(r), /FileNotFoundError/);
+    assert.equal(text(await holder), String(TOOL_SECRET.length));
+  });
+
+  test("a tool with a secret sees neither the executor's environment nor the Secret files", async () => {
+    process.env['MCPWORKS_TEST_CANARY'] = 'executor-env-canary-value';
+    try {
+      const r = await call('python', scanner(), withSecret);
+      assert.equal(r.outcome, 'ok');
+      assert.doesNotMatch(text(r), /executor-env-canary-value|MCPWORKS_TEST_CANARY/);
+      // Its own value is in its os.environ; the scan returns it, so it comes back redacted.
+      assert.ok(!text(r).includes(TOOL_SECRET));
+      assert.match(text(r), /\[REDACTED:TOOL_SECRET\]/);
+    } finally {
+      delete process.env['MCPWORKS_TEST_CANARY'];
+    }
+  });
+
+  test('a secret written to the workspace by one call is gone for the next', async () => {
+    const write = await call(
+      'bash',
+      'printf %s "$TOOL_SECRET" > /tmp/stash && echo stashed',
+      withSecret,
+    );
+    assert.equal(text(write).trim(), 'stashed');
+    const read = await call('bash', 'cat /tmp/stash 2>&1 || echo none');
+    assert.match(text(read), /No such file|none/);
+  });
+
+  test('a secret holding shell syntax arrives as data, never as code', async () => {
+    const r = await call('bash', 'printf %s "$SHELL_VALUE" | sha256sum | cut -d" " -f1; ls /tmp', {
+      secretEnv: { SHELL_VALUE: { name: 'battery', key: 'shell' } },
+    });
+    assert.equal(r.outcome, 'ok');
+    const [hash, ...files] = text(r).trim().split('\n');
+    assert.equal(hash, createHash('sha256').update(SHELL_SECRET).digest('hex'));
+    assert.deepEqual(files, []);
+  });
+
+  test('smuggling the secret out through an exception, stderr or a base64 blob is redacted', async () => {
+    const r = await call(
+      'python',
+      'import base64, os, sys\ndef main(args):\n    v = os.environ["TOOL_SECRET"]\n    sys.stderr.write(v)\n    raise RuntimeError(base64.b64encode(("prefix:" + v).encode()).decode())',
+      withSecret,
+    );
+    assert.equal(r.outcome, 'error');
+    assert.ok(!text(r).includes(TOOL_SECRET) && !(r.message ?? '').includes(TOOL_SECRET));
+    assert.ok(!text(r).includes(Buffer.from(TOOL_SECRET).toString('base64').slice(4, 20)));
+    assert.match(r.message ?? '', /\[REDACTED:TOOL_SECRET\]/);
+  });
+
+  test('a tool cannot get a secret it does not declare by naming one in its own env', async () => {
+    const r = await call(
+      'python',
+      'import os\ndef main(args):\n    return os.environ.get("TOOL_SECRET", "absent")',
+      {
+        env: { TOOL_SECRET: 'battery/token' },
+      },
+    );
+    assert.equal(text(r), 'battery/token');
   });
 });

@@ -37,7 +37,9 @@ export const TOOL_RULES: readonly CrossFieldRule[] = [
     rule: '!has(self.env) || !has(self.secretEnv) || self.secretEnv.all(s, !self.env.exists(e, e.name == s.name))',
     message: 'a variable cannot be in both env and secretEnv',
     fieldPath: '.secretEnv',
-    reason: 'FieldValueDuplicate',
+    // Not FieldValueDuplicate: the API server then answers a bare "Duplicate value" and drops
+    // the message (crds-cases.ts checks what a user reads).
+    reason: 'FieldValueForbidden',
     check: (tool) => {
       const env = field(tool, 'env');
       const secretEnv = field(tool, 'secretEnv');

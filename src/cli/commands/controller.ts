@@ -9,6 +9,7 @@ import {
   ExecutorSecurityModeSchema,
 } from '../../api/v1alpha1/mcpserver.ts';
 import { createController } from '../../controller/manager.ts';
+import { DEFAULT_EXECUTOR_DNS, parseDnsPeer } from '../../controller/executor-egress.ts';
 import { createControllerMetrics } from '../../controller/metrics.ts';
 import { parseBindAddress, startHttpServer } from '../../controller/http-server.ts';
 import { loadKubeConnection, type KubeConnection } from '../../k8s/kubeconfig.ts';
@@ -36,6 +37,11 @@ const USAGE = `usage: mcpworks controller [options]
   --executor-security-mode <mode>     Standard | UserNamespace | Privileged: executor pods of
                                       McpServers that set none (default
                                       $MCPWORKS_EXECUTOR_SECURITY_MODE, else Standard)
+  --executor-dns-namespace <ns>       namespace of the cluster DNS pods that executors with
+                                      tool egress may query (default
+                                      $MCPWORKS_EXECUTOR_DNS_NAMESPACE, else kube-system)
+  --executor-dns-pod-labels <k=v,..>  labels of those pods (default
+                                      $MCPWORKS_EXECUTOR_DNS_POD_LABELS, else k8s-app=kube-dns)
   --log-level <level>                 (default info)
 `;
 
@@ -58,6 +64,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'gateway-image': { type: 'string' },
       'executor-image': { type: 'string' },
       'executor-security-mode': { type: 'string' },
+      'executor-dns-namespace': { type: 'string' },
+      'executor-dns-pod-labels': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -112,6 +120,22 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     );
     return 2;
   }
+  let executorDns;
+  try {
+    executorDns = parseDnsPeer(
+      values['executor-dns-namespace'] ??
+        io.env['MCPWORKS_EXECUTOR_DNS_NAMESPACE'] ??
+        DEFAULT_EXECUTOR_DNS.namespace,
+      values['executor-dns-pod-labels'] ??
+        io.env['MCPWORKS_EXECUTOR_DNS_POD_LABELS'] ??
+        Object.entries(DEFAULT_EXECUTOR_DNS.podLabels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(','),
+    );
+  } catch (error) {
+    io.stderr(`mcpworks controller: --executor-dns-*: ${(error as Error).message}\n`);
+    return 2;
+  }
   const leaderElect = values['leader-elect'] === 'true';
   const leaseNamespace = values['leader-election-namespace'] ?? io.env['POD_NAMESPACE'];
   if (leaderElect && !leaseNamespace) {
@@ -146,6 +170,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       ...(gatewayImage ? { gatewayImage } : {}),
       ...(executorImage ? { executorImage } : {}),
       executorSecurityMode: securityMode.data,
+      executorDns,
     },
     ...(leaderElect
       ? {

@@ -5,13 +5,14 @@
  * (log, stderr, and the termination message when --termination-message-path is given); until the
  * self-test has passed /readyz is 503 and calls are refused.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { createLogger } from '../../shared/logger.ts';
 import { createExecutorMetrics } from '../../executor/metrics.ts';
 import { createSandboxExecutor, prepareRuntimeRoots } from '../../executor/sandbox-executor.ts';
 import { createExecutorService } from '../../executor/service.ts';
+import { CLUSTER_SECRETS_DIR, createDirectorySecretSource } from '../../executor/secrets.ts';
 import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
 
@@ -22,6 +23,9 @@ const USAGE = `usage: mcpworks executor [options]
   --token-file <path>      file holding the gateway's bearer token (or env MCPWORKS_EXECUTOR_TOKEN)
   --nsjail <path>          nsjail binary (or env MCPWORKS_NSJAIL; default nsjail on PATH)
   --seccomp-policy <path>  Kafel policy (default: the one shipped in sandbox-image/)
+  --ca-bundle <file>       CA bundle (PEM) that tools with egress trust, bound read-only into
+                           their sandboxes (default: the system bundle, e.g.
+                           /etc/ssl/certs/ca-certificates.crt; none: such tools are refused)
   --warm-pool-size <n>     warm sandboxes per runtime and limit set (default 2)
   --max-concurrency <n>    calls at once; more are refused with 429 (default 8)
   --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
@@ -32,6 +36,9 @@ const USAGE = `usage: mcpworks executor [options]
                            if they differ from this host's runtimes) instead of building them
   --no-pivot-root          nsjail enters each jail with chroot instead of pivot_root (pods whose
                            seccomp profile refuses pivot_root; needs CAP_SYS_CHROOT)
+  --secrets-dir <dir>      read tools' secretEnv values per call from the Secret volumes in
+                           <dir>/<secretName>/<key> (in a pod: ${CLUSTER_SECRETS_DIR}); without
+                           it a tool that declares secretEnv fails closed
   --termination-message-path <file>
                            also write a start-up failure here (the pod's terminationMessagePath)
   --prepare-runtime-roots <dir>
@@ -64,6 +71,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'token-file': { type: 'string' },
       nsjail: { type: 'string' },
       'seccomp-policy': { type: 'string' },
+      'ca-bundle': { type: 'string' },
       'warm-pool-size': { type: 'string' },
       'max-concurrency': { type: 'string' },
       'drain-seconds': { type: 'string' },
@@ -72,6 +80,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'prepare-runtime-roots': { type: 'string' },
       'no-pivot-root': { type: 'boolean' },
       'termination-message-path': { type: 'string' },
+      'secrets-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -149,6 +158,18 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     }
     return 1;
   };
+  const secretsDir = values['secrets-dir'] as string | undefined;
+  if (secretsDir !== undefined) {
+    // Absent is allowed (a pod whose Secrets are all optional and missing): calls then fail
+    // closed naming the Secret. Something else in its place is a misconfiguration.
+    const info = statSync(secretsDir, { throwIfNoEntry: false });
+    if (info !== undefined && !info.isDirectory()) {
+      io.stderr(`mcpworks executor: --secrets-dir ${secretsDir} is not a directory\n`);
+      return 2;
+    }
+    if (info === undefined)
+      logger.warn({ secretsDir }, 'the secrets directory does not exist (yet)');
+  }
   const nsjailPath =
     (values['nsjail'] as string | undefined) ?? io.env['MCPWORKS_NSJAIL'] ?? 'nsjail';
   const metrics = createExecutorMetrics();
@@ -165,6 +186,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         ? { seccompPolicyPath: values['seccomp-policy'] as string }
         : {}),
       noPivotRoot: values['no-pivot-root'] === true,
+      ...(secretsDir === undefined ? {} : { secrets: createDirectorySecretSource(secretsDir) }),
+      ...(values['ca-bundle'] ? { caBundle: values['ca-bundle'] as string } : {}),
     });
   } catch (error) {
     return refuse('the sandbox is unavailable', error);

@@ -30,6 +30,11 @@ import {
   type RuntimeDrift,
 } from '../../executor/runtime-pins.ts';
 import { createSandboxExecutor } from '../../executor/sandbox-executor.ts';
+import {
+  createManifestSecretSource,
+  secretEnvProblems,
+  type ManifestSecretSource,
+} from '../../executor/secrets.ts';
 import type { SandboxExecutor } from '../../executor/types.ts';
 import { createDecisionRecorder, jsonLineDecisionSink } from '../../gateway/decisions/recorder.ts';
 import { createRouter, mcpPathFor } from '../../gateway/http.ts';
@@ -61,8 +66,11 @@ const USAGE = `usage: mcpworks serve -f <file|dir>... [options]
                            from \`mcpworks audit keygen\`); \`audit verify --public-key\` then tells
                            its records from fabricated ones. A file that is not such a key is refused
       --nsjail <path>      the nsjail binary (default: $MCPWORKS_NSJAIL, else nsjail on PATH)
+      --ca-bundle <file>   CA bundle (PEM) that tools with egress trust (default: the system
+                           bundle, e.g. /etc/ssl/certs/ca-certificates.crt)
       --allow-origin <o>   a browser origin to accept besides loopback ones; repeatable
-  -w, --watch              reload policies, keys and tool code when the manifest files change
+  -w, --watch              reload policies, keys, tool code and tools' Secrets when the manifest
+                           files change
       --allow-runtime-drift
                            run tool code even when a sandbox runtime (node: the node running
                            mcpworks; /usr/bin/python3; /bin/bash) is not the version the executor
@@ -77,6 +85,7 @@ interface ServeOptions {
   decisionLog?: string;
   auditSigningKey?: string;
   nsjail: string;
+  caBundle?: string;
   allowOrigins: string[];
   watch: boolean;
   allowRuntimeDrift: boolean;
@@ -94,6 +103,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
         'decision-log': { type: 'string' },
         'audit-signing-key': { type: 'string' },
         nsjail: { type: 'string' },
+        'ca-bundle': { type: 'string' },
         'allow-origin': { type: 'string', multiple: true },
         watch: { type: 'boolean', short: 'w', default: false },
         'allow-runtime-drift': { type: 'boolean', default: false },
@@ -126,6 +136,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
     allowRuntimeDrift: values['allow-runtime-drift'],
   };
   if (values['decision-log'] !== undefined) options.decisionLog = values['decision-log'];
+  if (values['ca-bundle'] !== undefined) options.caBundle = values['ca-bundle'];
   if (values['audit-signing-key'] !== undefined)
     options.auditSigningKey = values['audit-signing-key'];
   return options;
@@ -262,6 +273,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     }
   }
 
+  // Tools' secretEnv values come from the Secret manifests, read per call; a reload swaps them.
+  const secretSource = createManifestSecretSource(manifests.secrets);
+  for (const problem of await secretEnvProblems(manifests.servers, secretSource))
+    io.stderr(`mcpworks serve: warning: ${problem}\n`);
+
   // Tool code must behave as it will in a cluster: the sandbox runtimes are the image's versions.
   try {
     const paths = defaultRuntimePaths();
@@ -286,8 +302,10 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       warmPoolSize: Math.max(...manifests.servers.map((s) => s.spec.executor.warmPoolSize)),
       maxConcurrency,
       executorName: `serve@${hostname()}`,
+      secrets: secretSource,
       logger: logger.child({ component: 'executor' }),
       clock: systemClock,
+      ...(options.caBundle !== undefined ? { caBundle: options.caBundle } : {}),
     });
     await sandbox.probe();
   } catch (error) {
@@ -376,7 +394,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   io.stderr(banner(base, apps, manifests.servers, await exampleKey(options.files, manifests)));
 
   let watchers: FSWatcher[] = [];
-  if (options.watch) watchers = startWatching(options.files, sources, io, logger);
+  if (options.watch) watchers = startWatching(options.files, sources, secretSource, io, logger);
 
   return new Promise<number>((resolve) => {
     const stop = async (signal: string) => {
@@ -448,6 +466,7 @@ export function runtimeDriftVerdict(
 function startWatching(
   files: readonly string[],
   sources: Map<string, StaticSource>,
+  secretSource: ManifestSecretSource,
   io: CommandIo,
   logger: ReturnType<typeof createLogger>,
 ): FSWatcher[] {
@@ -455,8 +474,11 @@ function startWatching(
   let timer: NodeJS.Timeout | undefined;
   const reload = async () => {
     try {
-      const built = buildSnapshots(await loadManifests(files), revision + 1);
+      const manifests = await loadManifests(files);
+      const built = buildSnapshots(manifests, revision + 1);
       revision += 1;
+      // Before the snapshots: a tool that gains a secretEnv finds its Secret already there.
+      secretSource.replace(manifests.secrets);
       for (const snapshot of built.snapshots) {
         const key = serverKeyOf(snapshot);
         const source = sources.get(key);
@@ -467,6 +489,8 @@ function startWatching(
         source.replace(snapshot);
       }
       for (const warning of built.warnings) io.stderr(`mcpworks serve: warning: ${warning}\n`);
+      for (const problem of await secretEnvProblems(manifests.servers, secretSource))
+        io.stderr(`mcpworks serve: warning: ${problem}\n`);
       logger.info({ revision }, 'manifests reloaded');
     } catch (error) {
       io.stderr(

@@ -1,4 +1,4 @@
-/* global require, Buffer */
+/* global require, Buffer, URL */
 /* eslint-disable @typescript-eslint/no-require-imports -- runs inside the sandbox as plain CommonJS */
 // mcpworks sandbox bootstrap (node). Waits for exactly one call on stdin, runs `main(args)` from
 // the tool code and writes one JSON frame to fd 3. Runs as the jail's init; nothing else ever runs.
@@ -74,7 +74,36 @@ function toolWrapper(code) {
   return `(function (require, module, exports) {\n${code}\n;return typeof main === 'function' ? main : undefined;\n})`;
 }
 
+/**
+ * Egress sandboxes only (the executor sets MCPWORKS_EGRESS_SOCKET at spawn): a listener on the
+ * proxy address (HTTPS_PROXY, loopback) that forwards each connection to the executor's egress
+ * proxy socket. The jail has no other way out; the proxy decides what passes.
+ */
+function startRelay() {
+  const path = process.env.MCPWORKS_EGRESS_SOCKET;
+  if (!path) return undefined;
+  const net = require('node:net');
+  const port = Number(new URL(process.env.HTTPS_PROXY).port);
+  const server = net.createServer((client) => {
+    const upstream = net.connect(path);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop);
+    upstream.on('error', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.unref();
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+}
+
 async function serve() {
+  await startRelay();
   // A warm sandbox; a cold one's call is already waiting.
   if (process.argv[1] === 'prewarm') prewarm();
   fs.writeSync(2, '\x06'); // ready: the interpreter is up and waits for its one call

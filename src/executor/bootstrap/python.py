@@ -85,8 +85,65 @@ def _prewarm():
     _dumps({"ok": True, "value": scratch["main"](request["args"])}, allow_nan=False)
 
 
+def _start_relay():
+    """Egress sandboxes only (the executor sets MCPWORKS_EGRESS_SOCKET at spawn): a listener on
+    the proxy address (HTTPS_PROXY, loopback) that forwards each connection to the executor's
+    egress proxy socket. The jail has no other way out; the proxy decides what passes."""
+    path = _os.environ.get("MCPWORKS_EGRESS_SOCKET")
+    if not path:
+        return
+    import socket
+    import threading
+
+    port = int(_os.environ["HTTPS_PROXY"].rsplit(":", 1)[1])
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen(64)
+
+    def pump(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        try:
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def forward(client):
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(path)
+        except OSError:
+            client.close()
+            upstream.close()
+            return
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def accept():
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=forward, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 def _serve():
     result = _os.fdopen(3, "w", encoding="utf-8")
+    _start_relay()
     if _sys.argv[1:] == ["prewarm"]:  # a warm sandbox; a cold one's call is already waiting
         _prewarm()
     _os.write(2, b"\x06")  # ready: the interpreter is up and waits for its one call

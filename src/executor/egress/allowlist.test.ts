@@ -5,6 +5,7 @@ import {
   decideEgress,
   hostMatches,
   hostProblem,
+  normaliseDenials,
   parseConnectAuthority,
   parseEgressRules,
   type EgressRule,
@@ -126,6 +127,35 @@ describe('decideEgress', () => {
 
   test('no rules means no egress at all', () => {
     assert.equal(decideEgress([], 'api.github.com', 443).reason, 'not-declared');
+  });
+
+  test('a guardrail denial wins over the tool declaring the host, and names its policy', () => {
+    const denials = normaliseDenials([
+      { hosts: ['API.GitHub.com.'], policy: 'ClusterAgentPolicy no-github', reason: 'no SCM' },
+      { hosts: ['*.Example.com'], policy: 'ClusterAgentPolicy no-example', reason: 'internal' },
+    ]);
+    assert.deepEqual(decideEgress(rules, 'api.github.com', 443, denials), {
+      allowed: false,
+      reason: 'policy-denied',
+      host: 'api.github.com',
+      policy: 'ClusterAgentPolicy no-github',
+      detail: 'no SCM',
+    });
+    const wildcard = decideEgress(rules, 'db.internal.example.com', 8443, denials);
+    assert.equal(wildcard.reason, 'policy-denied');
+    assert.equal(
+      wildcard.allowed === false && 'policy' in wildcard && wildcard.policy,
+      'ClusterAgentPolicy no-example',
+    );
+  });
+
+  test('a denial that matches nothing leaves the rules alone; raw IPs stay raw-ip', () => {
+    const denials = normaliseDenials([
+      { hosts: ['github.com', 'not a host'], policy: 'ClusterAgentPolicy p', reason: 'r' },
+    ]);
+    assert.equal(decideEgress(rules, 'api.github.com', 443, denials).reason, 'allowed');
+    assert.equal(decideEgress(rules, '140.82.112.3', 443, denials).reason, 'raw-ip');
+    assert.deepEqual(denials[0]!.hosts, ['github.com', 'not a host']);
   });
 });
 

@@ -26,6 +26,8 @@ export const EgressReason = {
   InvalidHost: 'invalid-host',
   RawIp: 'raw-ip',
   NotDeclared: 'not-declared',
+  /** A cluster guardrail forbids the host, even though the tool declares it. */
+  PolicyDenied: 'policy-denied',
   PortNotDeclared: 'port-not-declared',
   ResolutionFailed: 'resolution-failed',
   PrivateAddress: 'private-address',
@@ -139,23 +141,68 @@ export function hostMatches(ruleHost: string, name: string): boolean {
   return ruleHost === name;
 }
 
+/**
+ * A guardrail that forbids hosts whatever the tool declares (ClusterAgentPolicy `egressDeny`,
+ * src/executor/types.ts EgressDenial), its host patterns normalised like rule hosts.
+ */
+export interface EgressDenialRule {
+  hosts: string[];
+  policy: string;
+  reason: string;
+}
+
 export type EgressDecision =
   | { allowed: true; reason: 'allowed'; host: string; rule: EgressRule }
   | {
       allowed: false;
       reason: 'invalid-host' | 'raw-ip' | 'not-declared' | 'port-not-declared';
       host: string;
-    };
+    }
+  | { allowed: false; reason: 'policy-denied'; host: string; policy: string; detail: string };
 
-/** Decides whether `host:port` (as named in a CONNECT) is covered by the rules. */
+/**
+ * Normalises guardrail host patterns (`name` or `*.suffix`). A pattern that is not a valid host
+ * is kept as given (lower-cased): it can match nothing, and dropping it silently would hide a
+ * guardrail the gateway meant to apply.
+ */
+export function normaliseDenials(
+  denials: ReadonlyArray<{ hosts: readonly string[]; policy: string; reason: string }>,
+): EgressDenialRule[] {
+  return denials.map((denial) => ({
+    policy: denial.policy,
+    reason: denial.reason,
+    hosts: denial.hosts.map((host) => {
+      const wildcard = host.startsWith('*.');
+      const name = normaliseHostName(wildcard ? host.slice(2) : host);
+      if (name === undefined) return host.toLowerCase();
+      return wildcard ? `*.${name}` : name;
+    }),
+  }));
+}
+
+/**
+ * Decides whether `host:port` (as named in a CONNECT) is covered by the rules. A guardrail
+ * denial wins over the tool's own rules: the host is refused `policy-denied`, naming the policy.
+ */
 export function decideEgress(
   rules: readonly EgressRule[],
   host: string,
   port: number,
+  denials: readonly EgressDenialRule[] = [],
 ): EgressDecision {
   if (isIpLiteral(host)) return { allowed: false, reason: 'raw-ip', host };
   const name = normaliseHostName(host);
   if (name === undefined) return { allowed: false, reason: 'invalid-host', host };
+  const denial = denials.find((entry) => entry.hosts.some((pattern) => hostMatches(pattern, name)));
+  if (denial !== undefined) {
+    return {
+      allowed: false,
+      reason: 'policy-denied',
+      host: name,
+      policy: denial.policy,
+      detail: denial.reason,
+    };
+  }
   const matching = rules.filter((rule) => hostMatches(rule.host, name));
   if (matching.length === 0) return { allowed: false, reason: 'not-declared', host: name };
   const rule = matching.find((candidate) => candidate.ports.includes(port));

@@ -308,6 +308,39 @@ describe('egress proxy: refusals', () => {
     assert.equal(upstreamSockets.length, before);
   });
 
+  test('a guardrail denial refuses a declared host with 403 policy-denied, naming the policy', async () => {
+    const started = await start({
+      denied: [
+        {
+          hosts: ['allowed.test'],
+          policy: 'ClusterAgentPolicy no-allowed',
+          reason: 'test guardrail',
+        },
+      ],
+    });
+    const before = upstreamSockets.length;
+    const result = await refused(started, `allowed.test:${httpsPort}`);
+    assert.equal(result.status, 403);
+    assert.equal(result.reason, 'policy-denied');
+    assert.match(result.body, /policy-denied by ClusterAgentPolicy no-allowed/);
+    const [attempt] = await started.reported(1);
+    assert.deepEqual(
+      { ...attempt, durationMs: 0 },
+      {
+        host: 'allowed.test',
+        port: httpsPort,
+        allowed: false,
+        reason: 'policy-denied',
+        policy: 'ClusterAgentPolicy no-allowed',
+        detail: 'test guardrail',
+        bytesUp: 0,
+        bytesDown: 0,
+        durationMs: 0,
+      },
+    );
+    assert.equal(upstreamSockets.length, before);
+  });
+
   test('a declared host on an undeclared port is refused', async () => {
     const started = await start();
     const result = await refused(started, `allowed.test:${echoPort}`);
@@ -530,7 +563,7 @@ describe('egress proxy: limits', () => {
     assert.ok(attempt!.bytesUp > 0);
   });
 
-  test('closing the proxy closes open tunnels and reports them once', async () => {
+  test('closing the proxy closes open tunnels and has reported them once when it resolves', async () => {
     const started = await start();
     const connected = await connectThrough(
       { socketPath: started.socketPath },
@@ -538,6 +571,8 @@ describe('egress proxy: limits', () => {
     );
     const closed = readAll(connected.socket, connected.head);
     await started.proxy.close();
+    // The executor builds the call's record right after close(): nothing may arrive later.
+    assert.equal(started.attempts.length, 1);
     await closed;
     assert.deepEqual(
       started.attempts.map((attempt) => [attempt.reason, attempt.end]),

@@ -16,6 +16,7 @@ import { classifyAddress } from './addresses.ts';
 import {
   EgressReason,
   decideEgress,
+  normaliseDenials,
   parseConnectAuthority,
   parseEgressRules,
   type EgressRule,
@@ -41,6 +42,8 @@ export interface EgressAttempt {
   reason: EgressReason;
   /** A short human explanation (never the client's bytes). */
   detail?: string;
+  /** For `policy-denied`: the guardrail that refused it (`ClusterAgentPolicy <name>`). */
+  policy?: string;
   end?: TunnelEnd;
   bytesUp: number;
   bytesDown: number;
@@ -53,6 +56,11 @@ export interface EgressProxyOptions {
   /** The tool's egress rules; validated and normalised by the factory. */
   rules: unknown;
   onAttempt: (attempt: EgressAttempt) => void;
+  /**
+   * Guardrails for this call (ToolCallRequest.egressDenied): a matching host is refused
+   * `policy-denied` even when the rules declare it.
+   */
+  denied?: ReadonlyArray<{ hosts: readonly string[]; policy: string; reason: string }>;
   /** Name resolution; default: every address the system resolver returns. */
   resolve?: Resolver;
   /** Ports whose tunnels must start with a TLS ClientHello naming the CONNECT host. */
@@ -158,6 +166,7 @@ const REFUSAL_STATUS: Partial<Record<EgressReason, number>> = {
   'invalid-host': 400,
   'raw-ip': 403,
   'not-declared': 403,
+  'policy-denied': 403,
   'port-not-declared': 403,
   'private-address': 403,
   'resolution-failed': 502,
@@ -167,12 +176,16 @@ const REFUSAL_STATUS: Partial<Record<EgressReason, number>> = {
   'proxy-closed': 503,
 };
 
+/** How long close() waits for aborted tunnels to report. */
+const CLOSE_DRAIN_MS = 2000;
+
 interface Tunnel {
   abort(end: TunnelEnd, reason: EgressReason): void;
 }
 
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const rules: EgressRule[] = parseEgressRules(options.rules);
+  const denials = normaliseDenials(options.denied ?? []);
   const resolve = options.resolve ?? systemResolver;
   const tlsPorts = new Set(options.tlsPorts ?? EGRESS_DEFAULTS.tlsPorts);
   type Limit =
@@ -187,6 +200,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const logger = options.logger ?? silentLogger();
   const testOnlyAllowed = new Set(options.testOnlyAllowedAddresses ?? []);
   const tunnels = new Set<Tunnel>();
+  /** close() waits on these until every tunnel has been reported. */
+  const drainWaiters: Array<() => void> = [];
   let closing = false;
 
   const report = (attempt: EgressAttempt) => {
@@ -225,6 +240,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       finished = true;
       for (const timer of timers) clearTimeout(timer);
       tunnels.delete(tunnel);
+      if (tunnels.size === 0) for (const wake of drainWaiters.splice(0)) wake();
       Object.assign(attempt, fields);
       attempt.durationMs = Math.max(0, clock.monotonicMs() - started);
       report(attempt);
@@ -279,9 +295,18 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     }
     attempt.host = target.host.toLowerCase();
     attempt.port = target.port;
-    const decision = decideEgress(rules, target.host, target.port);
+    const decision = decideEgress(rules, target.host, target.port, denials);
     attempt.host = decision.host.toLowerCase();
     const label = `${attempt.host}:${attempt.port}`;
+    if (decision.reason === 'policy-denied') {
+      attempt.policy = decision.policy;
+      refuse(
+        decision.reason,
+        `egress to ${label} refused: policy-denied by ${decision.policy}`,
+        decision.detail,
+      );
+      return;
+    }
     if (!decision.allowed) {
       refuse(decision.reason, `egress to ${label} refused: ${decision.reason}`);
       return;
@@ -543,6 +568,18 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       server.closeAllConnections();
       for (const tunnel of [...tunnels]) tunnel.abort('proxy-closed', EgressReason.ProxyClosed);
       await closed;
+      // An aborted tunnel reports when both of its sockets have closed (a tick later): close()
+      // resolves only once every attempt is reported, so a caller's record is complete. Bounded,
+      // in case a socket never emits its close.
+      if (tunnels.size > 0) {
+        await new Promise<void>((resolveDrain) => {
+          const timer = setTimeout(resolveDrain, CLOSE_DRAIN_MS);
+          drainWaiters.push(() => {
+            clearTimeout(timer);
+            resolveDrain();
+          });
+        });
+      }
     },
   };
 }
