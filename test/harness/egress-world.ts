@@ -359,3 +359,8 @@ export function specTotals(
     cancelled: total('cancelled'),
   };
 }
+
+/** The inner run's result lines (✔ / ✖ and a name), to repeat as the outer test's diagnostics. */
+export function specResultLines(output: string): string[] {
+  return output.split('\n').filter((l) => /^\s*[✔✖] /.test(l));
+}

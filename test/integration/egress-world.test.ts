@@ -15,6 +15,7 @@ import {
   insideEgressWorld,
   runInEgressWorld,
   runTestFileInWorld,
+  specResultLines,
   specTotals,
   WORLD,
   WORLD_CA,
@@ -80,8 +81,9 @@ if (!world) {
     });
   });
 
-  test('the checks of the world pass inside one, and it leaves nothing on the host', async () => {
+  test('the checks of the world pass inside one, and it leaves nothing on the host', async (t) => {
     const run = await runTestFileInWorld(fileURLToPath(import.meta.url));
+    for (const line of specResultLines(run.output)) t.diagnostic(line.trim());
     assert.equal(run.code, 0, run.output);
     const totals = specTotals(run.output);
     assert.ok(totals.pass > 0, run.output);
