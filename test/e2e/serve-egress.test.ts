@@ -404,7 +404,7 @@ if (!world) {
     assert.deepEqual(events, []);
   });
 
-  test('the decision log records the calls and never holds the token', async () => {
+  test('the decision log records the calls as the example README says, and never holds the token', async () => {
     const records = await waitForDecisions(serve, 1);
     const calls = records.filter((r) => r.method === 'tools/call');
     for (const tool of ['get_ticket', 'create_ticket', 'leak_token', 'py_fetch', 'node_fetch']) {
@@ -413,9 +413,34 @@ if (!world) {
         `no Allow record for ${tool}`,
       );
     }
+    const tickets = calls.filter((r) => r.tool === 'get_ticket' && r.server === 'support/tickets');
+    assert.deepEqual(
+      tickets.map((r) => r.outcome),
+      ['ok', 'error'],
+    );
+    const [first] = tickets;
+    assert.equal(first!.principal?.name, 'support-bot');
+    assert.deepEqual(first!.principal?.groups, ['support']);
+    assert.equal(first!.principal?.authMethod, 'api-key');
+    assert.deepEqual(first!.rule, {
+      kind: 'AgentPolicy',
+      namespace: 'support',
+      name: 'support-bot-tickets',
+      index: 0,
+    });
     const log = await readFile(serve.decisionLog, 'utf8');
     assert.ok(!log.includes(token), 'the token is in the decision log');
     assert.ok(!log.includes(Buffer.from(token).toString('base64')));
     assert.ok(!serve.stderr().includes(token), 'the token is in the log');
+  });
+
+  test('a title over 200 characters is denied by the example policy and never runs', async () => {
+    const { result, events } = await call(client, 'create_ticket', { title: 'x'.repeat(201) });
+    assert.equal(result.isError, true, text(result));
+    assert.deepEqual(events, []);
+    const records = await waitForDecisions(serve, 1);
+    const last = records.findLast((r) => r.tool === 'create_ticket');
+    assert.equal(last?.effect, 'Deny');
+    assert.equal(last?.outcome, 'denied');
   });
 }
