@@ -272,6 +272,18 @@ export async function runInEgressWorld(
   } catch {
     namespaces = undefined;
   }
+  // The kernel kills the rest of the pid namespace when its first process exits, but not
+  // synchronously: wait (bounded) until nothing runs in the world's namespaces any more.
+  if (namespaces) {
+    const deadline = Date.now() + 10_000;
+    while (
+      (pidsInNamespace('net', namespaces.net).length > 0 ||
+        pidsInNamespace('mnt', namespaces.mnt).length > 0) &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
   const run: WorldRun = {
     code,
     signal,
@@ -320,8 +332,13 @@ export function worldLeftovers(run: WorldRun): string[] {
   const after = snapshotHost();
   if (after.hosts !== run.before.hosts) problems.push('/etc/hosts changed on the host');
   if (after.nsswitch !== run.before.nsswitch) problems.push('/etc/nsswitch.conf changed');
-  const newMounts = after.mounts.filter((m) => !run.before.mounts.includes(m));
-  if (newMounts.length > 0) problems.push(`new mounts on the host: ${newMounts.join(', ')}`);
+  // Only the points the world mounts over: other tests on the machine may mount elsewhere.
+  const ours = (m: string) =>
+    ['/etc/hosts', '/etc/nsswitch.conf', '/proc'].includes(m) || m.startsWith(run.dir);
+  const points = (mounts: string[]) => mounts.filter(ours).join('\n');
+  if (points(after.mounts) !== points(run.before.mounts)) {
+    problems.push(`mounts changed on the host: ${after.mounts.filter(ours).join(', ')}`);
+  }
   if (existsSync(run.dir)) problems.push(`${run.dir} left`);
   return problems;
 }

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { promises as dns } from 'node:dns';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { test } from 'node:test';
@@ -26,6 +27,7 @@ import {
 } from '../harness/egress-world.ts';
 
 const world = insideEgressWorld();
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const WORLD_NAMES = [WORLD.apiHost, WORLD.otherHost, WORLD.privateHost, WORLD.loopbackHost];
 
 /** GET https://<host><path> trusting the world's CA; resolves with status and body. */
@@ -125,6 +127,26 @@ if (!world) {
     assert.equal(run.timedOut, true);
     assert.notEqual(run.code, 0);
     assert.deepEqual(worldLeftovers(run), []);
+  });
+
+  test('worldLeftovers is not blind: it reports live processes, a changed /etc/hosts, a left dir', async () => {
+    const run = await runInEgressWorld('true', []);
+    assert.deepEqual(worldLeftovers(run), []);
+    // The same run, as if its namespaces were this process's and the host had been changed.
+    const self = {
+      net: readlinkSync('/proc/self/ns/net'),
+      mnt: readlinkSync('/proc/self/ns/mnt'),
+    };
+    const problems = worldLeftovers({
+      ...run,
+      namespaces: self,
+      before: { ...run.before, hosts: run.before.hosts + '203.0.114.10 tickets.example.com\n' },
+      dir: tmpdir(),
+    });
+    assert.equal(problems.length, 4, problems.join('; '));
+    assert.match(problems.join('; '), new RegExp(`processes left in ${escape(self.net)}`));
+    assert.match(problems.join('; '), /\/etc\/hosts changed/);
+    assert.match(problems.join('; '), new RegExp(`${escape(tmpdir())} left`));
   });
 
   test("a command's exit status is the world's", async () => {
