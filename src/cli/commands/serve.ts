@@ -61,6 +61,9 @@ const USAGE = `usage: mcpworks serve -f <file|dir>... [options]
                            from \`mcpworks audit keygen\`); \`audit verify --public-key\` then tells
                            its records from fabricated ones. A file that is not such a key is refused
       --nsjail <path>      the nsjail binary (default: $MCPWORKS_NSJAIL, else nsjail on PATH)
+      --packages <dir>     extra python and npm packages for tool code, laid out as an executor
+                           image's (<dir>/python from pip install --target, <dir>/node from npm
+                           ci); the python and node sandboxes get them read-only
       --allow-origin <o>   a browser origin to accept besides loopback ones; repeatable
   -w, --watch              reload policies, keys and tool code when the manifest files change
       --allow-runtime-drift
@@ -80,6 +83,7 @@ interface ServeOptions {
   allowOrigins: string[];
   watch: boolean;
   allowRuntimeDrift: boolean;
+  packages?: string;
 }
 
 function parse(argv: string[], io: CommandIo): ServeOptions | string {
@@ -94,6 +98,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
         'decision-log': { type: 'string' },
         'audit-signing-key': { type: 'string' },
         nsjail: { type: 'string' },
+        packages: { type: 'string' },
         'allow-origin': { type: 'string', multiple: true },
         watch: { type: 'boolean', short: 'w', default: false },
         'allow-runtime-drift': { type: 'boolean', default: false },
@@ -125,6 +130,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
     watch: values.watch,
     allowRuntimeDrift: values['allow-runtime-drift'],
   };
+  if (values.packages !== undefined) options.packages = resolve(values.packages);
   if (values['decision-log'] !== undefined) options.decisionLog = values['decision-log'];
   if (values['audit-signing-key'] !== undefined)
     options.auditSigningKey = values['audit-signing-key'];
@@ -288,6 +294,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       executorName: `serve@${hostname()}`,
       logger: logger.child({ component: 'executor' }),
       clock: systemClock,
+      ...(options.packages !== undefined ? { packagesDir: options.packages } : {}),
     });
     await sandbox.probe();
   } catch (error) {
