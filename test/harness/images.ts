@@ -133,7 +133,14 @@ export function imageSpecs(root: string = repoRoot): Record<ImageName, ImageSpec
       name: 'sandbox',
       dockerfile: 'sandbox-image/Dockerfile',
       ref: qualifiedRef(refs.sandbox),
-      inputs: [...common, 'sandbox-image'],
+      // what .dockerignore lets it COPY from sandbox-image/ (not the packages example, which
+      // builds FROM this image)
+      inputs: [
+        ...common,
+        'sandbox-image/Dockerfile',
+        'sandbox-image/seccomp.kafel',
+        'sandbox-image/runtimes.env',
+      ],
     },
   };
 }
