@@ -180,7 +180,11 @@ before(
     const log = (l: string) => console.log(`# ${l}`);
     const images = await ensureProjectImages({ log });
     packagesImage = await ensurePackagesImage(images, { log });
-    cluster = await startNodeCluster({ imageTars: [images.operator.tar, packagesImage.tar] });
+    // make test runs e2e files two at a time: wait out real-node.test.ts's node if it has it
+    cluster = await startNodeCluster({
+      imageTars: [images.operator.tar, packagesImage.tar],
+      lockTimeoutMs: 30 * 60_000,
+    });
   },
   { timeout: 45 * 60_000 },
 );
