@@ -12,6 +12,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -148,7 +149,7 @@ describe('a packages directory', () => {
   });
 });
 
-describe('a package never shadows the standard library', () => {
+describe('a hostile packages directory', () => {
   let shadowing: SandboxExecutor;
   let dir: string;
   before(async () => {
@@ -164,6 +165,10 @@ describe('a package never shadows the standard library', () => {
       join(dir, 'node', 'node_modules', 'fs', 'index.js'),
       'throw new Error("shadowed")',
     );
+    // Symlinks out of the packages: kept as symlinks, so inside they name the jail's own paths.
+    writeFileSync(join(dir, 'host-secret'), 'host secret');
+    symlinkSync(join(dir, 'host-secret'), join(dir, 'python', 'secret.txt'));
+    symlinkSync('/root', join(dir, 'python', 'home'));
     shadowing = await createSandboxExecutor({
       nsjailPath: nsjailForTests(),
       warmPoolSize: 0,
@@ -185,6 +190,29 @@ describe('a package never shadows the standard library', () => {
     );
     assert.equal(r.outcome, 'ok', text(r));
     assert.equal(text(r), 'b2s=');
+  });
+
+  test('symlinks in the packages reach nothing of the host', async () => {
+    const r = await shadowing.execute(
+      toolCall(
+        'python',
+        'import os\n' +
+          'def main(args):\n' +
+          '    out = {}\n' +
+          '    for name in ["secret.txt", "home"]:\n' +
+          '        path = "/opt/mcpworks/packages/python/" + name\n' +
+          '        try:\n' +
+          '            out[name] = open(path).read() if name == "secret.txt" else os.listdir(path)\n' +
+          '        except OSError as e:\n' +
+          '            out[name] = type(e).__name__\n' +
+          '    return out\n',
+      ),
+    );
+    assert.equal(r.outcome, 'ok', text(r));
+    assert.deepEqual(JSON.parse(text(r)), {
+      'secret.txt': 'FileNotFoundError',
+      home: 'FileNotFoundError',
+    });
   });
 
   test("node's require('fs') is the built-in", async () => {
