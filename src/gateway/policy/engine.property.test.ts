@@ -162,7 +162,10 @@ for (const [label, setArb, withConditions] of VARIANTS) {
             if (p !== policy) return [p];
             if ((p.spec.rules ?? []).length === 1) return [];
             return [
-              { ...p, spec: { ...p.spec, rules: (p.spec.rules ?? []).filter((_, i) => i !== index) } },
+              {
+                ...p,
+                spec: { ...p.spec, rules: (p.spec.rules ?? []).filter((_, i) => i !== index) },
+              },
             ];
           });
         const smaller = {
