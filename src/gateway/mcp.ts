@@ -25,21 +25,28 @@ import {
   type ToolCallResult,
   type ToolExecutor,
 } from '../executor/types.ts';
+import type { EgressGuardrails } from './policy/engine.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { ArgumentValidators } from './arguments.ts';
 import { callerKey } from './auth/principal.ts';
-import type { RequestContext } from './context.ts';
+import { redactionCounts, type RequestContext } from './context.ts';
 import type { Decision, PolicyRequest } from './policy/types.ts';
 import type { EventSink, ObjectReference } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
 import type { GatewaySnapshot } from './source/types.ts';
 
 /**
- * The policy engine as the gateway uses it: `{ decide, visibleTools }` from
+ * The policy engine as the gateway uses it: `{ decide, visibleTools, egressGuardrails }` from
  * src/gateway/policy/engine.ts in production; tests may pass a stub.
  */
 export interface PolicyEngine {
   decide(policySet: GatewaySnapshot['policySet'], request: PolicyRequest): Decision;
+  /** The hosts cluster guardrails forbid this tool (ToolCallRequest.egressDenied). */
+  egressGuardrails(
+    policySet: GatewaySnapshot['policySet'],
+    server: PolicyRequest['server'],
+    tool: string,
+  ): EgressGuardrails;
   /** Names of `tools` the request's principal may call (tools/list filtering). */
   visibleTools(
     policySet: GatewaySnapshot['policySet'],
@@ -155,6 +162,54 @@ const FAILURE_EVENT_OUTCOMES = new Set([
   'sandbox-violation',
   'executor-unavailable',
 ]);
+
+/** Longest host an Event message quotes (a DNS name is at most 253 characters). */
+const EVENT_HOST_MAX = 253;
+
+/**
+ * The call's egress attempts and redactions: onto the record (ctx), into the metrics, and each
+ * refused attempt as an `EgressDenied` Event on the McpServer (aggregated and rate-limited like
+ * every gateway Event). Counts and names only: never a secret or a variable's value.
+ */
+function observeEgressAndRedactions(
+  deps: ProtocolDeps,
+  ctx: RequestContext,
+  snapshot: GatewaySnapshot,
+  toolLabel: string,
+  result: ToolCallResult,
+): void {
+  if (Array.isArray(result.egress) && result.egress.length > 0) {
+    ctx.egress = result.egress;
+    for (const attempt of result.egress) {
+      deps.metrics.egressAttempt({
+        server: ctx.serverKey,
+        tool: toolLabel,
+        allowed: attempt.allowed,
+        reason: attempt.reason,
+      });
+      if (attempt.allowed) continue;
+      const by = attempt.policy === undefined ? '' : ` by ${attempt.policy}`;
+      deps.events?.observe({
+        regarding: serverObject(snapshot),
+        type: 'Warning',
+        reason: 'EgressDenied',
+        message: `tool ${toolLabel} was refused ${printableHost(attempt.host)}:${attempt.port}: ${attempt.reason}${by}`,
+      });
+    }
+  }
+  const redactions = redactionCounts(result.redactions);
+  if (redactions !== undefined) {
+    ctx.redactions = redactions;
+    const total = Object.values(redactions).reduce((sum, count) => sum + count, 0);
+    deps.metrics.secretRedactions({ server: ctx.serverKey, tool: toolLabel }, total);
+  }
+}
+
+/** A host as the tool's code wrote it, safe to quote: printable ASCII only, bounded. */
+function printableHost(host: string): string {
+  const clean = String(host).replace(/[^\x21-\x7e]/g, '?');
+  return clean.length > EVENT_HOST_MAX ? `${clean.slice(0, EVENT_HOST_MAX)}...` : clean;
+}
 
 export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
   const server = new Server(
@@ -284,6 +339,27 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
         isError: true,
       };
     }
+    // Egress guardrails (ClusterAgentPolicy egressDeny) travel with every call; the executor's
+    // proxy refuses their hosts whatever the tool declares. A guardrail the engine cannot read
+    // refuses tools with egress outright (fail closed): nothing says which hosts it forbids.
+    const guardrails = deps.policy.egressGuardrails(
+      snapshot.policySet,
+      serverRef(snapshot),
+      toolName,
+    );
+    if (guardrails.refuseEgress !== undefined && (tool.egress?.length ?? 0) > 0) {
+      const reason = `tool ${toolLabel} declares egress and is refused: ${guardrails.refuseEgress}`;
+      ctx.decision = { effect: 'Deny', reason, policies: decision.policies, audit: decision.audit };
+      ctx.reasonCode = ReasonCode.EgressGuardrailInvalid;
+      ctx.outcome = 'denied';
+      deps.events?.observe({
+        regarding: serverObject(snapshot),
+        type: 'Warning',
+        reason: 'ToolCallDenied',
+        message: `${principal.name} was denied tool ${toolLabel}: ${reason}`,
+      });
+      return { content: [{ type: 'text', text: `denied by policy: ${reason}` }], isError: true };
+    }
     const meta = snapshot.server.metadata;
     const call = deps.executor.execute(
       {
@@ -292,6 +368,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
         caller: callerKey(principal),
         tool,
         arguments: args,
+        egressDenied: guardrails.denied,
       },
       extra.signal,
     );
@@ -320,6 +397,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
       tool: toolLabel,
       outcome: result.outcome,
     });
+    observeEgressAndRedactions(deps, ctx, snapshot, toolLabel, result);
     if (FAILURE_EVENT_OUTCOMES.has(result.outcome)) {
       deps.events?.observe({
         regarding: serverObject(snapshot),
