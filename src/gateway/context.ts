@@ -5,11 +5,12 @@
  * and no path leaves two.
  */
 import { randomUUID } from 'node:crypto';
-import type { EgressAttemptRecord, RefusalReason } from '../executor/types.ts';
+import type { RefusalReason } from '../executor/types.ts';
 import type { Principal } from './auth/principal.ts';
 import type { AuthFailure, AuthMethod } from './auth/types.ts';
 import { argumentsDigest } from './decisions/canonical.ts';
-import type { DecisionOutcome, EgressAttempt } from './decisions/record.ts';
+import type { RecordedEgress } from './decisions/egress.ts';
+import type { DecisionOutcome } from './decisions/record.ts';
 import type { DecisionEntry } from './decisions/recorder.ts';
 import type { Decision } from './policy/types.ts';
 import type { ReasonCode } from './telemetry/metrics.ts';
@@ -36,10 +37,10 @@ export interface RequestContext {
   executor?: string;
   /** Which limit refused a tool call the executor never started (outcome `overloaded`). */
   refusal?: RefusalReason;
-  /** The call's egress attempts, as the executor reported them (ToolCallResult.egress). */
-  egress?: readonly EgressAttemptRecord[];
-  /** Redactions by secretEnv variable name (ToolCallResult.redactions). */
-  redactions?: Readonly<Record<string, number>>;
+  /** The call's egress attempts (ToolCallResult.egress), made fit for the record (decisions/egress.ts). */
+  egress?: RecordedEgress;
+  /** Redactions by secretEnv variable name (ToolCallResult.redactions), positive counts only. */
+  redactions?: Record<string, number>;
   /** Settles when a tool call started by this request is over (for post-conditions). */
   pending?: Promise<unknown>;
   /**
@@ -122,34 +123,10 @@ export function toDecisionEntry(
   if (ctx.outputBytes !== undefined) entry.outputBytes = ctx.outputBytes;
   if (ctx.executor !== undefined) entry.executor = ctx.executor;
   if (ctx.refusal !== undefined && entry.outcome === 'overloaded') entry.refusal = ctx.refusal;
-  if (ctx.egress !== undefined && ctx.egress.length > 0) entry.egress = ctx.egress.map(attempt);
-  const redactions = redactionCounts(ctx.redactions);
-  if (redactions !== undefined) entry.redactions = redactions;
+  if (ctx.egress !== undefined && ctx.egress.attempts.length > 0) {
+    entry.egress = ctx.egress.attempts;
+    if (ctx.egress.omitted > 0) entry.egressOmitted = ctx.egress.omitted;
+  }
+  if (ctx.redactions !== undefined) entry.redactions = ctx.redactions;
   return entry;
-}
-
-/** The record's view of an attempt: no `detail`, `sni` or `end` (free text chosen by the proxy or the tool). */
-function attempt(a: EgressAttemptRecord): EgressAttempt {
-  return {
-    host: a.host,
-    port: a.port,
-    ...(a.address === undefined ? {} : { address: a.address }),
-    allowed: a.allowed,
-    reason: a.reason,
-    ...(a.policy === undefined ? {} : { policy: a.policy }),
-    bytesUp: a.bytesUp,
-    bytesDown: a.bytesDown,
-    durationMs: Math.max(0, Math.round(a.durationMs * 1000) / 1000),
-  };
-}
-
-/** Positive integer counts only; undefined when there are none. */
-export function redactionCounts(
-  counts: Readonly<Record<string, number>> | undefined,
-): Record<string, number> | undefined {
-  if (counts === undefined) return undefined;
-  const out: Record<string, number> = {};
-  for (const [name, count] of Object.entries(counts))
-    if (Number.isInteger(count) && count > 0) out[name] = count;
-  return Object.keys(out).length === 0 ? undefined : out;
 }

@@ -29,7 +29,8 @@ import type { EgressGuardrails } from './policy/engine.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { ArgumentValidators } from './arguments.ts';
 import { callerKey } from './auth/principal.ts';
-import { redactionCounts, type RequestContext } from './context.ts';
+import type { RequestContext } from './context.ts';
+import { recordedEgress, redactionCounts } from './decisions/egress.ts';
 import type { Decision, PolicyRequest } from './policy/types.ts';
 import type { EventSink, ObjectReference } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
@@ -178,9 +179,10 @@ function observeEgressAndRedactions(
   toolLabel: string,
   result: ToolCallResult,
 ): void {
-  if (Array.isArray(result.egress) && result.egress.length > 0) {
-    ctx.egress = result.egress;
-    for (const attempt of result.egress) {
+  const egress = recordedEgress(result.egress);
+  if (egress.all.length > 0) {
+    ctx.egress = egress;
+    for (const attempt of egress.all) {
       deps.metrics.egressAttempt({
         server: ctx.serverKey,
         tool: toolLabel,
@@ -188,12 +190,12 @@ function observeEgressAndRedactions(
         reason: attempt.reason,
       });
       if (attempt.allowed) continue;
-      const by = attempt.policy === undefined ? '' : ` by ${attempt.policy}`;
+      const by = attempt.policy === undefined ? '' : ` by ${printable(attempt.policy, 300)}`;
       deps.events?.observe({
         regarding: serverObject(snapshot),
         type: 'Warning',
         reason: 'EgressDenied',
-        message: `tool ${toolLabel} was refused ${printableHost(attempt.host)}:${attempt.port}: ${attempt.reason}${by}`,
+        message: `tool ${toolLabel} was refused ${printable(attempt.host, EVENT_HOST_MAX)}:${attempt.port}: ${printable(attempt.reason, 64)}${by}`,
       });
     }
   }
@@ -205,10 +207,10 @@ function observeEgressAndRedactions(
   }
 }
 
-/** A host as the tool's code wrote it, safe to quote: printable ASCII only, bounded. */
-function printableHost(host: string): string {
-  const clean = String(host).replace(/[^\x21-\x7e]/g, '?');
-  return clean.length > EVENT_HOST_MAX ? `${clean.slice(0, EVENT_HOST_MAX)}...` : clean;
+/** Text the tool's code chose (a host), safe to quote in an Event: printable ASCII only, bounded. */
+function printable(text: string, max: number): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > max ? `${clean.slice(0, max)}...` : clean;
 }
 
 export function createProtocolServer(deps: ProtocolDeps, name: string): Server {

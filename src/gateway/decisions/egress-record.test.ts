@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import { manualClock } from '../../shared/clock.ts';
 import type { EgressAttemptRecord } from '../../executor/types.ts';
 import { newRequestContext, toDecisionEntry } from '../context.ts';
+import { MAX_RECORDED_ATTEMPTS, recordedEgress, redactionCounts } from './egress.ts';
 import type { GatewaySnapshot } from '../source/types.ts';
 import type { DecisionRecord } from './record.ts';
 import { createDecisionRecorder, decisionLine, type DecisionEntry } from './recorder.ts';
@@ -100,57 +101,111 @@ describe('decision record: egress and redactions', () => {
   });
 });
 
-describe('toDecisionEntry: egress and redactions from the call', () => {
+describe('toDecisionEntry and recordedEgress: what the executor reports, made fit for the record', () => {
   const snapshot = {} as GatewaySnapshot;
-  function ctxWith(egress: EgressAttemptRecord[] | undefined, redactions?: Record<string, number>) {
+  function recorded(egress: unknown, redactions?: unknown) {
     const ctx = newRequestContext(snapshot, 'team/files', 0, 'tools/call');
-    if (egress !== undefined) ctx.egress = egress;
-    if (redactions !== undefined) ctx.redactions = redactions;
-    return ctx;
+    ctx.egress = recordedEgress(egress);
+    const counts = redactionCounts(redactions);
+    if (counts !== undefined) ctx.redactions = counts;
+    const [record] = recordAll([toDecisionEntry(ctx, 5, false)]) as [DecisionRecord];
+    // Whatever the executor sent, the record is one `audit verify` accepts.
+    assert.equal(verifyChain([decisionLine(record)]).ok, true);
+    return record;
   }
 
   test("the executor's attempts are copied without sni, detail or end, durations rounded", () => {
-    const entry = toDecisionEntry(
-      ctxWith([
-        {
-          host: 'api.example.com',
-          port: 443,
-          address: '203.0.113.7',
-          sni: 'api.example.com',
-          allowed: false,
-          reason: 'sni-mismatch',
-          detail: 'hello named other.example',
-          end: 'proxy-closed',
-          bytesUp: 10,
-          bytesDown: 0,
-          durationMs: 1.23456,
-        },
-      ]),
-      5,
-      false,
-    );
-    assert.deepEqual(entry.egress, [
+    const attempt: EgressAttemptRecord = {
+      host: 'api.example.com',
+      port: 443,
+      address: '203.0.113.7',
+      sni: 'api.example.com',
+      allowed: false,
+      reason: 'sni-mismatch',
+      detail: 'hello named other.example',
+      end: 'proxy-closed',
+      bytesUp: 10,
+      bytesDown: 0,
+      durationMs: 1.23456,
+    };
+    assert.deepEqual(recorded([attempt]).egress, [
       {
-        host: 'api.example.com',
-        port: 443,
         address: '203.0.113.7',
         allowed: false,
-        reason: 'sni-mismatch',
-        bytesUp: 10,
         bytesDown: 0,
+        bytesUp: 10,
         durationMs: 1.235,
+        host: 'api.example.com',
+        port: 443,
+        reason: 'sni-mismatch',
       },
     ]);
   });
 
-  test('no attempts and no redactions: neither member', () => {
-    const entry = toDecisionEntry(ctxWith([], { API_TOKEN: 0 }), 5, false);
-    assert.equal('egress' in entry, false);
-    assert.equal('redactions' in entry, false);
+  test('malformed attempts become schema-valid ones that show nothing was allowed', () => {
+    const record = recorded([
+      null,
+      { host: 7, port: 70_000, allowed: 'yes', bytesUp: -1, bytesDown: 1.5, durationMs: Infinity },
+      {
+        host: 'h'.repeat(5000),
+        port: 443,
+        allowed: true,
+        reason: 'allowed',
+        bytesUp: 1,
+        bytesDown: 1,
+        durationMs: 1,
+      },
+    ]);
+    const [a, b, c] = record.egress ?? [];
+    assert.deepEqual(a, {
+      allowed: false,
+      bytesDown: 0,
+      bytesUp: 0,
+      durationMs: 0,
+      host: '',
+      port: 0,
+      reason: 'unknown',
+    });
+    assert.deepEqual(b, {
+      allowed: false,
+      bytesDown: 0,
+      bytesUp: 0,
+      durationMs: 0,
+      host: '',
+      port: 0,
+      reason: 'unknown',
+    });
+    assert.equal(c?.host.length, 303);
   });
 
-  test('only positive integer counts are recorded', () => {
-    const entry = toDecisionEntry(ctxWith(undefined, { A: 2, B: 0, C: -1, D: 1.5 }), 5, false);
-    assert.deepEqual(entry.redactions, { A: 2 });
+  test(`a call with more than ${MAX_RECORDED_ATTEMPTS} attempts lists the first ones and counts the rest`, () => {
+    const attempts = Array.from({ length: MAX_RECORDED_ATTEMPTS + 40 }, (_, i) => ({
+      host: `h${i}.example`,
+      port: 443,
+      allowed: false,
+      reason: 'not-declared',
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: 0.1,
+    }));
+    const egress = recordedEgress(attempts);
+    assert.equal(egress.all.length, MAX_RECORDED_ATTEMPTS + 40);
+    const record = recorded(attempts);
+    assert.equal(record.egress?.length, MAX_RECORDED_ATTEMPTS);
+    assert.equal(record.egress?.at(-1)?.host, `h${MAX_RECORDED_ATTEMPTS - 1}.example`);
+    assert.equal(record.egressOmitted, 40);
+  });
+
+  test('no attempts and no redactions: neither member', () => {
+    const record = recorded([], { API_TOKEN: 0 });
+    assert.equal('egress' in record, false);
+    assert.equal('egressOmitted' in record, false);
+    assert.equal('redactions' in record, false);
+  });
+
+  test('only positive integer counts under variable names are recorded', () => {
+    const record = recorded(undefined, { A: 2, B: 0, C: -1, D: 1.5, 'not a name': 3, E: '4' });
+    assert.deepEqual(record.redactions, { A: 2 });
+    assert.equal(redactionCounts(['A']), undefined);
   });
 });

@@ -142,6 +142,8 @@ export const DecisionRecordSchema = z
      * Absent when the call made none and on records written before it existed, which still verify.
      */
     egress: z.array(EgressAttemptSchema).optional(),
+    /** Attempts beyond the first 256, not listed in `egress` (counted in the metrics). */
+    egressOmitted: z.number().int().min(1).optional(),
     /**
      * tools/call of a tool with secretEnv: how many times each variable's value was found and
      * redacted in the result, by variable name (never the value). Absent when nothing was.

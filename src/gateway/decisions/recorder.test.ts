@@ -162,6 +162,7 @@ function fullEntry(): DecisionEntry {
         durationMs: 31.5,
       },
     ],
+    egressOmitted: 3,
     redactions: { API_TOKEN: 2 },
     audit: [
       {

@@ -144,6 +144,7 @@ function hashedMembers(
   if (entry.durationMs !== undefined) members['durationMs'] = entry.durationMs;
   if (entry.effect !== undefined) members['effect'] = entry.effect;
   if (entry.egress !== undefined) members['egress'] = entry.egress.map(egressAttempt);
+  if (entry.egressOmitted !== undefined) members['egressOmitted'] = entry.egressOmitted;
   if (entry.executor !== undefined) members['executor'] = entry.executor;
   if (keyId !== undefined) members['keyId'] = keyId;
   if (entry.method !== undefined) members['method'] = entry.method;
