@@ -89,6 +89,8 @@ export interface CompiledPolicy {
 }
 
 const MAX_RULES = 256;
+/** The schema's bound, which the executor's request schema also holds a denial to. */
+const MAX_DENY_HOSTS = 64;
 
 export function compilePolicy(
   raw: unknown,
@@ -397,9 +399,9 @@ function compileEgressDeny(
     const entry = asRecord(rawEntry);
     const rawHosts = entry?.['hosts'];
     const hosts: string[] = [];
-    if (!Array.isArray(rawHosts) || rawHosts.length === 0) {
-      fail(`${at}.hosts`, 'must be a non-empty list of host patterns');
-      unreadable.push(`${at}.hosts is not a list of host patterns`);
+    if (!Array.isArray(rawHosts) || rawHosts.length === 0 || rawHosts.length > MAX_DENY_HOSTS) {
+      fail(`${at}.hosts`, `must be a list of 1 to ${MAX_DENY_HOSTS} host patterns`);
+      unreadable.push(`${at}.hosts is not a list of 1 to ${MAX_DENY_HOSTS} host patterns`);
       return;
     }
     const hostSchema = EgressDenySchema.shape.hosts.element;

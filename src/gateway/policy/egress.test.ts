@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { compilePolicySet, decide, egressGuardrails, policiesForServer } from './engine.ts';
+import {
+  compilePolicySet,
+  decide,
+  egressGuardrails,
+  MAX_EGRESS_DENIALS,
+  policiesForServer,
+} from './engine.ts';
 import { egressVerdict } from './egress.ts';
 import {
   agent,
@@ -198,6 +204,43 @@ describe('egressGuardrails: invalid policies fail closed', () => {
     );
     assert.deepEqual(egressGuardrails(set, server(), 'x'), { denied: [], audit: [] });
     assert.equal(decide(set, call(agent('alice'), 'x')).effect, 'Deny');
+  });
+});
+
+describe('egressGuardrails: within what one call can carry', () => {
+  test('more guardrails than a call can carry: none is sent and tools with egress are refused', () => {
+    const many = Array.from({ length: MAX_EGRESS_DENIALS + 1 }, (_, i) => ({
+      hosts: [`h${i}.example`],
+      reason: `r${i}`,
+    }));
+    const half = Math.ceil(many.length / 2);
+    const { set } = compile([
+      egressGuardrail('a', many.slice(0, half)),
+      egressGuardrail('b', many.slice(half)),
+    ]);
+    const result = egressGuardrails(set, server(), 'x');
+    assert.deepEqual(result.denied, []);
+    assert.match(
+      result.refuseEgress ?? '',
+      /65 egress guardrails cover tool "x" on server team\/files/,
+    );
+  });
+
+  test('an over-long reason (which makes the policy invalid) is bounded in what a call carries', () => {
+    const raw = clusterPolicy('broken', [rule('Allow', [{ kind: 'Agent', name: 'a' }], ['Bad'])], {
+      egressDeny: [{ hosts: ['example.org'], reason: 'r'.repeat(2000) }],
+    });
+    const [denial] = egressGuardrails(compile([raw]).set, server(), 'x').denied;
+    assert.equal(denial?.reason.length, 1024);
+  });
+
+  test('more hosts in one entry than the schema allows is unreadable', () => {
+    const hosts = Array.from({ length: 65 }, (_, i) => `h${i}.example`);
+    const { set } = compile([egressGuardrail('wide', [{ hosts, reason: 'r' }])]);
+    assert.match(
+      egressGuardrails(set, server(), 'x').refuseEgress ?? '',
+      /hosts is not a list of 1 to 64/,
+    );
   });
 });
 

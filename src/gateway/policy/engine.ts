@@ -244,7 +244,10 @@ export function egressGuardrails(
   const denial = (entry: CompiledEgressDeny): EgressDenial => ({
     hosts: [...entry.hosts],
     policy: entry.display,
-    reason: entry.reason,
+    reason:
+      entry.reason.length > MAX_DENIAL_REASON
+        ? `${entry.reason.slice(0, MAX_DENIAL_REASON - 3)}...`
+        : entry.reason,
   });
   const covers = (entry: CompiledEgressDeny) =>
     // No declared tool is that long; an over-long name is covered by every guardrail (deny more).
@@ -253,10 +256,22 @@ export function egressGuardrails(
     denied: egress.enforced.filter(covers).map(denial),
     audit: egress.audit.filter(covers).map(denial),
   };
-  if (egress.unreadable.length > 0)
-    result.refuseEgress = egress.unreadable.map((u) => u.why).join('; ');
+  const refusals = egress.unreadable.map((u) => u.why);
+  if (result.denied.length > MAX_EGRESS_DENIALS) {
+    // More than one call can carry (the executor refuses the request): none is sent, and a tool
+    // with egress is refused rather than run with some guardrails silently dropped.
+    refusals.push(
+      `${result.denied.length} egress guardrails cover tool "${tool}" on server ${server.namespace}/${server.name}, more than the ${MAX_EGRESS_DENIALS} a call can carry; merge egressDeny entries`,
+    );
+    result.denied = [];
+  }
+  if (refusals.length > 0) result.refuseEgress = refusals.join('; ');
   return result;
 }
+
+/** The executor's bounds on ToolCallRequest.egressDenied (src/executor/request-schema.ts). */
+export const MAX_EGRESS_DENIALS = 64;
+const MAX_DENIAL_REASON = 1024;
 
 /**
  * The tools `tools/list` shows this caller: a tool is visible when some Allow rule could match it
