@@ -170,7 +170,9 @@ const EVENT_HOST_MAX = 253;
 /**
  * The call's egress attempts and redactions: onto the record (ctx), into the metrics, and each
  * refused attempt as an `EgressDenied` Event on the McpServer (aggregated and rate-limited like
- * every gateway Event). Counts and names only: never a secret or a variable's value.
+ * every gateway Event). Counts and names only: never a secret or a variable's value. Not also on
+ * the ClusterAgentPolicy that refused it: a gateway's Role lets it create Events only in its own
+ * namespace, and refused writes would spend the rate limit the McpServer's Events need.
  */
 function observeEgressAndRedactions(
   deps: ProtocolDeps,
