@@ -239,12 +239,32 @@ export function secretVolumeName(secretName: string): string {
   return `${SECRET_VOLUME_PREFIX}${stem}-${hash}`;
 }
 
-/** The Secret keys the tools of `server` read through secretEnv, by Secret name (both sorted). */
+/**
+ * Why a Secret may not be read by tools at all, or undefined: the operator's own Secrets (every
+ * `<server>-executor-token`, the token that authenticates a gateway to its executor) and this
+ * server's own audit signing key and API key Secrets. A tool holding one could call executors
+ * as a gateway, sign forged decision records, or learn who holds which key; none is a tool
+ * credential, so a reference to one is refused (Degraded, no volume) instead of mounted.
+ */
+export function reservedSecretReason(server: McpServer, secretName: string): string | undefined {
+  if (secretName === childNames(server).executorToken || secretName.endsWith('-executor-token'))
+    return 'an executor token of the operator';
+  if (secretName === server.spec.audit.signingKeySecretRef?.name)
+    return "this server's audit signing key";
+  if (secretName === server.spec.auth.apiKeys?.secretRef.name) return "this server's API keys";
+  return undefined;
+}
+
+/**
+ * The Secret keys the tools of `server` read through secretEnv, by Secret name (both sorted);
+ * reserved Secrets (reservedSecretReason) left out.
+ */
 export function referencedSecretKeys(server: McpServer): Map<string, string[]> {
   const keys = new Map<string, Set<string>>();
   for (const tool of server.spec.tools) {
     for (const entry of tool.secretEnv ?? []) {
       const { name, key } = entry.secretKeyRef;
+      if (reservedSecretReason(server, name) !== undefined) continue;
       if (!keys.has(name)) keys.set(name, new Set());
       keys.get(name)?.add(key);
     }

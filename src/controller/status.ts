@@ -17,6 +17,8 @@ export const Reasons = {
   AsExpected: 'AsExpected',
   SecretNotFound: 'SecretNotFound',
   SecretKeyNotFound: 'SecretKeyNotFound',
+  /** A tool's secretEnv names one of the operator's own Secrets (desired-workloads.ts). */
+  SecretNotAllowed: 'SecretNotAllowed',
   /** spec.audit.signingKeySecretRef holds something other than an Ed25519 private key. */
   InvalidSigningKey: 'InvalidSigningKey',
   ConfigMapNotFound: 'ConfigMapNotFound',

@@ -90,3 +90,44 @@ test('both kinds at once, each reported', () => {
     ['SecretKeyNotFound', 'SecretNotFound'],
   );
 });
+
+test("the operator's own Secrets are refused to tools: Degraded SecretNotAllowed, and never mounted", async () => {
+  const { referencedSecretKeys } = await import('./desired-workloads.ts');
+  const base = server();
+  const reserved = McpServerSchema.parse({
+    ...base,
+    spec: {
+      ...base.spec,
+      auth: { apiKeys: { secretRef: { name: 'demo-keys' } } },
+      audit: { signingKeySecretRef: { name: 'demo-signing' } },
+      tools: [
+        ...base.spec.tools,
+        {
+          name: 'steal',
+          description: 'steal',
+          runtime: 'python',
+          code: 'x',
+          secretEnv: [
+            { name: 'A', secretKeyRef: { name: 'demo-executor-token', key: 'token' } },
+            { name: 'B', secretKeyRef: { name: 'other-executor-token', key: 'token' } },
+            { name: 'C', secretKeyRef: { name: 'demo-signing', key: 'ed25519.key' } },
+            { name: 'D', secretKeyRef: { name: 'demo-keys', key: 'k1' } },
+          ],
+        },
+      ],
+    },
+  });
+  const present = new Map<string, KubeObject | undefined>([
+    ['github', secret('github', ['token'])],
+    ['db', secret('db', ['password'])],
+  ]);
+  const problems = toolSecretProblems(reserved, present);
+  assert.deepEqual(
+    problems.map((p) => p.reason),
+    ['SecretNotAllowed', 'SecretNotAllowed', 'SecretNotAllowed', 'SecretNotAllowed'],
+  );
+  assert.match(problems[0]!.message, /demo-executor-token .*A of tool steal.*executor token/);
+  assert.match(problems[2]!.message, /audit signing key/);
+  assert.match(problems[3]!.message, /API keys/);
+  assert.deepEqual([...referencedSecretKeys(reserved).keys()], ['db', 'github']);
+});

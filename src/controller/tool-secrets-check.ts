@@ -7,7 +7,7 @@
  */
 import type { McpServer } from '../api/v1alpha1/mcpserver.ts';
 import type { KubeObject } from '../k8s/types.ts';
-import { isPossibleSecretKey } from './desired-workloads.ts';
+import { isPossibleSecretKey, reservedSecretReason } from './desired-workloads.ts';
 import { Reasons, type Problem } from './status.ts';
 
 /** `GITHUB_TOKEN of tool create_issue, TOKEN of tool sync`, in spec order. */
@@ -37,6 +37,16 @@ export function toolSecretProblems(
   for (const tool of server.spec.tools) {
     for (const entry of tool.secretEnv ?? []) {
       const { name, key } = entry.secretKeyRef;
+      const reserved = reservedSecretReason(server, name);
+      if (reserved !== undefined) {
+        if (seen.has(name)) continue;
+        seen.add(name);
+        problems.push({
+          reason: Reasons.SecretNotAllowed,
+          message: `Secret ${ns}/${name} (secretEnv ${users(server, name)}) is ${reserved}, which tools may not read: calls of these tools fail; give them a Secret of their own`,
+        });
+        continue;
+      }
       const secret = secrets.get(name);
       if (secret === undefined) {
         if (seen.has(name)) continue;

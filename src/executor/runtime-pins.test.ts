@@ -53,7 +53,11 @@ describe('parseRuntimePins', () => {
 describe('the repository pin file', () => {
   const pins = loadRuntimePins();
 
-  for (const dockerfile of ['Dockerfile', 'sandbox-image/Dockerfile']) {
+  for (const dockerfile of [
+    'Dockerfile',
+    'sandbox-image/Dockerfile',
+    'sandbox-image/packages/Dockerfile',
+  ]) {
     test(`${dockerfile}'s NODE_IMAGE default is the pinned Node on the pinned Debian release`, () => {
       const text = readFileSync(
         fileURLToPath(new URL(`../../${dockerfile}`, import.meta.url)),

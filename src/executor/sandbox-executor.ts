@@ -42,6 +42,7 @@ import { prepareContainer, runsInUserNamespace } from './container-setup.ts';
 import { ETC_FILES } from './etc-files.ts';
 import { explainJailFailure } from './startup-problems.ts';
 import { cgroupLimits, type JailLayout } from './nsjail-config.ts';
+import { packageFiles } from './packages.ts';
 import { callTimings, classifyRun, encodeCall, type SandboxRun } from './protocol.ts';
 import {
   DEFAULT_RUNTIME_PATHS,
@@ -223,8 +224,14 @@ interface RuntimeRootSpecs {
   devices: string[];
 }
 
-/** What each runtime's root holds on this host (the same at image build and executor start). */
-async function runtimeRootSpecs(runtimes?: Partial<RuntimePaths>): Promise<RuntimeRootSpecs> {
+/**
+ * What each runtime's root holds on this host (the same at image build and executor start):
+ * with `packagesDir`, python's and node's roots also hold its `python/` and `node/` trees.
+ */
+async function runtimeRootSpecs(
+  runtimes?: Partial<RuntimePaths>,
+  packagesDir?: string,
+): Promise<RuntimeRootSpecs> {
   const paths = { ...DEFAULT_RUNTIME_PATHS, ...runtimes };
   const layouts = {} as Record<Runtime, RuntimeLayout>;
   for (const runtime of RUNTIMES) layouts[runtime] = await resolveRuntimeLayout(runtime, paths);
@@ -244,7 +251,7 @@ async function runtimeRootSpecs(runtimes?: Partial<RuntimePaths>): Promise<Runti
   const specs = {} as Record<Runtime, RuntimeRootSpec>;
   for (const runtime of RUNTIMES) {
     specs[runtime] = {
-      files: layouts[runtime].readOnlyBinds,
+      files: [...layouts[runtime].readOnlyBinds, ...packageFiles(packagesDir, runtime)],
       symlinks,
       generated,
       devices: [...readOnlyDevices, ...devices],
@@ -257,13 +264,16 @@ async function runtimeRootSpecs(runtimes?: Partial<RuntimePaths>): Promise<Runti
  * Builds each runtime's root at `<dir>/<runtime>` ahead of time (the image build), hard links
  * only: a file that cannot be linked (another filesystem) fails the build rather than being
  * copied, since the executor accepts a prepared root only if its files are the host's inodes.
- * `dir` may exist; the runtime directories must not. Returns the roots built.
+ * `dir` may exist; the runtime directories must not. `packagesDir` (the image's packages) is
+ * part of the roots then, and the executor must be started with the same one. Returns the roots
+ * built.
  */
 export async function prepareRuntimeRoots(
   dir: string,
   runtimes?: Partial<RuntimePaths>,
+  packagesDir?: string,
 ): Promise<string[]> {
-  const { specs } = await runtimeRootSpecs(runtimes);
+  const { specs } = await runtimeRootSpecs(runtimes, packagesDir);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const built: string[] = [];
   try {
@@ -331,7 +341,10 @@ export async function createSandboxExecutor(
   const stale = await removeStaleCgroups(cgroups, clock.now().getTime());
   if (stale > 0)
     logger.info({ removed: stale }, 'removed sandbox cgroups left by a previous executor');
-  const { layouts, specs, readOnlyDevices, devices } = await runtimeRootSpecs(options.runtimes);
+  const { layouts, specs, readOnlyDevices, devices } = await runtimeRootSpecs(
+    options.runtimes,
+    options.packagesDir,
+  );
   const staleRoots = removeStaleRuntimeRoots(options.runtimeRootParent);
   if (staleRoots > 0)
     logger.info({ removed: staleRoots }, 'removed sandbox roots left by a previous executor');

@@ -188,6 +188,12 @@ export interface SandboxExecutorOptions {
    */
   runtimeRoots?: string;
   /**
+   * A packages directory (`python/`, `node/`; src/executor/packages.ts) whose trees the python
+   * and node roots carry read-only at /opt/mcpworks/packages; must exist when given. With
+   * runtimeRoots, the prepared roots must have been built with the same directory.
+   */
+  packagesDir?: string;
+  /**
    * nsjail enters the jail with chroot instead of pivot_root (`--no_pivotroot`): in pods whose
    * seccomp profile refuses pivot_root (RuntimeDefault). Needs CAP_SYS_CHROOT. Default false.
    */

@@ -9,6 +9,7 @@ import type { RefusalReason } from '../executor/types.ts';
 import type { Principal } from './auth/principal.ts';
 import type { AuthFailure, AuthMethod } from './auth/types.ts';
 import { argumentsDigest } from './decisions/canonical.ts';
+import type { RecordedEgress } from './decisions/egress.ts';
 import type { DecisionOutcome } from './decisions/record.ts';
 import type { DecisionEntry } from './decisions/recorder.ts';
 import type { Decision } from './policy/types.ts';
@@ -36,6 +37,10 @@ export interface RequestContext {
   executor?: string;
   /** Which limit refused a tool call the executor never started (outcome `overloaded`). */
   refusal?: RefusalReason;
+  /** The call's egress attempts (ToolCallResult.egress), made fit for the record (decisions/egress.ts). */
+  egress?: RecordedEgress;
+  /** Redactions by secretEnv variable name (ToolCallResult.redactions), positive counts only. */
+  redactions?: Record<string, number>;
   /** Settles when a tool call started by this request is over (for post-conditions). */
   pending?: Promise<unknown>;
   /**
@@ -118,5 +123,10 @@ export function toDecisionEntry(
   if (ctx.outputBytes !== undefined) entry.outputBytes = ctx.outputBytes;
   if (ctx.executor !== undefined) entry.executor = ctx.executor;
   if (ctx.refusal !== undefined && entry.outcome === 'overloaded') entry.refusal = ctx.refusal;
+  if (ctx.egress !== undefined && ctx.egress.attempts.length > 0) {
+    entry.egress = ctx.egress.attempts;
+    if (ctx.egress.omitted > 0) entry.egressOmitted = ctx.egress.omitted;
+  }
+  if (ctx.redactions !== undefined) entry.redactions = ctx.redactions;
   return entry;
 }

@@ -25,21 +25,29 @@ import {
   type ToolCallResult,
   type ToolExecutor,
 } from '../executor/types.ts';
+import type { EgressGuardrails } from './policy/engine.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { ArgumentValidators } from './arguments.ts';
 import { callerKey } from './auth/principal.ts';
 import type { RequestContext } from './context.ts';
+import { recordedEgress, redactionCounts } from './decisions/egress.ts';
 import type { Decision, PolicyRequest } from './policy/types.ts';
 import type { EventSink, ObjectReference } from './telemetry/events.ts';
 import { ReasonCode, type GatewayMetrics } from './telemetry/metrics.ts';
 import type { GatewaySnapshot } from './source/types.ts';
 
 /**
- * The policy engine as the gateway uses it: `{ decide, visibleTools }` from
+ * The policy engine as the gateway uses it: `{ decide, visibleTools, egressGuardrails }` from
  * src/gateway/policy/engine.ts in production; tests may pass a stub.
  */
 export interface PolicyEngine {
   decide(policySet: GatewaySnapshot['policySet'], request: PolicyRequest): Decision;
+  /** The hosts cluster guardrails forbid this tool (ToolCallRequest.egressDenied). */
+  egressGuardrails(
+    policySet: GatewaySnapshot['policySet'],
+    server: PolicyRequest['server'],
+    tool: string,
+  ): EgressGuardrails;
   /** Names of `tools` the request's principal may call (tools/list filtering). */
   visibleTools(
     policySet: GatewaySnapshot['policySet'],
@@ -155,6 +163,57 @@ const FAILURE_EVENT_OUTCOMES = new Set([
   'sandbox-violation',
   'executor-unavailable',
 ]);
+
+/** Longest host an Event message quotes (a DNS name is at most 253 characters). */
+const EVENT_HOST_MAX = 253;
+
+/**
+ * The call's egress attempts and redactions: onto the record (ctx), into the metrics, and each
+ * refused attempt as an `EgressDenied` Event on the McpServer (aggregated and rate-limited like
+ * every gateway Event). Counts and names only: never a secret or a variable's value. Not also on
+ * the ClusterAgentPolicy that refused it: a gateway's Role lets it create Events only in its own
+ * namespace, and refused writes would spend the rate limit the McpServer's Events need.
+ */
+function observeEgressAndRedactions(
+  deps: ProtocolDeps,
+  ctx: RequestContext,
+  snapshot: GatewaySnapshot,
+  toolLabel: string,
+  result: ToolCallResult,
+): void {
+  const egress = recordedEgress(result.egress);
+  if (egress.all.length > 0) {
+    ctx.egress = egress;
+    for (const attempt of egress.all) {
+      deps.metrics.egressAttempt({
+        server: ctx.serverKey,
+        tool: toolLabel,
+        allowed: attempt.allowed,
+        reason: attempt.reason,
+      });
+      if (attempt.allowed) continue;
+      const by = attempt.policy === undefined ? '' : ` by ${printable(attempt.policy, 300)}`;
+      deps.events?.observe({
+        regarding: serverObject(snapshot),
+        type: 'Warning',
+        reason: 'EgressDenied',
+        message: `tool ${toolLabel} was refused ${printable(attempt.host, EVENT_HOST_MAX)}:${attempt.port}: ${printable(attempt.reason, 64)}${by}`,
+      });
+    }
+  }
+  const redactions = redactionCounts(result.redactions);
+  if (redactions !== undefined) {
+    ctx.redactions = redactions;
+    const total = Object.values(redactions).reduce((sum, count) => sum + count, 0);
+    deps.metrics.secretRedactions({ server: ctx.serverKey, tool: toolLabel }, total);
+  }
+}
+
+/** Text the tool's code chose (a host), safe to quote in an Event: printable ASCII only, bounded. */
+function printable(text: string, max: number): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > max ? `${clean.slice(0, max)}...` : clean;
+}
 
 export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
   const server = new Server(
@@ -284,6 +343,27 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
         isError: true,
       };
     }
+    // Egress guardrails (ClusterAgentPolicy egressDeny) travel with every call; the executor's
+    // proxy refuses their hosts whatever the tool declares. A guardrail the engine cannot read
+    // refuses tools with egress outright (fail closed): nothing says which hosts it forbids.
+    const guardrails = deps.policy.egressGuardrails(
+      snapshot.policySet,
+      serverRef(snapshot),
+      toolName,
+    );
+    if (guardrails.refuseEgress !== undefined && (tool.egress?.length ?? 0) > 0) {
+      const reason = `tool ${toolLabel} declares egress and is refused: ${guardrails.refuseEgress}`;
+      ctx.decision = { effect: 'Deny', reason, policies: decision.policies, audit: decision.audit };
+      ctx.reasonCode = ReasonCode.EgressGuardrailInvalid;
+      ctx.outcome = 'denied';
+      deps.events?.observe({
+        regarding: serverObject(snapshot),
+        type: 'Warning',
+        reason: 'ToolCallDenied',
+        message: `${principal.name} was denied tool ${toolLabel}: ${reason}`,
+      });
+      return { content: [{ type: 'text', text: `denied by policy: ${reason}` }], isError: true };
+    }
     const meta = snapshot.server.metadata;
     const call = deps.executor.execute(
       {
@@ -292,6 +372,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
         caller: callerKey(principal),
         tool,
         arguments: args,
+        egressDenied: guardrails.denied,
       },
       extra.signal,
     );
@@ -320,6 +401,7 @@ export function createProtocolServer(deps: ProtocolDeps, name: string): Server {
       tool: toolLabel,
       outcome: result.outcome,
     });
+    observeEgressAndRedactions(deps, ctx, snapshot, toolLabel, result);
     if (FAILURE_EVENT_OUTCOMES.has(result.outcome)) {
       deps.events?.observe({
         regarding: serverObject(snapshot),

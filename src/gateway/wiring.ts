@@ -10,10 +10,10 @@ import { createAuthenticator, type AuthSpec } from './auth/authenticator.ts';
 import type { TokenReviewer } from './auth/serviceaccount.ts';
 import type { Authenticator } from './auth/types.ts';
 import type { PolicyEngine } from './mcp.ts';
-import { decide, visibleTools } from './policy/engine.ts';
+import { decide, egressGuardrails, visibleTools } from './policy/engine.ts';
 import { serverKeyOf, type GatewaySnapshot } from './source/types.ts';
 
-export const policyEngine: PolicyEngine = { decide, visibleTools };
+export const policyEngine: PolicyEngine = { decide, visibleTools, egressGuardrails };
 
 export interface AuthenticatorFactoryOptions {
   /** The canonical URL of the server's MCP endpoint (RFC 8707 resource; OIDC audience). */

@@ -235,7 +235,7 @@ const polyglotTools = (version: string) => [
     code: `import os\n${py(
       [
         'out = {"root": sorted(os.listdir("/")), "proc1": sorted(os.listdir("/proc/1/root/"))}',
-        'out["executor"] = [p for p in ["/proc/1/root/opt/mcpworks", "/proc/1/root/app", "/proc/1/root/usr/local/bin/nsjail"] if os.path.exists(p)]',
+        'out["executor"] = [p for p in ["/proc/1/root/opt/mcpworks/runtime-roots", "/proc/1/root/opt/mcpworks/proc", "/proc/1/root/app", "/proc/1/root/usr/local/bin/nsjail"] if os.path.exists(p)]',
         'out["passwd"] = open("/proc/1/root/etc/passwd").read()',
         'return out',
       ].join('\n'),

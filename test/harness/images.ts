@@ -6,6 +6,7 @@
 //
 //   node test/harness/images.ts            build what is missing; print refs, tars and timings
 //   node test/harness/images.ts --json     the same as JSON on stdout
+//   node test/harness/images.ts --packages also the example executor image with packages
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -39,6 +40,16 @@ const HOST_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 export type ImageName = 'operator' | 'sandbox';
 
+/**
+ * The example executor image with packages (sandbox-image/packages/Dockerfile), built FROM the
+ * sandbox image; not one the chart deploys by default (an McpServer names it).
+ */
+export const PACKAGES_IMAGE = {
+  dockerfile: 'sandbox-image/packages/Dockerfile',
+  contextDir: 'sandbox-image/packages',
+  ref: 'docker.io/mcpworks/sandbox-packages:0.1.0',
+} as const;
+
 export interface ImageSpec {
   name: ImageName;
   /** Relative to the repository root. */
@@ -50,7 +61,7 @@ export interface ImageSpec {
 }
 
 export interface ProjectImage {
-  name: ImageName;
+  name: ImageName | 'packages';
   ref: string;
   tar: string;
   key: string;
@@ -122,7 +133,14 @@ export function imageSpecs(root: string = repoRoot): Record<ImageName, ImageSpec
       name: 'sandbox',
       dockerfile: 'sandbox-image/Dockerfile',
       ref: qualifiedRef(refs.sandbox),
-      inputs: [...common, 'sandbox-image'],
+      // what .dockerignore lets it COPY from sandbox-image/ (not the packages example, which
+      // builds FROM this image)
+      inputs: [
+        ...common,
+        'sandbox-image/Dockerfile',
+        'sandbox-image/seccomp.kafel',
+        'sandbox-image/runtimes.env',
+      ],
     },
   };
 }
@@ -256,25 +274,32 @@ function openBuildah(env: NodeJS.ProcessEnv = process.env, logName = 'buildah.lo
   return new Buildah(join(dir, 'storage'), join(dir, 'logs', logName));
 }
 
+/** How one image is built: its inputs' key, its context and its build arguments. */
+interface ImageBuild {
+  key: string;
+  contextDir: string;
+  buildArgs: Record<string, string>;
+}
+
 async function ensureImage(
   buildah: Buildah,
-  spec: ImageSpec,
-  base: BaseImage,
+  spec: Pick<ImageSpec, 'dockerfile' | 'ref'> & { name: ProjectImage['name'] },
+  build: ImageBuild,
   dir: string,
   mounts: readonly string[],
   log: (line: string) => void,
 ): Promise<ProjectImage> {
-  const key = imageInputsKey(spec, base.key);
+  const key = build.key;
   const tar = join(dir, `${spec.name}-${key}.tar`);
   const started = Date.now();
   let built = false;
   if (!existsSync(tar)) {
     log(`images: building ${spec.ref} from ${spec.dockerfile} (inputs ${key})`);
     await buildah.buildDockerfile({
-      contextDir: repoRoot,
+      contextDir: build.contextDir,
       dockerfile: join(repoRoot, spec.dockerfile),
       ref: spec.ref,
-      buildArgs: { NODE_IMAGE: base.ref },
+      buildArgs: build.buildArgs,
       volumes: mounts,
     });
     const partial = `${tar}.partial`;
@@ -340,12 +365,72 @@ export async function ensureProjectImages(
     );
     const specs = imageSpecs();
     const mounts = buildMounts(join(dir, 'build-mounts'), pins.debianRelease);
-    const operator = await ensureImage(buildah, specs.operator, base, dir, mounts, log);
-    const sandbox = await ensureImage(buildah, specs.sandbox, base, dir, mounts, log);
+    const fromRoot = (spec: ImageSpec): ImageBuild => ({
+      key: imageInputsKey(spec, base.key),
+      contextDir: repoRoot,
+      buildArgs: { NODE_IMAGE: base.ref },
+    });
+    const operator = await ensureImage(
+      buildah,
+      specs.operator,
+      fromRoot(specs.operator),
+      dir,
+      mounts,
+      log,
+    );
+    const sandbox = await ensureImage(
+      buildah,
+      specs.sandbox,
+      fromRoot(specs.sandbox),
+      dir,
+      mounts,
+      log,
+    );
     // Working containers of failed builds, and layers no tag needs any more.
     await buildah.run(['rm', '--all']);
     await buildah.run(['rmi', '--prune']);
     return { base, operator, sandbox };
+  });
+}
+
+/**
+ * The example executor image with packages, built (or found in the cache) FROM the sandbox image
+ * of `images` with the example's pinned packages; its key follows the sandbox image's and the
+ * example directory's bytes, so a code change rebuilds it too.
+ */
+export async function ensurePackagesImage(
+  images: ProjectImages,
+  options: { env?: NodeJS.ProcessEnv; log?: (line: string) => void } = {},
+): Promise<ProjectImage> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dir = imagesDir(env);
+  return withLock(join(dir, 'lock'), async () => {
+    const buildah = openBuildah(env, 'build.log');
+    const pins = readImagePins();
+    const hash = createHash('sha256');
+    hash.update(`recipe ${BUILD_RECIPE}\nsandbox ${images.sandbox.key}\n`);
+    for (const file of listFiles(repoRoot, PACKAGES_IMAGE.contextDir)) {
+      hash.update(`${file}\0`);
+      hash.update(readFileSync(join(repoRoot, file)));
+    }
+    // The sandbox image is the base: in the store under its ref (ensureProjectImages put it there).
+    if (!(await buildah.hasImage(images.sandbox.ref)))
+      throw new Error(`${images.sandbox.ref} is not in the build store; run ensureProjectImages`);
+    const image = await ensureImage(
+      buildah,
+      { name: 'packages', ...PACKAGES_IMAGE },
+      {
+        key: hash.digest('hex').slice(0, 16),
+        contextDir: join(repoRoot, PACKAGES_IMAGE.contextDir),
+        buildArgs: { SANDBOX_IMAGE: images.sandbox.ref, NODE_IMAGE: images.base.ref },
+      },
+      dir,
+      buildMounts(join(dir, 'build-mounts'), pins.debianRelease),
+      log,
+    );
+    await buildah.run(['rm', '--all']);
+    return image;
   });
 }
 
@@ -415,10 +500,11 @@ async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   const started = Date.now();
   const images = await ensureProjectImages();
+  const packages = argv.includes('--packages') ? await ensurePackagesImage(images) : undefined;
   if (json) {
-    console.log(JSON.stringify(images, null, 2));
+    console.log(JSON.stringify(packages ? { ...images, packages } : images, null, 2));
   } else {
-    for (const image of [images.operator, images.sandbox])
+    for (const image of [images.operator, images.sandbox, ...(packages ? [packages] : [])])
       console.log(`${image.ref}\t${image.tar}`);
     process.stderr.write(`images: ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   }

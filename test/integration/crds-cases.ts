@@ -537,7 +537,61 @@ export const INVALID_CASES: InvalidCase[] = [
     object: clusterPolicy(set('spec.rules[0].effect', 'allow')),
     field: 'spec.rules[0].effect',
   },
+  // ClusterAgentPolicy egressDeny
+  {
+    name: 'cluster policy with neither rules nor egressDeny',
+    object: clusterPolicy(unset('spec.rules')),
+    field: 'spec.rules',
+    rule: 'cluster-policy-rules-or-egressdeny',
+  },
+  {
+    name: 'cluster policy with empty rules and empty egressDeny',
+    object: clusterPolicy(set('spec.rules', []), set('spec.egressDeny', [])),
+    field: 'spec.rules',
+    rule: 'cluster-policy-rules-or-egressdeny',
+  },
+  {
+    name: 'egressDeny host that is an IP address',
+    object: guardrail(set('spec.egressDeny[0].hosts[0]', '169.254.169.254')),
+    field: 'spec.egressDeny[0].hosts[0]',
+  },
+  {
+    name: 'egressDeny wildcard over a top-level domain',
+    object: guardrail(set('spec.egressDeny[0].hosts[0]', '*.com')),
+    field: 'spec.egressDeny[0].hosts[0]',
+  },
+  {
+    name: 'egressDeny wildcard inside a label',
+    object: guardrail(set('spec.egressDeny[0].hosts[0]', 'api*.example.com')),
+    field: 'spec.egressDeny[0].hosts[0]',
+  },
+  {
+    name: 'egressDeny without hosts',
+    object: guardrail(set('spec.egressDeny[0].hosts', [])),
+    field: 'spec.egressDeny[0].hosts',
+  },
+  {
+    name: 'egressDeny without a reason',
+    object: guardrail(unset('spec.egressDeny[0].reason')),
+    field: 'spec.egressDeny[0].reason',
+  },
+  {
+    name: 'egressDeny tool glob in upper case',
+    object: guardrail(set('spec.egressDeny[0].tools', ['Fetch_*'])),
+    field: 'spec.egressDeny[0].tools[0]',
+  },
 ];
+
+/** A ClusterAgentPolicy with only an egress guardrail. */
+function guardrail(...edits: Edit[]): Obj {
+  return clusterPolicy(
+    unset('spec.rules'),
+    set('spec.egressDeny', [
+      { hosts: ['pastebin.com', '*.paste.example'], reason: 'no paste sites' },
+    ]),
+    ...edits,
+  );
+}
 
 export interface ValidCase {
   name: string;
@@ -545,6 +599,22 @@ export interface ValidCase {
 }
 
 export const VALID_CASES: ValidCase[] = [
+  { name: 'a ClusterAgentPolicy with only egressDeny', object: guardrail() },
+  {
+    name: 'a ClusterAgentPolicy with rules and egressDeny, tools narrowed, a trailing dot',
+    object: clusterPolicy(
+      set('spec.egressDeny', [
+        { hosts: ['API.GitHub.com.'], tools: ['fetch_*', 'sync'], reason: 'tickets stay inside' },
+      ]),
+    ),
+  },
+  {
+    name: 'a ClusterAgentPolicy with empty rules and egressDeny',
+    object: clusterPolicy(
+      set('spec.rules', []),
+      set('spec.egressDeny', [{ hosts: ['a.example'], reason: 'r' }]),
+    ),
+  },
   {
     name: 'a python tool with secretEnv, env and egress',
     object: server(

@@ -138,6 +138,9 @@ export const stubPolicy: PolicyEngine = {
     const grants = policySet as unknown as Grants;
     return tools.filter((t) => (grants[request.principal.name] ?? []).includes(t));
   },
+  egressGuardrails() {
+    return { denied: [], audit: [] };
+  },
 };
 
 export function stubExecutor(

@@ -381,6 +381,193 @@ describe('mcpworks policy test', () => {
   });
 });
 
+describe('mcpworks policy eval and test: egress guardrails', () => {
+  const EGRESS_GUARDRAILS = `apiVersion: mcpworks.io/v1alpha1
+kind: ClusterAgentPolicy
+metadata: { name: no-paste }
+spec:
+  servers: { selector: {} }
+  egressDeny:
+    - hosts: [pastebin.com, '*.paste.example']
+      reason: no paste sites
+    - hosts: [api.github.com]
+      tools: ['write_*']
+      reason: writers never reach GitHub
+---
+apiVersion: mcpworks.io/v1alpha1
+kind: ClusterAgentPolicy
+metadata: { name: trial }
+spec:
+  auditOnly: true
+  servers: { names: [files] }
+  egressDeny:
+    - hosts: [example.org]
+      reason: trying a new guardrail
+`;
+  const guardrails = file('egress/guardrails.yaml', EGRESS_GUARDRAILS);
+  const evalEgress = (egress: unknown, overrides: Record<string, unknown> = {}) =>
+    mcpworks(
+      'policy',
+      'eval',
+      '-f',
+      policyFile,
+      '-f',
+      guardrails,
+      '--request',
+      request({ egress, ...overrides }),
+    );
+
+  test('a host a guardrail denies: exit 1, the guardrail, its reason and the pattern that matched', async () => {
+    const result = await evalEgress({ host: 'Bin.Paste.Example', port: 8443 });
+    assert.equal(result.code, 1, result.stderr);
+    const output = JSON.parse(result.stdout);
+    assert.equal(output.effect, 'Allow');
+    assert.deepEqual(output.egress, {
+      host: 'Bin.Paste.Example',
+      port: 8443,
+      denied: true,
+      policy: 'ClusterAgentPolicy no-paste',
+      reason: 'no paste sites',
+      pattern: '*.paste.example',
+    });
+  });
+
+  test("a host no guardrail denies: exit 0, the tool's own rules still decide; the port defaults to 443", async () => {
+    const result = await evalEgress({ host: 'api.github.com' });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).egress, {
+      host: 'api.github.com',
+      port: 443,
+      denied: false,
+      reason: "no egress guardrail denies api.github.com; the tool's own egress rules decide",
+    });
+  });
+
+  test('a guardrail narrowed to some tools applies to those only', async () => {
+    const result = await evalEgress(
+      { host: 'api.github.com' },
+      { tool: 'write_file', arguments: { path: '/tmp/x' } },
+    );
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(JSON.parse(result.stdout).egress.reason, 'writers never reach GitHub');
+  });
+
+  test('an auditOnly guardrail is reported apart and does not deny', async () => {
+    const result = await evalEgress({ host: 'example.org' });
+    assert.equal(result.code, 0, result.stderr);
+    const { egress } = JSON.parse(result.stdout);
+    assert.equal(egress.denied, false);
+    assert.deepEqual(egress.audit, [
+      {
+        policy: 'ClusterAgentPolicy trial',
+        reason: 'trying a new guardrail',
+        pattern: 'example.org',
+      },
+    ]);
+  });
+
+  test('egress on a request that is not a tools/call, or a bad port, is bad input', async () => {
+    const list = await evalEgress(
+      { host: 'pastebin.com' },
+      { method: 'tools/list', tool: undefined },
+    );
+    assert.equal(list.code, 2);
+    assert.match(list.stderr, /egress: needs method tools\/call and a tool/);
+    const port = await evalEgress({ host: 'pastebin.com', port: 70000 });
+    assert.equal(port.code, 2);
+    assert.match(port.stderr, /egress\.port/);
+  });
+
+  test('a guardrail with an IP address is refused by the CLI naming file and field', async () => {
+    const bad = file('egress/bad.yaml', EGRESS_GUARDRAILS.replace('pastebin.com,', '10.0.0.1,'));
+    const result = await mcpworks(
+      'policy',
+      'eval',
+      '-f',
+      policyFile,
+      '-f',
+      bad,
+      '--request',
+      request(),
+    );
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /bad\.yaml: .*no-paste.*spec\.egressDeny\[0\]\.hosts\[0\]/);
+  });
+
+  test('a ClusterAgentPolicy with neither rules nor egressDeny is refused', async () => {
+    const empty = file(
+      'egress/empty.yaml',
+      'apiVersion: mcpworks.io/v1alpha1\nkind: ClusterAgentPolicy\nmetadata: { name: nothing }\nspec:\n  servers: { selector: {} }\n',
+    );
+    const result = await mcpworks(
+      'policy',
+      'eval',
+      '-f',
+      policyFile,
+      '-f',
+      empty,
+      '--request',
+      request(),
+    );
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /set rules, egressDeny, or both/);
+  });
+
+  const casesFile = (cases: unknown[]) =>
+    file(`egress/cases-${Math.random().toString(36).slice(2)}.yaml`, JSON.stringify({ cases }));
+
+  test('policy test cases expect an egress verdict, with or without a call verdict', async () => {
+    const cases = casesFile([
+      {
+        name: 'no pastebin',
+        request: JSON.parse(request({ egress: { host: 'pastebin.com' } })),
+        expect: 'Allow',
+        expectEgress: 'Denied',
+      },
+      {
+        name: 'github is fine',
+        request: JSON.parse(request({ egress: { host: 'api.github.com' } })),
+        expectEgress: 'NotDenied',
+      },
+    ]);
+    const result = await mcpworks('policy', 'test', '-f', policyFile, '-f', guardrails, cases);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(
+      result.stdout,
+      /^PASS {2}no pastebin: Allow \(.*\); egress to pastebin\.com: Denied by ClusterAgentPolicy no-paste \(no paste sites\)$/m,
+    );
+    assert.match(result.stdout, /^PASS {2}github is fine: egress to api\.github\.com: NotDenied/m);
+  });
+
+  test('an egress mismatch exits 1 and names what denied it', async () => {
+    const cases = casesFile([
+      {
+        name: 'wrong',
+        request: JSON.parse(request({ egress: { host: 'a.paste.example' } })),
+        expectEgress: 'NotDenied',
+      },
+    ]);
+    const result = await mcpworks('policy', 'test', '-f', policyFile, '-f', guardrails, cases);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stdout,
+      /^FAIL {2}wrong: expected egress NotDenied, got egress to a\.paste\.example: Denied by ClusterAgentPolicy no-paste/m,
+    );
+  });
+
+  test('expectEgress without request.egress is an invalid case (exit 2)', async () => {
+    const cases = casesFile([
+      { name: 'no host', request: JSON.parse(request()), expectEgress: 'Denied' },
+    ]);
+    const result = await mcpworks('policy', 'test', '-f', policyFile, '-f', guardrails, cases);
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stdout,
+      /^ERROR no host: .*cases\[0\]\.request\.egress: required by expectEgress/m,
+    );
+  });
+});
+
 describe('mcpworks audit verify', () => {
   function writeLog(
     name: string,

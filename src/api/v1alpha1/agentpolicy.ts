@@ -8,7 +8,8 @@ import {
 } from './common.ts';
 import { checkConditionSyntax } from './conditions.ts';
 import { accountFor, text, withRules } from './rules.ts';
-import { SERVER_SELECTOR_RULES, SUBJECT_RULES } from './validations.ts';
+import { EgressRuleSchema } from './mcpserver.ts';
+import { CLUSTER_POLICY_SPEC_RULES, SERVER_SELECTOR_RULES, SUBJECT_RULES } from './validations.ts';
 
 export const SUBJECT_KINDS = ['Agent', 'Group', 'ServiceAccount', 'Anonymous'] as const;
 export const SubjectKindSchema = z.enum(SUBJECT_KINDS);
@@ -107,15 +108,53 @@ export const AgentPolicySpecSchema = z.strictObject({
 export type AgentPolicySpec = z.infer<typeof AgentPolicySpecSchema>;
 
 /**
- * A ClusterAgentPolicy's ServiceAccount subject without a namespace matches that ServiceAccount
- * name in every namespace.
+ * An egress guardrail: hosts that no tool of the selected servers may reach, whatever the tool
+ * declares (deny wins over a tool's own `egress`). The gateway sends the matching entries with
+ * every call (ToolCallRequest.egressDenied) and the executor's proxy refuses those hosts with
+ * reason `policy-denied` (docs/policy.md, "Egress guardrails").
  */
-export const ClusterAgentPolicySpecSchema = AgentPolicySpecSchema.extend({
-  /** Namespaces whose servers this policy applies to; empty selects all namespaces. */
-  namespaceSelector: LabelSelectorSchema.default({}).describe(
-    'Namespaces whose servers this policy applies to; empty selects all.',
-  ),
+export const EgressDenySchema = z.strictObject({
+  hosts: z
+    .array(EgressRuleSchema.shape.host)
+    .min(1)
+    .max(64)
+    .describe("Host patterns as in a tool's egress rules: a DNS name or *.suffix."),
+  tools: z
+    .array(ToolPatternSchema)
+    .min(1)
+    .max(64)
+    .optional()
+    .describe('Tool name globs the guardrail covers; default every tool.'),
+  reason: text(512, 1).describe("Why; copied into every refused attempt's record."),
 });
+export type EgressDeny = z.infer<typeof EgressDenySchema>;
+
+/**
+ * A ClusterAgentPolicy's ServiceAccount subject without a namespace matches that ServiceAccount
+ * name in every namespace. It may carry only egress guardrails (`rules` empty or absent), but not
+ * neither (CLUSTER_POLICY_SPEC_RULES).
+ */
+export const ClusterAgentPolicySpecSchema = withRules(
+  AgentPolicySpecSchema.extend({
+    rules: z
+      .array(PolicyRuleSchema)
+      .max(128)
+      .optional()
+      .describe('Evaluated together; order does not matter. May be empty when egressDeny is set.'),
+    /** Namespaces whose servers this policy applies to; empty selects all namespaces. */
+    namespaceSelector: LabelSelectorSchema.default({}).describe(
+      'Namespaces whose servers this policy applies to; empty selects all.',
+    ),
+    egressDeny: z
+      .array(EgressDenySchema)
+      .max(64)
+      .optional()
+      .describe(
+        'Hosts no tool of the selected servers may reach, whatever the tool declares (deny wins). Not enforced when auditOnly.',
+      ),
+  }),
+  CLUSTER_POLICY_SPEC_RULES,
+);
 export type ClusterAgentPolicySpec = z.infer<typeof ClusterAgentPolicySpecSchema>;
 
 export const PolicyStatusSchema = z.strictObject({

@@ -153,6 +153,22 @@ export const SERVER_SELECTOR_RULES: readonly CrossFieldRule[] = [
   },
 ];
 
+export const CLUSTER_POLICY_SPEC_RULES: readonly CrossFieldRule[] = [
+  {
+    id: 'cluster-policy-rules-or-egressdeny',
+    path: 'ClusterAgentPolicy spec',
+    rule: '(has(self.rules) && size(self.rules) > 0) || (has(self.egressDeny) && size(self.egressDeny) > 0)',
+    message: 'set rules, egressDeny, or both: a policy with neither does nothing',
+    fieldPath: '.rules',
+    reason: 'FieldValueRequired',
+    check: (spec) => nonEmptyList(field(spec, 'rules')) || nonEmptyList(field(spec, 'egressDeny')),
+  },
+];
+
+function nonEmptyList(value: unknown): boolean {
+  return Array.isArray(value) && value.length > 0;
+}
+
 export const LABEL_REQUIREMENT_RULES: readonly CrossFieldRule[] = [
   {
     id: 'selector-values-match-operator',
@@ -203,6 +219,7 @@ export const ALL_CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   ...AUTH_RULES,
   ...SUBJECT_RULES,
   ...SERVER_SELECTOR_RULES,
+  ...CLUSTER_POLICY_SPEC_RULES,
   ...LABEL_REQUIREMENT_RULES,
   ...MATCH_LABELS_RULES,
 ];

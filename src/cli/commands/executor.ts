@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { createLogger } from '../../shared/logger.ts';
 import { createExecutorMetrics } from '../../executor/metrics.ts';
+import { PACKAGES_DIR } from '../../executor/packages.ts';
 import { createSandboxExecutor, prepareRuntimeRoots } from '../../executor/sandbox-executor.ts';
 import { createExecutorService } from '../../executor/service.ts';
 import { CLUSTER_SECRETS_DIR, createDirectorySecretSource } from '../../executor/secrets.ts';
@@ -34,6 +35,9 @@ const USAGE = `usage: mcpworks executor [options]
                            while the gateways learn the pod is going (default 0)
   --runtime-roots <dir>    use the sandbox roots prepared in <dir> (checked at start; refused
                            if they differ from this host's runtimes) instead of building them
+  --packages <dir>         extra python and npm packages (<dir>/python, <dir>/node) the python and
+                           node sandboxes get read-only (default ${PACKAGES_DIR} when it exists;
+                           the prepared roots must have been built with the same directory)
   --no-pivot-root          nsjail enters each jail with chroot instead of pivot_root (pods whose
                            seccomp profile refuses pivot_root; needs CAP_SYS_CHROOT)
   --secrets-dir <dir>      read tools' secretEnv values per call from the Secret volumes in
@@ -77,6 +81,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       'drain-seconds': { type: 'string' },
       'shutdown-delay-seconds': { type: 'string' },
       'runtime-roots': { type: 'string' },
+      packages: { type: 'string' },
       'prepare-runtime-roots': { type: 'string' },
       'no-pivot-root': { type: 'boolean' },
       'termination-message-path': { type: 'string' },
@@ -91,10 +96,15 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     io.stdout(USAGE);
     return 0;
   }
+  // The image's packages when it has any: absent, the roots are the runtimes' alone.
+  const packagesDir =
+    (values['packages'] as string | undefined) ??
+    (existsSync(PACKAGES_DIR) ? PACKAGES_DIR : undefined);
   const prepareDir = values['prepare-runtime-roots'] as string | undefined;
   if (prepareDir !== undefined) {
     try {
-      for (const root of await prepareRuntimeRoots(prepareDir)) io.stdout(`prepared ${root}\n`);
+      for (const root of await prepareRuntimeRoots(prepareDir, undefined, packagesDir))
+        io.stdout(`prepared ${root}\n`);
       return 0;
     } catch (error) {
       io.stderr(
@@ -182,6 +192,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       executorName: io.env['HOSTNAME'] ?? hostname(),
       logger,
       ...(values['runtime-roots'] ? { runtimeRoots: values['runtime-roots'] as string } : {}),
+      ...(packagesDir !== undefined ? { packagesDir } : {}),
       ...(values['seccomp-policy']
         ? { seccompPolicyPath: values['seccomp-policy'] as string }
         : {}),

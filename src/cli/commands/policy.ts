@@ -10,9 +10,11 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { describe, formatPath, validateObject } from '../../api/manifests.ts';
 import type { AgentPolicy, ClusterAgentPolicy, McpServer } from '../../api/v1alpha1/index.ts';
+import { egressVerdict } from '../../gateway/policy/egress.ts';
 import {
   compilePolicySet,
   decide,
+  egressGuardrails,
   visibleTools,
   type CompiledPolicySet,
 } from '../../gateway/policy/engine.ts';
@@ -29,10 +31,14 @@ const USAGE = `usage:
   -r, --request   eval: the request as JSON:
                   {"server": "ns/name", "subject": {"kind": "Agent|Group|ServiceAccount|Anonymous",
                    "name": "...", "namespace": "...", "groups": ["..."]}, "method": "tools/call",
-                   "tool": "name", "arguments": {}, "serverLabels": {}, "namespaceLabels": {}}
-  cases.yaml      test: cases: [{name, request: <as above>, expect: Allow|Deny}]
+                   "tool": "name", "arguments": {}, "serverLabels": {}, "namespaceLabels": {},
+                   "egress": {"host": "api.example.com", "port": 443}}
+                  with "egress", the answer includes the egress guardrails' verdict on that host
+  cases.yaml      test: cases: [{name, request: <as above>, expect: Allow|Deny,
+                  expectEgress: Denied|NotDenied}] (at least one of expect, expectEgress)
 
-exit codes: eval 0 Allow, 1 Deny, 2 bad input; test 0 all pass, 1 a case failed, 2 bad input
+exit codes: eval 0 Allow, 1 Deny (also when a guardrail denies the "egress" host), 2 bad input;
+            test 0 all pass, 1 a case failed, 2 bad input
 `;
 
 const EXIT = { ok: 0, denyOrMismatch: 1, badInput: 2 } as const;
@@ -245,8 +251,43 @@ async function evaluate(paths: string[], requestText: string, io: CommandIo): Pr
     output['tools'] =
       decision.effect === 'Allow' ? visibleTools(loaded.set, request.request, request.tools) : [];
   }
+  const egress = request.egress === undefined ? undefined : egressAnswer(loaded, request);
+  if (egress !== undefined) output['egress'] = egress;
   io.stdout(`${JSON.stringify(output, null, 2)}\n`);
-  return decision.effect === 'Allow' ? EXIT.ok : EXIT.denyOrMismatch;
+  return decision.effect === 'Allow' && egress?.denied !== true ? EXIT.ok : EXIT.denyOrMismatch;
+}
+
+/**
+ * The egress guardrails' verdict on the request's `egress` host for its tool, as the gateway
+ * and the executor's proxy apply them: denied by which guardrail and why, or not denied by any
+ * (the tool's own egress rules still decide). An unreadable guardrail selecting the server
+ * refuses the whole call of a tool that declares egress; audit-only guardrails are listed apart.
+ */
+function egressAnswer(loaded: Loaded, built: Built & { ok: true }) {
+  const { host, port } = built.egress as { host: string; port: number };
+  const guardrails = egressGuardrails(
+    loaded.set,
+    built.request.server,
+    built.request.tool as string,
+  );
+  const verdict = egressVerdict(guardrails.denied, host);
+  const audit = guardrails.audit.flatMap((denial) => {
+    const would = egressVerdict([denial], host);
+    return would.denied
+      ? [{ policy: would.policy, reason: would.reason, pattern: would.pattern }]
+      : [];
+  });
+  const answer: Record<string, unknown> & { denied: boolean } =
+    guardrails.refuseEgress !== undefined
+      ? {
+          host,
+          port,
+          denied: true,
+          reason: `a tool that declares egress is refused on this server: ${guardrails.refuseEgress}`,
+        }
+      : { host, port, ...verdict };
+  if (audit.length > 0) answer['audit'] = audit;
+  return answer;
 }
 
 function present(decision: Decision) {
@@ -266,6 +307,7 @@ type Built =
         ? R
         : never;
       tools?: string[];
+      egress?: { host: string; port: number };
     }
   | { ok: false; problems: string[] };
 
@@ -289,18 +331,33 @@ function buildRequest(json: unknown, loaded: Loaded, prefix = ''): Built {
     loaded.namespaceLabels.get(namespace ?? '') ?? {},
   );
   if (!mapped.ok) return { ok: false, problems: [`${prefix}${mapped.path}: ${mapped.message}`] };
+  const { egress } = parsed.data;
+  if (egress !== undefined && (mapped.request.method !== 'tools/call' || !mapped.request.tool))
+    return { ok: false, problems: [`${prefix}egress: needs method tools/call and a tool`] };
   const tools = manifest?.spec.tools?.map((tool) => tool.name);
-  return { ok: true, request: mapped.request, ...(tools === undefined ? {} : { tools }) };
+  return {
+    ok: true,
+    request: mapped.request,
+    ...(tools === undefined ? {} : { tools }),
+    ...(egress === undefined ? {} : { egress }),
+  };
 }
 
 const CasesFileSchema = z.strictObject({
   cases: z
     .array(
-      z.strictObject({
-        name: z.string().min(1),
-        request: z.unknown(),
-        expect: z.enum(['Allow', 'Deny']),
-      }),
+      z
+        .strictObject({
+          name: z.string().min(1),
+          request: z.unknown(),
+          expect: z.enum(['Allow', 'Deny']).optional(),
+          /** The guardrails' verdict on `request.egress`. */
+          expectEgress: z.enum(['Denied', 'NotDenied']).optional(),
+        })
+        .refine((c) => c.expect !== undefined || c.expectEgress !== undefined, {
+          message: 'set expect, expectEgress, or both',
+          path: ['expect'],
+        }),
     )
     .min(1),
 });
@@ -334,16 +391,39 @@ async function runCases(paths: string[], casesFile: string, io: CommandIo): Prom
       io.stdout(`ERROR ${testCase.name}: ${casesFile}: ${built.problems.join('; ')}\n`);
       return;
     }
+    if (testCase.expectEgress !== undefined && built.egress === undefined) {
+      invalid++;
+      io.stdout(
+        `ERROR ${testCase.name}: ${casesFile}: cases[${index}].request.egress: required by expectEgress\n`,
+      );
+      return;
+    }
     const decision = decide(loaded.set, built.request);
-    if (decision.effect === testCase.expect) {
+    const problems: string[] = [];
+    const seen: string[] = [];
+    if (testCase.expect !== undefined) {
+      if (decision.effect === testCase.expect) seen.push(`${decision.effect} (${decision.reason})`);
+      else {
+        const rule = decision.rule === undefined ? 'no rule (default deny)' : ruleName(decision);
+        problems.push(
+          `expected ${testCase.expect}, got ${decision.effect} by ${rule}: ${decision.reason}`,
+        );
+      }
+    }
+    if (testCase.expectEgress !== undefined) {
+      const answer = egressAnswer(loaded, built);
+      const got = answer.denied ? 'Denied' : 'NotDenied';
+      const by = typeof answer['policy'] === 'string' ? ` by ${answer['policy']}` : '';
+      const text = `egress to ${answer['host']}: ${got}${by} (${String(answer['reason'])})`;
+      if (got === testCase.expectEgress) seen.push(text);
+      else problems.push(`expected egress ${testCase.expectEgress}, got ${text}`);
+    }
+    if (problems.length === 0) {
       passed++;
-      io.stdout(`PASS  ${testCase.name}: ${decision.effect} (${decision.reason})\n`);
+      io.stdout(`PASS  ${testCase.name}: ${seen.join('; ')}\n`);
     } else {
       failed++;
-      const rule = decision.rule === undefined ? 'no rule (default deny)' : ruleName(decision);
-      io.stdout(
-        `FAIL  ${testCase.name}: expected ${testCase.expect}, got ${decision.effect} by ${rule}: ${decision.reason}\n`,
-      );
+      io.stdout(`FAIL  ${testCase.name}: ${problems.join('; ')}\n`);
     }
   });
   io.stdout(`\n${passed} passed, ${failed} failed${invalid > 0 ? `, ${invalid} invalid` : ''}\n`);

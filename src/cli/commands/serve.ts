@@ -68,6 +68,9 @@ const USAGE = `usage: mcpworks serve -f <file|dir>... [options]
       --nsjail <path>      the nsjail binary (default: $MCPWORKS_NSJAIL, else nsjail on PATH)
       --ca-bundle <file>   CA bundle (PEM) that tools with egress trust (default: the system
                            bundle, e.g. /etc/ssl/certs/ca-certificates.crt)
+      --packages <dir>     extra python and npm packages for tool code, laid out as an executor
+                           image's (<dir>/python from pip install --target, <dir>/node from npm
+                           ci); the python and node sandboxes get them read-only
       --allow-origin <o>   a browser origin to accept besides loopback ones; repeatable
   -w, --watch              reload policies, keys, tool code and tools' Secrets when the manifest
                            files change
@@ -89,6 +92,7 @@ interface ServeOptions {
   allowOrigins: string[];
   watch: boolean;
   allowRuntimeDrift: boolean;
+  packages?: string;
 }
 
 function parse(argv: string[], io: CommandIo): ServeOptions | string {
@@ -104,6 +108,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
         'audit-signing-key': { type: 'string' },
         nsjail: { type: 'string' },
         'ca-bundle': { type: 'string' },
+        packages: { type: 'string' },
         'allow-origin': { type: 'string', multiple: true },
         watch: { type: 'boolean', short: 'w', default: false },
         'allow-runtime-drift': { type: 'boolean', default: false },
@@ -135,6 +140,7 @@ function parse(argv: string[], io: CommandIo): ServeOptions | string {
     watch: values.watch,
     allowRuntimeDrift: values['allow-runtime-drift'],
   };
+  if (values.packages !== undefined) options.packages = resolve(values.packages);
   if (values['decision-log'] !== undefined) options.decisionLog = values['decision-log'];
   if (values['ca-bundle'] !== undefined) options.caBundle = values['ca-bundle'];
   if (values['audit-signing-key'] !== undefined)
@@ -306,6 +312,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       logger: logger.child({ component: 'executor' }),
       clock: systemClock,
       ...(options.caBundle !== undefined ? { caBundle: options.caBundle } : {}),
+      ...(options.packages !== undefined ? { packagesDir: options.packages } : {}),
     });
     await sandbox.probe();
   } catch (error) {

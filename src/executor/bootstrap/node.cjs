@@ -5,11 +5,40 @@
 'use strict';
 const fs = require('node:fs');
 const vm = require('node:vm');
+const { createRequire } = require('node:module');
+
+/**
+ * The executor image's npm packages (src/executor/packages.ts): tool code's require() resolves
+ * bare names from <PACKAGES>/node_modules (then the built-ins). Absent when the image carries none.
+ */
+const PACKAGES = '/opt/mcpworks/packages/node';
+const toolRequire = createRequire(PACKAGES + '/');
+
+/** The npm package a bare specifier names ('@scope/name/sub' → '@scope/name'), else undefined. */
+function packageName(specifier) {
+  if (/^(\.|\/|node:)/.test(specifier)) return undefined;
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+/** Not a built-in, nor among the image's packages: say so, not just "Cannot find module". */
+function missingModuleMessage(error) {
+  const match = /^Cannot find module '([^']+)'/.exec(String(error.message));
+  const name = match ? packageName(match[1]) : undefined;
+  if (name === undefined) return undefined;
+  return (
+    `Cannot find module '${match[1]}': the executor image does not carry the npm package ` +
+    `'${name}' (node packages are looked up in ${PACKAGES}/node_modules; build an executor ` +
+    'image with it and set spec.executor.image)'
+  );
+}
 
 function frameError(error) {
   const isError = error instanceof Error;
   const type = isError ? error.name : typeof error;
-  const message = isError ? String(error.message) : String(error);
+  const missing =
+    isError && error.code === 'MODULE_NOT_FOUND' ? missingModuleMessage(error) : undefined;
+  const message = missing ?? (isError ? String(error.message) : String(error));
   let line = null;
   const match =
     isError && typeof error.stack === 'string' ? /<tool>:(\d+)/.exec(error.stack) : null;
@@ -66,7 +95,7 @@ function prewarm() {
     filename: '<prewarm>',
     lineOffset: -1,
   });
-  const main = factory(require, { exports: {} }, {});
+  const main = factory(toolRequire, { exports: {} }, {});
   JSON.stringify({ ok: true, value: main(request.args) });
 }
 
@@ -120,7 +149,7 @@ async function serve() {
     // A top-level main, else what the module exports: the function itself (`module.exports =
     // function (args) {...}`, named or not) or its `main` member.
     const main =
-      factory(require, toolModule, toolModule.exports) ??
+      factory(toolRequire, toolModule, toolModule.exports) ??
       (typeof toolModule.exports === 'function' ? toolModule.exports : toolModule.exports?.main);
     if (typeof main !== 'function')
       throw new ReferenceError(

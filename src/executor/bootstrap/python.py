@@ -13,6 +13,11 @@ try:
 except ImportError:  # an interpreter built without the accelerator
     _make_encoder = _make_scanner = None
 
+# The executor image's python packages (src/executor/packages.ts): after the standard library, so
+# a package never shadows a standard module. Absent when the image carries none.
+_PACKAGES = "/opt/mcpworks/packages/python"
+_sys.path.append(_PACKAGES)
+
 _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
 
 
@@ -69,6 +74,13 @@ def _frame_error(exc):
             line = tb.tb_lineno
         tb = tb.tb_next
     message = str(exc)
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        # Not in the standard library, nor among the image's packages: say so, not just "No module".
+        message = (
+            f"No module named '{exc.name}': the executor image does not carry the package providing "
+            f"'{exc.name.partition('.')[0]}' (python packages are looked up in {_PACKAGES}; "
+            "build an executor image with it and set spec.executor.image)"
+        )
     if isinstance(exc, SyntaxError) and exc.filename == "<tool>":
         line = exc.lineno
         message = exc.msg

@@ -69,6 +69,26 @@ export const AuditFindingSchema = z.object({
   changesDecision: z.boolean(),
 });
 
+/**
+ * One connection attempt a tool call made through the executor's egress proxy: the host and port
+ * it asked for, the address the proxy connected to, whether it was allowed and why (a closed set,
+ * src/executor/egress/allowlist.ts EgressReason, plus `policy-denied`), the guardrail that refused
+ * it, bytes each way and how long it lasted. Never payload.
+ */
+export const EgressAttemptSchema = z.object({
+  address: z.string().optional(),
+  allowed: z.boolean(),
+  bytesDown: z.number().int().min(0),
+  bytesUp: z.number().int().min(0),
+  durationMs: z.number().min(0),
+  host: z.string(),
+  /** For `policy-denied`: `ClusterAgentPolicy <name>`. */
+  policy: z.string().optional(),
+  port: z.number().int().min(0).max(65_535),
+  reason: z.string(),
+});
+export type EgressAttempt = z.infer<typeof EgressAttemptSchema>;
+
 export const RecordedPrincipalSchema = z.object({
   kind: z.enum(['Agent', 'ServiceAccount', 'Anonymous']),
   name: z.string(),
@@ -117,6 +137,18 @@ export const DecisionRecordSchema = z
     outputBytes: z.number().int().min(0).optional(),
     /** Executor instance (pod name) that ran the call. */
     executor: z.string().optional(),
+    /**
+     * tools/call of a tool with egress: every connection attempt, in order (EgressAttemptSchema).
+     * Absent when the call made none and on records written before it existed, which still verify.
+     */
+    egress: z.array(EgressAttemptSchema).optional(),
+    /** Attempts beyond the first 256, not listed in `egress` (counted in the metrics). */
+    egressOmitted: z.number().int().min(1).optional(),
+    /**
+     * tools/call of a tool with secretEnv: how many times each variable's value was found and
+     * redacted in the result, by variable name (never the value). Absent when nothing was.
+     */
+    redactions: z.record(z.string(), z.number().int().min(1)).optional(),
     hash: Sha256HexSchema,
     /** The signing key: first 16 hex of SHA-256 of the raw Ed25519 public key. Covered by `hash`. */
     keyId: z.string().regex(KEY_ID_PATTERN, 'must be 16 lowercase hex digits').optional(),

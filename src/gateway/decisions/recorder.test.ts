@@ -150,6 +150,20 @@ function fullEntry(): DecisionEntry {
     arguments: { path: '/tmp/x' },
     outcome: 'overloaded',
     refusal: 'principal-share',
+    egress: [
+      {
+        host: 'api.example.com',
+        port: 443,
+        address: '203.0.113.7',
+        allowed: true,
+        reason: 'allowed',
+        bytesUp: 512,
+        bytesDown: 2048,
+        durationMs: 31.5,
+      },
+    ],
+    egressOmitted: 3,
+    redactions: { API_TOKEN: 2 },
     audit: [
       {
         policy: 'ClusterAgentPolicy/strict',

@@ -4,6 +4,7 @@ import { canonicalJson, canonicalJsonOfShape, sha256Hex } from './canonical.ts';
 import {
   AuthenticationSchema,
   DecidingRuleSchema,
+  EgressAttemptSchema,
   DecisionRecordSchema,
   GENESIS_HASH,
   RecordedPrincipalSchema,
@@ -142,6 +143,8 @@ function hashedMembers(
   members['decisionId'] = decisionId;
   if (entry.durationMs !== undefined) members['durationMs'] = entry.durationMs;
   if (entry.effect !== undefined) members['effect'] = entry.effect;
+  if (entry.egress !== undefined) members['egress'] = entry.egress.map(egressAttempt);
+  if (entry.egressOmitted !== undefined) members['egressOmitted'] = entry.egressOmitted;
   if (entry.executor !== undefined) members['executor'] = entry.executor;
   if (keyId !== undefined) members['keyId'] = keyId;
   if (entry.method !== undefined) members['method'] = entry.method;
@@ -151,6 +154,7 @@ function hashedMembers(
   members['prevHash'] = prevHash;
   if (entry.principal !== undefined) members['principal'] = principal(entry.principal);
   if (entry.reason !== undefined) members['reason'] = entry.reason;
+  if (entry.redactions !== undefined) members['redactions'] = redactions(entry.redactions);
   if (entry.refusal !== undefined) members['refusal'] = entry.refusal;
   if (entry.rule !== undefined) members['rule'] = decidingRule(entry.rule);
   members['seq'] = seq;
@@ -205,6 +209,27 @@ function auditFinding(value: Finding): Finding {
   if (value.policy !== undefined) copy.policy = value.policy;
   if (value.reason !== undefined) copy.reason = value.reason;
   if (value.rule !== undefined) copy.rule = decidingRule(value.rule);
+  return copy;
+}
+
+type Attempt = NonNullable<DecisionRecord['egress']>[number];
+
+/** Only the schema's fields: an executor's `detail`, `sni` or anything else never reaches a sink. */
+function egressAttempt(value: Attempt): Attempt {
+  if (!isObject(value)) return value;
+  const copy = {} as Attempt;
+  for (const key of EGRESS_ATTEMPT_KEYS) {
+    const member = value[key];
+    if (member !== undefined) (copy as Record<string, unknown>)[key] = member;
+  }
+  return copy;
+}
+const EGRESS_ATTEMPT_KEYS = Object.keys(EgressAttemptSchema.shape).sort() as (keyof Attempt)[];
+
+function redactions(value: Record<string, number>): Record<string, number> {
+  if (!isObject(value)) return value;
+  const copy: Record<string, number> = {};
+  for (const name of Object.keys(value).sort()) copy[name] = value[name] as number;
   return copy;
 }
 

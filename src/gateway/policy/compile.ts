@@ -3,6 +3,7 @@ import {
   AgentPolicySchema,
   ClusterAgentPolicySchema,
   EffectSchema,
+  EgressDenySchema,
   PolicySubjectSchema,
   ServerSelectorSchema,
   ToolPatternSchema,
@@ -10,6 +11,7 @@ import {
 import { LabelSelectorSchema } from '../../api/v1alpha1/common.ts';
 import { compileCondition, type CompiledCondition } from './conditions.ts';
 import { compileGlob, GlobError, isLiteralGlob, type GlobMatcher } from './glob.ts';
+import { normaliseHostName } from '../../executor/egress/allowlist.ts';
 import { compileLabelSelector, type LabelPredicate } from './selectors.ts';
 import type { DecidingRule, Effect, PolicyCompileError, ServerRef } from './types.ts';
 
@@ -49,6 +51,28 @@ export interface CompiledRule {
   rank: number;
 }
 
+/** One `spec.egressDeny` entry of a ClusterAgentPolicy. */
+export interface CompiledEgressDeny {
+  /** `ClusterAgentPolicy/<name>`. */
+  policy: string;
+  /** `ClusterAgentPolicy <name>`, as EgressDenial.policy and the attempt records name it. */
+  display: string;
+  index: number;
+  /** Normalised (lower case, no trailing dot): `name` or `*.suffix`. */
+  hosts: string[];
+  tools: ToolMatch;
+  reason: string;
+  auditOnly: boolean;
+}
+
+/** Which tool names a rule or guardrail covers. */
+export interface ToolMatch {
+  allTools: boolean;
+  exactTools: string[];
+  /** Glob patterns (not `*`, not literal), with their source so the index can share one test per pattern. */
+  patterns: { source: string; matches: GlobMatcher }[];
+}
+
 export interface CompiledPolicy {
   id: string;
   kind: PolicyKind;
@@ -58,9 +82,15 @@ export interface CompiledPolicy {
   valid: boolean;
   selects: (server: ServerRef) => boolean;
   rules: CompiledRule[];
+  /** ClusterAgentPolicy only; the readable entries, also of an invalid policy. */
+  egressDeny: CompiledEgressDeny[];
+  /** Why some egressDeny entry could not be read (tools with egress are refused; see above). */
+  egressUnreadable?: string;
 }
 
 const MAX_RULES = 256;
+/** The schema's bound, which the executor's request schema also holds a denial to. */
+const MAX_DENY_HOSTS = 64;
 
 export function compilePolicy(
   raw: unknown,
@@ -111,12 +141,17 @@ export function compilePolicy(
   const selects = compileSelection(kind, namespace, spec, fail);
   const rules: CompiledRule[] = [];
   const rawRules = spec?.['rules'];
-  if (!Array.isArray(rawRules)) {
+  const rawEgressDeny = kind === 'ClusterAgentPolicy' ? spec?.['egressDeny'] : undefined;
+  const egress = compileEgressDeny(rawEgressDeny, { id, name, auditOnly }, fail);
+  if (rawRules === undefined && rawEgressDeny !== undefined) {
+    // A guardrail-only ClusterAgentPolicy: the schema check above has said whether that is valid.
+  } else if (!Array.isArray(rawRules)) {
     fail('spec.rules', 'must be a list of rules');
     // Nothing tells us what the policy meant to deny: deny everything it covers until fixed.
     rules.push(denyEverything(id, kind, namespace, name, auditOnly, 'spec.rules is not a list'));
   } else {
-    if (rawRules.length === 0) fail('spec.rules', 'must have at least one rule');
+    if (rawRules.length === 0 && kind === 'AgentPolicy')
+      fail('spec.rules', 'must have at least one rule');
     if (rawRules.length > MAX_RULES) fail('spec.rules', `must have at most ${MAX_RULES} rules`);
     rawRules.forEach((rawRule, index) => {
       rules.push(compileRule(rawRule, index, { id, kind, namespace, name, auditOnly }, fail));
@@ -126,14 +161,21 @@ export function compilePolicy(
   const unique = dedupe(errors);
   const valid = unique.length === 0;
   const firstError = unique[0];
+  const invalidNote = `policy ${id} is invalid (${firstError?.path}: ${firstError?.message})`;
   const kept = valid
     ? rules
     : rules
         .filter((rule) => rule.effect === 'Deny')
         .map((rule) => ({
           ...rule,
-          invalidPolicy: `policy ${id} is invalid (${firstError?.path}: ${firstError?.message}); its Deny rules apply, widened where broken, until it is fixed`,
+          invalidPolicy: `${invalidNote}; its Deny rules apply, widened where broken, until it is fixed`,
         }));
+  const egressDeny = valid
+    ? egress.entries
+    : egress.entries.map((entry) => ({
+        ...entry,
+        reason: `${entry.reason} [${invalidNote}; its egressDeny applies, widened where broken, until it is fixed]`,
+      }));
   return {
     policy: {
       id,
@@ -144,6 +186,12 @@ export function compilePolicy(
       valid,
       selects: selects(valid),
       rules: kept,
+      egressDeny,
+      ...(egress.unreadable === undefined
+        ? {}
+        : {
+            egressUnreadable: `${invalidNote}: ${egress.unreadable}; nothing says which hosts it forbids, so tools with egress are refused on the servers it selects until it is fixed`,
+          }),
     },
     errors: unique.map((error) => ({ policy: id, ...error })),
   };
@@ -240,36 +288,7 @@ function compileRule(raw: unknown, index: number, facts: PolicyFacts, fail: Fail
     });
   }
 
-  let allTools = false;
-  const exactTools = new Set<string>();
-  const patterns: { source: string; matches: GlobMatcher }[] = [];
-  const rawTools = rule?.['tools'];
-  if (!Array.isArray(rawTools) || rawTools.length === 0) {
-    fail(`${at}.tools`, 'must be a non-empty list');
-    allTools = true;
-  } else {
-    rawTools.forEach((rawTool, i) => {
-      const path = `${at}.tools[${i}]`;
-      const pattern = ToolPatternSchema.safeParse(rawTool);
-      if (!pattern.success) {
-        fail(path, pattern.error.issues[0]?.message ?? 'invalid tool pattern');
-        allTools = true;
-        return;
-      }
-      if (pattern.data === '*') allTools = true;
-      else if (isLiteralGlob(pattern.data)) exactTools.add(pattern.data);
-      else {
-        try {
-          if (!patterns.some((p) => p.source === pattern.data)) {
-            patterns.push({ source: pattern.data, matches: compileGlob(pattern.data) });
-          }
-        } catch (error) {
-          fail(path, error instanceof GlobError ? error.message : String(error));
-          allTools = true;
-        }
-      }
-    });
-  }
+  const { allTools, exactTools, patterns } = compileTools(rule?.['tools'], `${at}.tools`, fail);
 
   const conditions: CompiledCondition[] = [];
   const broken: string[] = [];
@@ -307,12 +326,123 @@ function compileRule(raw: unknown, index: number, facts: PolicyFacts, fail: Fail
     auditOnly: facts.auditOnly,
     subjectKeys: [...subjectKeys].sort(),
     allTools,
-    exactTools: [...exactTools].sort(),
+    exactTools,
     patterns,
     conditions: broken.length > 0 ? [] : conditions,
     ...(broken.length > 0 ? { brokenConditions: broken.join('; ') } : {}),
     rank: 0,
   };
+}
+
+/** A rule's `tools`: a non-empty list of globs; whatever cannot be compiled widens to every tool. */
+function compileTools(rawTools: unknown, at: string, fail: Fail): ToolMatch {
+  let allTools = false;
+  const exactTools = new Set<string>();
+  const patterns: { source: string; matches: GlobMatcher }[] = [];
+  if (!Array.isArray(rawTools) || rawTools.length === 0) {
+    fail(at, 'must be a non-empty list');
+    allTools = true;
+  } else {
+    rawTools.forEach((rawTool, i) => {
+      const path = `${at}[${i}]`;
+      const pattern = ToolPatternSchema.safeParse(rawTool);
+      if (!pattern.success) {
+        fail(path, pattern.error.issues[0]?.message ?? 'invalid tool pattern');
+        allTools = true;
+        return;
+      }
+      if (pattern.data === '*') allTools = true;
+      else if (isLiteralGlob(pattern.data)) exactTools.add(pattern.data);
+      else {
+        try {
+          if (!patterns.some((p) => p.source === pattern.data)) {
+            patterns.push({ source: pattern.data, matches: compileGlob(pattern.data) });
+          }
+        } catch (error) {
+          fail(path, error instanceof GlobError ? error.message : String(error));
+          allTools = true;
+        }
+      }
+    });
+  }
+  return { allTools, exactTools: [...exactTools].sort(), patterns };
+}
+
+/** Whether a lower-cased tool name is covered. */
+export function toolMatches(match: ToolMatch, tool: string): boolean {
+  return (
+    match.allTools ||
+    match.exactTools.includes(tool) ||
+    match.patterns.some((pattern) => pattern.matches(tool))
+  );
+}
+
+/**
+ * `spec.egressDeny`: every readable entry, and why the list (or an entry's hosts) could not be
+ * read, if so. A missing `tools` is every tool; a broken one widens to every tool; a missing
+ * reason gets a default.
+ */
+function compileEgressDeny(
+  raw: unknown,
+  facts: { id: string; name: string; auditOnly: boolean },
+  fail: Fail,
+): { entries: CompiledEgressDeny[]; unreadable?: string } {
+  if (raw === undefined) return { entries: [] };
+  if (!Array.isArray(raw)) {
+    fail('spec.egressDeny', 'must be a list of guardrails');
+    return { entries: [], unreadable: 'spec.egressDeny is not a list' };
+  }
+  const entries: CompiledEgressDeny[] = [];
+  const unreadable: string[] = [];
+  raw.forEach((rawEntry, index) => {
+    const at = `spec.egressDeny[${index}]`;
+    const entry = asRecord(rawEntry);
+    const rawHosts = entry?.['hosts'];
+    const hosts: string[] = [];
+    if (!Array.isArray(rawHosts) || rawHosts.length === 0 || rawHosts.length > MAX_DENY_HOSTS) {
+      fail(`${at}.hosts`, `must be a list of 1 to ${MAX_DENY_HOSTS} host patterns`);
+      unreadable.push(`${at}.hosts is not a list of 1 to ${MAX_DENY_HOSTS} host patterns`);
+      return;
+    }
+    const hostSchema = EgressDenySchema.shape.hosts.element;
+    for (const [i, rawHost] of rawHosts.entries()) {
+      const host = hostSchema.safeParse(rawHost);
+      const normalised = host.success ? normaliseHostPattern(host.data) : undefined;
+      if (normalised === undefined) {
+        fail(`${at}.hosts[${i}]`, host.error?.issues[0]?.message ?? 'not a host pattern');
+        unreadable.push(`${at}.hosts[${i}] is not a host pattern`);
+        return;
+      }
+      if (!hosts.includes(normalised)) hosts.push(normalised);
+    }
+    const tools: ToolMatch =
+      entry?.['tools'] === undefined
+        ? { allTools: true, exactTools: [], patterns: [] }
+        : compileTools(entry['tools'], `${at}.tools`, fail);
+    const reason =
+      typeof entry?.['reason'] === 'string' && entry['reason'] !== ''
+        ? entry['reason']
+        : `egress guardrail ${index} of ${facts.id} (no valid reason given)`;
+    entries.push({
+      policy: facts.id,
+      display: `ClusterAgentPolicy ${facts.name}`,
+      index,
+      hosts,
+      tools,
+      reason,
+      auditOnly: facts.auditOnly,
+    });
+  });
+  return unreadable.length === 0 ? { entries } : { entries, unreadable: unreadable.join('; ') };
+}
+
+/** `API.Example.com.` → `api.example.com`, `*.Corp.Example.` → `*.corp.example`; undefined when neither. */
+export function normaliseHostPattern(pattern: string): string | undefined {
+  if (pattern.startsWith('*.')) {
+    const suffix = normaliseHostName(pattern.slice(2));
+    return suffix === undefined || !suffix.includes('.') ? undefined : `*.${suffix}`;
+  }
+  return normaliseHostName(pattern);
 }
 
 /**

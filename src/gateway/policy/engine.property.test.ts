@@ -97,7 +97,7 @@ for (const [label, setArb, withConditions] of VARIANTS) {
           ...p,
           spec: {
             ...p.spec,
-            rules: p.spec.rules.map((r) =>
+            rules: (p.spec.rules ?? []).map((r) =>
               r.conditions === undefined ? r : { ...r, conditions: shuffle(r.conditions) },
             ),
           },
@@ -150,7 +150,7 @@ for (const [label, setArb, withConditions] of VARIANTS) {
       fc.property(setArb, fc.nat(), requestsArb, (set, pick, requests) => {
         const all = [...set.agentPolicies, ...set.clusterPolicies];
         const denies = all.flatMap((policy) =>
-          policy.spec.rules.flatMap((rule, index) =>
+          (policy.spec.rules ?? []).flatMap((rule, index) =>
             rule.effect === 'Deny' ? [{ policy, index }] : [],
           ),
         );
@@ -160,9 +160,12 @@ for (const [label, setArb, withConditions] of VARIANTS) {
         const remove = <P extends AgentPolicy | ClusterAgentPolicy>(list: P[]): P[] =>
           list.flatMap((p) => {
             if (p !== policy) return [p];
-            if (p.spec.rules.length === 1) return [];
+            if ((p.spec.rules ?? []).length === 1) return [];
             return [
-              { ...p, spec: { ...p.spec, rules: p.spec.rules.filter((_, i) => i !== index) } },
+              {
+                ...p,
+                spec: { ...p.spec, rules: (p.spec.rules ?? []).filter((_, i) => i !== index) },
+              },
             ];
           });
         const smaller = {

@@ -1,6 +1,9 @@
+import type { EgressDenial } from '../../executor/types.ts';
 import {
   ANY_PRINCIPAL_KEY,
   compilePolicy,
+  toolMatches,
+  type CompiledEgressDeny,
   type CompiledPolicy,
   type CompiledRule,
   type SubjectKey,
@@ -67,6 +70,13 @@ interface ServerView {
   enforced: RuleIndex;
   audit: RuleIndex;
   policies: string[];
+  /** Egress guardrails of the cluster policies selecting the server, in canonical order. */
+  egress: {
+    enforced: CompiledEgressDeny[];
+    audit: CompiledEgressDeny[];
+    /** Enforced invalid policies whose egressDeny cannot be read (CompiledPolicy.egressUnreadable). */
+    unreadable: { policy: string; why: string }[];
+  };
 }
 
 /** Compiled, immutable policies; per-server views are built on first use and cached. */
@@ -203,6 +213,65 @@ export function decide(set: CompiledPolicySet, request: PolicyRequest): Decision
   if (auditCandidates.length > 0) decision.audit = auditFindings(auditCandidates, lazy, decision);
   return decision;
 }
+
+/** What the cluster's egress guardrails say about one tool of one server (egressGuardrails). */
+export interface EgressGuardrails {
+  /** Enforced: the gateway sends these as ToolCallRequest.egressDenied. */
+  denied: EgressDenial[];
+  /** From auditOnly policies: shown by `mcpworks policy eval`, never enforced. */
+  audit: EgressDenial[];
+  /**
+   * Set when an enforced invalid policy selecting the server has an egressDeny that cannot be
+   * read: a call to a tool that declares egress is refused (fail closed); others are unaffected
+   * (they have no network).
+   */
+  refuseEgress?: string;
+}
+
+/**
+ * The egress guardrails (ClusterAgentPolicy `spec.egressDeny`) that apply to `tool` on `server`:
+ * the entries of the cluster policies selecting the server (names/selector and
+ * namespaceSelector, as for rules) whose `tools` cover the tool, in canonical order (policy id,
+ * then entry index). Independent of the caller: a guardrail is about where code may go.
+ */
+export function egressGuardrails(
+  set: CompiledPolicySet,
+  server: ServerRef,
+  tool: string,
+): EgressGuardrails {
+  const { egress } = viewFor(set, server);
+  const matched = tool.toLowerCase();
+  const denial = (entry: CompiledEgressDeny): EgressDenial => ({
+    hosts: [...entry.hosts],
+    policy: entry.display,
+    reason:
+      entry.reason.length > MAX_DENIAL_REASON
+        ? `${entry.reason.slice(0, MAX_DENIAL_REASON - 3)}...`
+        : entry.reason,
+  });
+  const covers = (entry: CompiledEgressDeny) =>
+    // No declared tool is that long; an over-long name is covered by every guardrail (deny more).
+    tool.length > MAX_TOOL_NAME_LENGTH || toolMatches(entry.tools, matched);
+  const result: EgressGuardrails = {
+    denied: egress.enforced.filter(covers).map(denial),
+    audit: egress.audit.filter(covers).map(denial),
+  };
+  const refusals = egress.unreadable.map((u) => u.why);
+  if (result.denied.length > MAX_EGRESS_DENIALS) {
+    // More than one call can carry (the executor refuses the request): none is sent, and a tool
+    // with egress is refused rather than run with some guardrails silently dropped.
+    refusals.push(
+      `${result.denied.length} egress guardrails cover tool "${tool}" on server ${server.namespace}/${server.name}, more than the ${MAX_EGRESS_DENIALS} a call can carry; merge egressDeny entries`,
+    );
+    result.denied = [];
+  }
+  if (refusals.length > 0) result.refuseEgress = refusals.join('; ');
+  return result;
+}
+
+/** The executor's bounds on ToolCallRequest.egressDenied (src/executor/request-schema.ts). */
+export const MAX_EGRESS_DENIALS = 64;
+const MAX_DENIAL_REASON = 1024;
 
 /**
  * The tools `tools/list` shows this caller: a tool is visible when some Allow rule could match it
@@ -518,14 +587,19 @@ function serverKey(server: ServerRef): string {
 function buildView(policies: readonly CompiledPolicy[], server: ServerRef): ServerView {
   const enforced: RuleIndex = { buckets: new Map(), size: 0 };
   const audit: RuleIndex = { buckets: new Map(), size: 0 };
+  const egress: ServerView['egress'] = { enforced: [], audit: [], unreadable: [] };
   const ids: string[] = [];
   for (const policy of policies) {
-    if (policy.rules.length === 0 || !policy.selects(server)) continue;
+    const guards = policy.egressDeny.length > 0 || policy.egressUnreadable !== undefined;
+    if ((policy.rules.length === 0 && !guards) || !policy.selects(server)) continue;
     ids.push(policy.id);
     const index = policy.auditOnly ? audit : enforced;
     for (const rule of policy.rules) addRule(index, rule);
+    (policy.auditOnly ? egress.audit : egress.enforced).push(...policy.egressDeny);
+    if (policy.egressUnreadable !== undefined && !policy.auditOnly)
+      egress.unreadable.push({ policy: policy.id, why: policy.egressUnreadable });
   }
-  return { enforced, audit, policies: ids };
+  return { enforced, audit, policies: ids, egress };
 }
 
 /** Policies are ranked in order, so every list in a bucket is in canonical order by construction. */
@@ -562,7 +636,9 @@ function addRule(index: RuleIndex, rule: CompiledRule): void {
 }
 
 function ruleFingerprint(policy: CompiledPolicy): string {
-  return policy.rules.map((rule) => `${rule.effect}:${rule.ref.index}:${rule.reason}`).join('|');
+  const rules = policy.rules.map((rule) => `${rule.effect}:${rule.ref.index}:${rule.reason}`);
+  const egress = policy.egressDeny.map((e) => `${e.index}:${e.hosts.join(',')}:${e.reason}`);
+  return [...rules, ...egress, policy.egressUnreadable ?? ''].join('|');
 }
 
 function compareStrings(a: string, b: string): number {

@@ -37,6 +37,17 @@ export const CliPolicyRequestSchema = z.strictObject({
   method: z.string().min(1).default('tools/call'),
   tool: z.string().min(1).optional(),
   arguments: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * tools/call only: a connection the tool would make. The answer then includes the egress
+   * guardrails' verdict on the host (ClusterAgentPolicy egressDeny); the tool's own `egress`
+   * rules are the executor's to apply.
+   */
+  egress: z
+    .strictObject({
+      host: z.string().min(1).max(255),
+      port: z.number().int().min(1).max(65_535).default(443),
+    })
+    .optional(),
 });
 export type CliPolicyRequest = z.infer<typeof CliPolicyRequestSchema>;
 

@@ -3,10 +3,12 @@
  * passes in (never the global default registry). Labels are bounded: `server` comes from
  * configuration, `tool` only from the tools the server declares (anything else is `_unknown`),
  * `reason_code` / `outcome` / `method` / `reason` from closed enums below. No metric has a
- * principal label: callers are unbounded.
+ * principal label: callers are unbounded; and none has a host label: a tool's code chooses the
+ * hosts it tries (the decision record names them).
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { AUTH_FAILURE_REASONS, AUTH_METHODS } from '../auth/types.ts';
+import { EgressReason } from '../../executor/egress/allowlist.ts';
 import { REFUSAL_REASONS, SANDBOX_OUTCOMES } from '../../executor/types.ts';
 import type { DecisionSink } from '../decisions/recorder.ts';
 
@@ -37,6 +39,8 @@ export const ReasonCode = {
   InvalidArguments: 'invalid_arguments',
   /** Allowed, but the tool's inputSchema does not compile; refused (fail closed). */
   ToolMisconfigured: 'tool_misconfigured',
+  /** Allowed, but the tool declares egress and a guardrail selecting the server cannot be read; refused (fail closed). */
+  EgressGuardrailInvalid: 'egress_guardrail_invalid',
   SessionNotFound: 'session_not_found',
   SessionLimit: 'session_limit',
   NotFound: 'not_found',
@@ -49,6 +53,12 @@ export type ReasonCode = (typeof ReasonCode)[keyof typeof ReasonCode];
 export const REASON_CODES = Object.values(ReasonCode) as readonly ReasonCode[];
 
 export type Effect = 'allow' | 'deny';
+
+/**
+ * Why an egress attempt ended as it did (metric label): the proxy's closed set, plus
+ * `policy-denied` (a ClusterAgentPolicy egressDeny refused the host). Anything else is `_unknown`.
+ */
+export const EGRESS_REASONS: readonly string[] = [...Object.values(EgressReason), 'policy-denied'];
 
 /** MCP methods that get their own label value; everything else is `_other`. */
 const KNOWN_METHODS = new Set([
@@ -81,6 +91,10 @@ export interface GatewayMetrics {
    * shared by every app of a process, so it is registered once, by whoever builds the queue).
    */
   observeQueue(read: () => readonly { server: string; running: number; waiting: number }[]): void;
+  /** One egress attempt of a tool call (allowed or refused), by its bounded reason. */
+  egressAttempt(labels: { server: string; tool: string; allowed: boolean; reason: string }): void;
+  /** Secret values redacted from one call's result (the sum over its variables). */
+  secretRedactions(labels: { server: string; tool: string }, count: number): void;
   /** A decision record was written: its writer's last seq (for `audit verify --expect-last`). */
   decisionWritten(labels: { writerId: string; keyId: string | undefined }, seq: number): void;
   /**
@@ -151,6 +165,19 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
       for (const s of readQueue()) this.set({ server: s.server }, s.running);
     },
   });
+  const egressAttempts = new Counter({
+    name: `${METRIC_PREFIX}egress_attempts_total`,
+    help: "Tool calls' connection attempts through the egress proxy, allowed or refused, by reason (no host label: hosts are unbounded; the decision record names them).",
+    labelNames: ['server', 'tool', 'allowed', 'reason'] as const,
+    registers: [registry],
+  });
+  const redactions = new Counter({
+    name: `${METRIC_PREFIX}secret_redactions_total`,
+    help: 'Secret values found in tool results and redacted before they reached the agent.',
+    labelNames: ['server', 'tool'] as const,
+    registers: [registry],
+  });
+  const egressReasons = new Set<string>(EGRESS_REASONS);
   const refusalReasons = new Set<string>(REFUSAL_REASONS);
   // One series per gateway process (its writerId is fixed for the process's life).
   const lastSeq = new Gauge({
@@ -196,6 +223,17 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
       readQueue = read;
       queueWaiting.reset();
       queueRunning.reset();
+    },
+    egressAttempt({ server, tool, allowed, reason }) {
+      egressAttempts.inc({
+        server,
+        tool,
+        allowed: allowed ? 'true' : 'false',
+        reason: bounded(reason, egressReasons),
+      });
+    },
+    secretRedactions({ server, tool }, count) {
+      if (Number.isFinite(count) && count > 0) redactions.inc({ server, tool }, count);
     },
     decisionWritten({ writerId, keyId }, seq) {
       lastSeq.set({ writer_id: writerId, key_id: keyId ?? '' }, seq);

@@ -2,6 +2,7 @@
 import type {
   AgentPolicy,
   ClusterAgentPolicy,
+  EgressDeny,
   PolicyRule,
   PolicySubject,
 } from '../../../api/v1alpha1/agentpolicy.ts';
@@ -50,6 +51,7 @@ export function clusterPolicy(
     servers?: ClusterAgentPolicy['spec']['servers'];
     namespaceSelector?: ClusterAgentPolicy['spec']['namespaceSelector'];
     auditOnly?: boolean;
+    egressDeny?: EgressDeny[];
   } = {},
 ): ClusterAgentPolicy {
   return {
@@ -61,7 +63,23 @@ export function clusterPolicy(
       namespaceSelector: options.namespaceSelector ?? {},
       auditOnly: options.auditOnly ?? false,
       rules,
+      ...(options.egressDeny === undefined ? {} : { egressDeny: options.egressDeny }),
     },
+  };
+}
+
+/** A ClusterAgentPolicy with only egress guardrails. */
+export function egressGuardrail(
+  name: string,
+  egressDeny: EgressDeny[],
+  options: Omit<Parameters<typeof clusterPolicy>[2], 'egressDeny'> = {},
+): ClusterAgentPolicy {
+  const { rules: _rules, ...spec } = clusterPolicy(name, [], { ...options, egressDeny }).spec;
+  return {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'ClusterAgentPolicy',
+    metadata: { name },
+    spec,
   };
 }
 

@@ -45,7 +45,7 @@ export function toCedar(
   for (const policy of set.clusterPolicies) {
     if (policy.spec.auditOnly) continue;
     const selection = `(${cedarSelector(policy.spec.namespaceSelector, 'resource.nsLabels')} && ${cedarServers(policy.spec.servers)})`;
-    for (const rule of policy.spec.rules) emit(rule, selection, undefined);
+    for (const rule of policy.spec.rules ?? []) emit(rule, selection, undefined);
   }
   return out;
 }
