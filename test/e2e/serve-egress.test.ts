@@ -23,6 +23,8 @@ import {
   worldLeftovers,
   type WorldEvent,
 } from '../harness/egress-world.ts';
+import type { DecisionRecord } from '../../src/gateway/decisions/record.ts';
+import { eventually } from '../harness/wait.ts';
 import { connectClient, startServe, waitForDecisions, type RunningServe } from './serve-harness.ts';
 import { EXAMPLE_DIR, exampleToken, KNOWN_TICKET, NEW_TICKET_ID } from './tickets-api.ts';
 
@@ -248,14 +250,32 @@ if (!world) {
   });
 
   /** Calls a tool and returns its result and the world events it caused. */
+  /**
+   * Calls a tool; returns its result, the world events it caused and its decision record (the
+   * first tools/call record of that tool written after the call started).
+   */
   async function call(
     on: Client,
     name: string,
     args: Record<string, unknown>,
-  ): Promise<{ result: Awaited<ReturnType<Client['callTool']>>; events: WorldEvent[] }> {
+  ): Promise<{
+    result: Awaited<ReturnType<Client['callTool']>>;
+    events: WorldEvent[];
+    record: DecisionRecord;
+  }> {
     const before = inside.events().length;
+    const recordsBefore = (await serve.decisions()).length;
     const result = await on.callTool({ name, arguments: args });
-    return { result, events: inside.events().slice(before) };
+    const events = inside.events().slice(before);
+    const record = await eventually(
+      `the decision record of ${name}`,
+      async () =>
+        (await serve.decisions())
+          .slice(recordsBefore)
+          .find((r) => r.method === 'tools/call' && r.tool === name),
+      { timeoutMs: 20_000, intervalMs: 50 },
+    );
+    return { result, events, record };
   }
 
   const text = (result: Awaited<ReturnType<Client['callTool']>>) => JSON.stringify(result);
@@ -266,7 +286,7 @@ if (!world) {
   });
 
   test('get_ticket (python, urllib) reaches the API with the token and returns the ticket', async () => {
-    const { result, events } = await call(client, 'get_ticket', { id: KNOWN_TICKET.id });
+    const { result, events, record } = await call(client, 'get_ticket', { id: KNOWN_TICKET.id });
     assert.equal(result.isError, false, text(result));
     assert.deepEqual(result.structuredContent, KNOWN_TICKET);
     const requests = events.filter((e) => e.kind === 'request');
@@ -279,6 +299,17 @@ if (!world) {
     // The secret reached the tool and, through it, the outside.
     assert.equal(seen!.headers.authorization, `Bearer ${token}`);
     assert.ok(!text(result).includes(token));
+    // The record lists the one tunnel, to the pinned public address, with bytes both ways.
+    assert.equal(record.outcome, 'ok');
+    assert.equal(record.egress?.length, 1, JSON.stringify(record.egress));
+    const [attempt] = record.egress!;
+    assert.equal(attempt!.host, WORLD.apiHost);
+    assert.equal(attempt!.port, 443);
+    assert.equal(attempt!.address, WORLD.apiAddress);
+    assert.equal(attempt!.allowed, true);
+    assert.equal(attempt!.reason, 'allowed');
+    assert.ok(attempt!.bytesUp > 0 && attempt!.bytesDown > 0, JSON.stringify(attempt));
+    assert.equal(record.redactions, undefined);
   });
 
   test('create_ticket (node, fetch) reaches the API with the token and returns the new id', async () => {
@@ -311,7 +342,7 @@ if (!world) {
   });
 
   test('a tool that returns the token: every form of it is redacted before the agent sees it', async () => {
-    const { result } = await call(probes, 'leak_token', {});
+    const { result, record } = await call(probes, 'leak_token', {});
     assert.equal(result.isError, false, text(result));
     const forms = [
       token,
@@ -321,6 +352,9 @@ if (!world) {
     ];
     for (const form of forms) assert.ok(!text(result).includes(form), `${form} in ${text(result)}`);
     assert.match(text(result), /I used \[REDACTED:TICKET_API_TOKEN\] for that/);
+    // Counted by name: at least the four leaked fields (raw, base64, inside the URL, sentence).
+    assert.deepEqual(Object.keys(record.redactions ?? {}), ['TICKET_API_TOKEN']);
+    assert.ok(record.redactions!.TICKET_API_TOKEN! >= 4, JSON.stringify(record.redactions));
   });
 
   test('a tool that fails with the token in its message: the error is redacted too', async () => {
@@ -344,35 +378,57 @@ if (!world) {
     // failure must be the proxy's refusal, not the absence of any network. For http://, urllib
     // sends the request itself to the proxy (405); fetch and set_tunnel open a tunnel to port
     // 80, which no rule declares (403).
-    const plainHttpRefusal = fetcher === 'py_fetch' ? /405/ : /403/;
-    const refused: [what: string, url: string, status: RegExp][] = [
-      ['a host the tool did not declare', `https://${WORLD.otherHost}/steal`, /403/],
+    const plainHttp: [RegExp, string] =
+      fetcher === 'py_fetch' ? [/405/, 'method-not-allowed'] : [/403/, 'port-not-declared'];
+    const refused: [what: string, url: string, status: RegExp, reason: string][] = [
+      [
+        'a host the tool did not declare',
+        `https://${WORLD.otherHost}/steal`,
+        /403/,
+        'not-declared',
+      ],
       [
         'an allowed name that resolves to a private address',
         `https://${WORLD.privateHost}/`,
         /403/,
+        'private-address',
       ],
-      ['an allowed name that resolves to loopback', `https://${WORLD.loopbackHost}/`, /403/],
-      ['a raw IP address', `https://${WORLD.apiAddress}/api/v1/tickets/${KNOWN_TICKET.id}`, /403/],
+      [
+        'an allowed name that resolves to loopback',
+        `https://${WORLD.loopbackHost}/`,
+        /403/,
+        'private-address',
+      ],
+      [
+        'a raw IP address',
+        `https://${WORLD.apiAddress}/api/v1/tickets/${KNOWN_TICKET.id}`,
+        /403/,
+        'raw-ip',
+      ],
       [
         'plain http to the allowed host',
         `http://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
-        plainHttpRefusal,
+        ...plainHttp,
       ],
     ];
-    for (const [what, url, status] of refused) {
-      test(`${fetcher}: ${what} is refused by the proxy and the outside hears nothing`, async () => {
-        const { result, events } = await call(probes, fetcher, { url });
+    for (const [what, url, status, reason] of refused) {
+      test(`${fetcher}: ${what} is refused by the proxy (${reason}), recorded, and the outside hears nothing`, async () => {
+        const { result, events, record } = await call(probes, fetcher, { url });
         assert.equal(result.isError, true, text(result));
         assert.match(text(result), status);
         assert.deepEqual(events, []);
         assert.ok(!text(result).includes(token));
+        assert.deepEqual(
+          record.egress?.map((a) => [a.allowed, a.reason, a.bytesUp]),
+          [[false, reason, 0]],
+          JSON.stringify(record.egress),
+        );
       });
     }
   }
 
   test('domain fronting: a tunnel to the allowed host carrying a TLS hello for another is cut', async () => {
-    const { result, events } = await call(probes, 'fronting', {
+    const { result, events, record } = await call(probes, 'fronting', {
       connect: WORLD.apiHost,
       sni: WORLD.otherHost,
     });
@@ -385,15 +441,24 @@ if (!world) {
       assert.equal(e.kind, 'connection', JSON.stringify(events));
       assert.equal(e.localAddress, WORLD.apiAddress);
     }
+    assert.deepEqual(
+      record.egress?.map((a) => [a.host, a.allowed, a.reason]),
+      [[WORLD.apiHost, false, 'sni-mismatch']],
+      JSON.stringify(record.egress),
+    );
   });
 
   test('a TCP socket or a UDP datagram that bypasses the proxy gets nowhere', async () => {
-    const { result, events } = await call(probes, 'raw_sockets', { address: WORLD.apiAddress });
+    const { result, events, record } = await call(probes, 'raw_sockets', {
+      address: WORLD.apiAddress,
+    });
     assert.equal(result.isError, false, text(result));
     const outcome = result.structuredContent as { tcp: string; udp: string };
     assert.notEqual(outcome.tcp, 'ok', text(result));
     assert.notEqual(outcome.udp, 'ok', text(result));
     assert.deepEqual(events, []);
+    // Refused by the sandbox, never reaching the proxy: nothing to record.
+    assert.deepEqual(record.egress ?? [], []);
   });
 
   test('a tool without egress has no network at all, even to the API host', async () => {
