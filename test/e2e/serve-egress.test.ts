@@ -184,6 +184,26 @@ function probeManifests(): string {
         tool('raw_sockets', 'python', RAW_SOCKETS, { egress: [{ host: WORLD.apiHost }] }),
         tool('no_egress_fetch', 'python', PY_FETCH),
         tool('leak_token', 'python', LEAK_TOKEN, { secretEnv: [TOKEN_SECRET] }),
+        // Declares the second public host too: only the cluster guardrail below forbids it.
+        tool('guarded_fetch', 'python', PY_FETCH, {
+          egress: [{ host: WORLD.apiHost }, { host: WORLD.otherHost }],
+          secretEnv: [TOKEN_SECRET],
+        }),
+      ],
+    },
+  };
+  const guardrail = {
+    apiVersion: 'mcpworks.io/v1alpha1',
+    kind: 'ClusterAgentPolicy',
+    metadata: { name: 'no-billing' },
+    spec: {
+      servers: { names: ['egress-probe'] },
+      egressDeny: [
+        {
+          hosts: [WORLD.otherHost],
+          tools: ['guarded_*'],
+          reason: 'tools never talk to the billing system',
+        },
       ],
     },
   };
@@ -203,7 +223,7 @@ function probeManifests(): string {
       ],
     },
   };
-  return `${stringify(server)}---\n${stringify(policy)}`;
+  return [server, policy, guardrail].map((o) => stringify(o)).join('---\n');
 }
 
 if (!world) {
@@ -362,6 +382,25 @@ if (!world) {
     assert.equal(result.isError, true, text(result));
     assert.match(text(result), /the API refused token/);
     assert.ok(!text(result).includes(token), text(result));
+  });
+
+  test('a ClusterAgentPolicy guardrail refuses a host the tool declares; the rest of its egress works', async () => {
+    const denied = await call(probes, 'guarded_fetch', {
+      url: `https://${WORLD.otherHost}/invoices`,
+    });
+    assert.equal(denied.result.isError, true, text(denied.result));
+    assert.match(text(denied.result), /403/);
+    assert.deepEqual(denied.events, [], 'the billing host heard nothing');
+    const [attempt] = denied.record.egress ?? [];
+    assert.equal(attempt?.host, WORLD.otherHost, JSON.stringify(denied.record.egress));
+    assert.equal(attempt?.allowed, false);
+    assert.equal(attempt?.reason, 'policy-denied');
+    assert.equal(attempt?.policy, 'ClusterAgentPolicy no-billing');
+    const allowed = await call(probes, 'guarded_fetch', {
+      url: `https://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
+    });
+    assert.equal(allowed.result.isError, false, text(allowed.result));
+    assert.equal(allowed.events.filter((e) => e.kind === 'request').length, 1);
   });
 
   for (const fetcher of ['py_fetch', 'node_fetch', 'py_tunnel']) {
