@@ -49,7 +49,9 @@ export function createPolicyReconciler(
     const raw = cache.get(key);
     if (!raw || raw.metadata?.deletionTimestamp) return;
     const parsed = deps.parsePolicy(raw);
-    const rules = ((raw['spec'] as { rules?: unknown[] } | undefined)?.rules ?? []).length;
+    const spec = raw['spec'] as { rules?: unknown[]; egressDeny?: unknown[] } | undefined;
+    const rules = (spec?.rules ?? []).length;
+    const egressDenials = Array.isArray(spec?.egressDeny) ? spec.egressDeny.length : 0;
     const problems = parsed.problems;
     const existing = raw['status'] as PolicyStatus | undefined;
     const status = computePolicyStatus(
@@ -58,6 +60,7 @@ export function createPolicyReconciler(
       rules,
       existing,
       deps.clock.now(),
+      egressDenials,
     );
     if (statusEqual(status, existing)) return;
     if (problems.length > 0) {

@@ -102,3 +102,18 @@ test('an invalid policy is not Accepted and says why', () => {
   assert.equal(cond(s, 'Accepted').status, 'False');
   assert.equal(cond(s, 'Accepted').reason, 'InvalidCondition');
 });
+
+test("an accepted policy's message counts its rules and its egress guardrails", () => {
+  assert.equal(
+    cond(computePolicyStatus(1, [], 3, undefined, t0), 'Accepted').message,
+    '3 rules accepted',
+  );
+  assert.equal(
+    cond(computePolicyStatus(1, [], 0, undefined, t0, 2), 'Accepted').message,
+    '2 egress guardrails accepted',
+  );
+  assert.equal(
+    cond(computePolicyStatus(1, [], 1, undefined, t0, 1), 'Accepted').message,
+    '1 rules and 1 egress guardrails accepted',
+  );
+});

@@ -179,8 +179,13 @@ export function computePolicyStatus(
   ruleCount: number,
   existing: PolicyStatus | undefined,
   now: Date,
+  egressDenials = 0,
 ): PolicyStatus {
   const accepted = problems.length === 0;
+  const what = [
+    ...(ruleCount > 0 || egressDenials === 0 ? [`${ruleCount} rules`] : []),
+    ...(egressDenials > 0 ? [`${egressDenials} egress guardrails`] : []),
+  ].join(' and ');
   return {
     observedGeneration: generation,
     rules: ruleCount,
@@ -191,7 +196,7 @@ export function computePolicyStatus(
             type: 'Accepted',
             status: 'True',
             reason: Reasons.Valid,
-            message: `${ruleCount} rules accepted`,
+            message: `${what} accepted`,
             observedGeneration: generation,
           }
         : {
