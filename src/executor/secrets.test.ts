@@ -10,6 +10,7 @@ import {
   MIN_SECRET_BYTES,
   createDirectorySecretSource,
   createManifestSecretSource,
+  reservedManifestSecrets,
   resolveSecretEnv,
   secretEnvProblems,
 } from './secrets.ts';
@@ -115,6 +116,29 @@ function secretManifest(
 }
 
 describe('manifest source (serve)', () => {
+  test("a server's API key Secret is not readable by tools, with a message that says so", async () => {
+    const reserved = reservedManifestSecrets([
+      {
+        metadata: { namespace: 'team-a', name: 'tools' },
+        spec: { auth: { apiKeys: { secretRef: { name: 'tools-keys' } } } },
+      },
+    ]);
+    const source = createManifestSecretSource(
+      [secretManifest('team-a', 'tools-keys', { k1: 'scrypt-entry-json' })],
+      reserved,
+    );
+    const variable: SecretEnvVar = {
+      name: 'KEYS',
+      secretKeyRef: { name: 'tools-keys', key: 'k1' },
+    };
+    const resolved = await resolveSecretEnv([variable], 'team-a', source);
+    assert.equal(resolved.ok, false);
+    assert.match(
+      resolved.ok ? '' : resolved.message,
+      /Secret team-a\/tools-keys is the API key Secret of McpServer team-a\/tools, which tools may not read/,
+    );
+  });
+
   test('reads by namespace, name and key; replace() swaps the Secrets', async () => {
     const source = createManifestSecretSource([
       secretManifest('team-a', 'api', { token: 'team-a-token' }),

@@ -19,7 +19,10 @@ export interface SecretKeyLocation {
 
 /** A value, or why there is none (the value's absence is all a caller learns). */
 export type SecretLookup =
-  { found: true; value: Buffer } | { found: false; missing: 'secret' | 'key' | 'unreadable' };
+  | { found: true; value: Buffer }
+  | { found: false; missing: 'secret' | 'key' | 'unreadable' }
+  /** A Secret tools may not read at all (`why` names it, e.g. a server's API key Secret). */
+  | { found: false; missing: 'reserved'; why: string };
 
 export interface SecretSource {
   read(location: SecretKeyLocation): Promise<SecretLookup>;
@@ -95,23 +98,51 @@ function notFound(error: unknown): boolean {
 
 /** The Secrets `mcpworks serve` loaded from manifests; `replace` swaps them on a reload. */
 export interface ManifestSecretSource extends SecretSource {
-  replace(secrets: readonly SecretManifest[]): void;
+  replace(secrets: readonly SecretManifest[], reserved?: ReadonlyMap<string, string>): void;
+}
+
+/**
+ * Secrets tools may not read, by `namespace/name`: each server's API key Secret (who holds which
+ * key; never a tool credential, as in a cluster, src/controller/desired-workloads.ts).
+ */
+export function reservedManifestSecrets(
+  servers: readonly {
+    metadata: { namespace?: string | undefined; name: string };
+    spec: { auth: { apiKeys?: { secretRef: { name: string } } | undefined } };
+  }[],
+): Map<string, string> {
+  const reserved = new Map<string, string>();
+  for (const server of servers) {
+    const namespace = server.metadata.namespace ?? 'default';
+    const ref = server.spec.auth.apiKeys?.secretRef.name;
+    if (ref !== undefined)
+      reserved.set(
+        `${namespace}/${ref}`,
+        `the API key Secret of McpServer ${namespace}/${server.metadata.name}`,
+      );
+  }
+  return reserved;
 }
 
 export function createManifestSecretSource(
   secrets: readonly SecretManifest[],
+  reservedSecrets: ReadonlyMap<string, string> = new Map(),
 ): ManifestSecretSource {
   let byName = index(secrets);
+  let reserved = reservedSecrets;
   return {
     read({ namespace, name, key }) {
+      const why = reserved.get(`${namespace}/${name}`);
+      if (why !== undefined) return Promise.resolve({ found: false, missing: 'reserved', why });
       const secret = byName.get(`${namespace}/${name}`);
       if (secret === undefined) return Promise.resolve({ found: false, missing: 'secret' });
       const encoded = Object.hasOwn(secret.data, key) ? secret.data[key] : undefined;
       if (encoded === undefined) return Promise.resolve({ found: false, missing: 'key' });
       return Promise.resolve({ found: true, value: Buffer.from(encoded, 'base64') });
     },
-    replace(next) {
+    replace(next, nextReserved) {
       byName = index(next);
+      if (nextReserved !== undefined) reserved = nextReserved;
     },
   };
 }
@@ -143,6 +174,8 @@ export function secretProblem(
   if (!lookup.found) {
     if (lookup.missing === 'secret')
       return `secretEnv ${variable.name}: Secret ${namespace}/${secret} not found`;
+    if (lookup.missing === 'reserved')
+      return `secretEnv ${variable.name}: Secret ${namespace}/${secret} is ${lookup.why}, which tools may not read`;
     return lookup.missing === 'key' ? `${where} is missing` : `${where} cannot be read`;
   }
   if (lookup.value.length > MAX_SECRET_BYTES)

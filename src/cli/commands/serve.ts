@@ -32,6 +32,7 @@ import {
 import { createSandboxExecutor } from '../../executor/sandbox-executor.ts';
 import {
   createManifestSecretSource,
+  reservedManifestSecrets,
   secretEnvProblems,
   type ManifestSecretSource,
 } from '../../executor/secrets.ts';
@@ -280,7 +281,10 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
 
   // Tools' secretEnv values come from the Secret manifests, read per call; a reload swaps them.
-  const secretSource = createManifestSecretSource(manifests.secrets);
+  const secretSource = createManifestSecretSource(
+    manifests.secrets,
+    reservedManifestSecrets(manifests.servers),
+  );
   for (const problem of await secretEnvProblems(manifests.servers, secretSource))
     io.stderr(`mcpworks serve: warning: ${problem}\n`);
 
@@ -485,7 +489,7 @@ function startWatching(
       const built = buildSnapshots(manifests, revision + 1);
       revision += 1;
       // Before the snapshots: a tool that gains a secretEnv finds its Secret already there.
-      secretSource.replace(manifests.secrets);
+      secretSource.replace(manifests.secrets, reservedManifestSecrets(manifests.servers));
       for (const snapshot of built.snapshots) {
         const key = serverKeyOf(snapshot);
         const source = sources.get(key);
