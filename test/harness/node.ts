@@ -10,7 +10,9 @@
 // Pod and Service addresses exist only on this machine: the node has a bridge of its own, pods
 // get routes for the pod and Service ranges only (no default route), CoreDNS answers
 // cluster.local and NXDOMAIN for anything else, and an nftables guard (see guardRuleset) drops
-// whatever would leave by another interface; guardCounters() reads its counters. Teardown (also
+// whatever would leave by another interface; guardCounters() reads its counters. A test's own
+// "outside" (`outsideAddresses`) is addresses on a host veth pair that pods get /32 routes to:
+// delivered on the host, never forwarded, so a server the test binds there is what pods reach. Teardown (also
 // after a crash, see node-host.ts) stops every process by pid, unmounts, and restores the host.
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
