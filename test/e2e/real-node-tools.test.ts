@@ -639,3 +639,70 @@ step(
     assert.equal((await cluster.guardCounters()).leaked, 0);
   },
 );
+
+step(
+  '10. a missing Secret key: the McpServer is Degraded, its tool fails, the others work',
+  async () => {
+    const missing = {
+      name: 'missing_key',
+      description: 'Reads a key the Secret does not have.',
+      runtime: 'python',
+      timeoutSeconds: 10,
+      secretEnv: [{ name: 'ABSENT', secretKeyRef: { name: 'ticket-api-token', key: 'absent' } }],
+      code: py('return "ran"'),
+    };
+    await kubectl([
+      '-n',
+      NS,
+      'patch',
+      'mcpserver',
+      'tools',
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'add', path: '/spec/tools/-', value: missing }]),
+    ]);
+    const degraded = await eventually(
+      'tools Degraded (SecretKeyNotFound)',
+      async () => {
+        const s = await getJson<{
+          metadata: { generation: number };
+          status?: {
+            observedGeneration?: number;
+            conditions?: { type: string; status: string; reason?: string; message?: string }[];
+          };
+        }>(['-n', NS, 'get', 'mcpserver', 'tools']);
+        const c = s.status?.conditions?.find((c) => c.type === 'Degraded');
+        return s.status?.observedGeneration === s.metadata.generation && c?.status === 'True'
+          ? c
+          : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    );
+    assert.equal(degraded.reason, 'SecretKeyNotFound', JSON.stringify(degraded));
+    assert.match(
+      degraded.message ?? '',
+      /ticket-api-token has no key "absent".*ABSENT of tool missing_key/,
+    );
+    assert.ok(!(degraded.message ?? '').includes(token));
+    for (const component of ['executor', 'gateway']) {
+      await kubectl(
+        ['-n', NS, 'rollout', 'status', `deployment/tools-${component}`, '--timeout=120s'],
+        undefined,
+        130_000,
+      );
+    }
+    const broken = await eventually(
+      'the new tool is served',
+      async () => {
+        const r = await call('missing_key');
+        return /unknown tool|not found/i.test(r.text ?? r.error ?? '') ? undefined : r;
+      },
+      { timeoutMs: 60_000, intervalMs: 1000 },
+    );
+    assert.equal(broken.ok, false, JSON.stringify(broken));
+    assert.doesNotMatch(broken.text ?? '', /ran/);
+    const ticket = await callOutside('get_ticket', { id: KNOWN_TICKET.id });
+    assert.equal(ticket.r.ok, true, JSON.stringify(ticket));
+    assert.equal(ticket.events.filter((e) => e.kind === 'request').length, 1);
+  },
+);
