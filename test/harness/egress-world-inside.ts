@@ -6,27 +6,19 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { appendFileSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { TLSSocket } from 'node:tls';
 import {
   WORLD,
-  WORLD_CERT,
   WORLD_ENV,
   WORLD_INTERFACE_ADDRESSES,
-  WORLD_KEY,
   worldHostsFile,
   worldNsswitch,
-  type RecordedRequest,
   type WorldApp,
   type WorldEvent,
 } from './egress-world.ts';
-
-const MAX_BODY = 64 * 1024;
+import { echoApp, listen, recordingServers } from './egress-world-server.ts';
 
 function parseArgs(argv: string[]): { dir: string; app?: string; command: string[] } {
   const split = argv.indexOf('--');
@@ -87,11 +79,6 @@ function bindNameFiles(dir: string): void {
     execFileSync('mount', ['--bind', join(dir, 'nsswitch.conf'), '/etc/nsswitch.conf']);
 }
 
-const echoApp: WorldApp = (request) => ({
-  status: 200,
-  body: { world: true, method: request.method, host: request.host, path: request.path },
-});
-
 async function loadApp(path: string | undefined): Promise<WorldApp> {
   if (!path) return echoApp;
   const mod = (await import(pathToFileURL(path).href)) as { default?: WorldApp };
@@ -105,75 +92,6 @@ function recorder(dir: string): (event: WorldEvent) => void {
   // Synchronous, so an event is on disk before the response that follows it is sent.
   return (event) => appendFileSync(file, JSON.stringify(event) + '\n');
 }
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      if (size < MAX_BODY) chunks.push(chunk);
-      size += chunk.length;
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8').slice(0, MAX_BODY)));
-    req.on('error', reject);
-  });
-}
-
-function serve(
-  server: Server,
-  protocol: 'https' | 'http',
-  app: WorldApp,
-  record: (e: WorldEvent) => void,
-): void {
-  server.on('connection', (socket: Socket) => {
-    record({
-      kind: 'connection',
-      protocol,
-      localAddress: socket.localAddress ?? '',
-      localPort: socket.localPort ?? 0,
-      remoteAddress: socket.remoteAddress ?? '',
-    });
-  });
-  server.on('request', (req: IncomingMessage, res) => {
-    void (async () => {
-      const socket = req.socket;
-      const request: RecordedRequest = {
-        kind: 'request',
-        protocol,
-        localAddress: socket.localAddress ?? '',
-        localPort: socket.localPort ?? 0,
-        ...(protocol === 'https'
-          ? { servername: ((socket as TLSSocket).servername as string | false) || '' }
-          : {}),
-        method: req.method ?? '',
-        host: req.headers.host ?? '',
-        path: req.url ?? '',
-        headers: req.headers,
-        body: await readBody(req),
-      };
-      record(request);
-      let response;
-      try {
-        response = await app(request);
-      } catch (err) {
-        response = { status: 500, body: { error: String(err) } };
-      }
-      const body =
-        typeof response.body === 'string' ? response.body : JSON.stringify(response.body ?? {});
-      res.writeHead(response.status, {
-        'content-type': typeof response.body === 'string' ? 'text/plain' : 'application/json',
-        ...response.headers,
-      });
-      res.end(body);
-    })();
-  });
-}
-
-const listen = (server: Server, port: number) =>
-  new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => resolve());
-  });
 
 async function main(): Promise<void> {
   const { dir, app: appPath, command } = parseArgs(process.argv.slice(2));
@@ -189,13 +107,7 @@ async function main(): Promise<void> {
   );
   const record = recorder(dir);
   const app = await loadApp(appPath);
-  const https = createHttpsServer({
-    cert: readFileSync(WORLD_CERT),
-    key: readFileSync(WORLD_KEY),
-  });
-  const http = createHttpServer();
-  serve(https, 'https', app, record);
-  serve(http, 'http', app, record);
+  const { https, http } = recordingServers(app, record);
   await listen(https, WORLD.httpsPort);
   await listen(http, WORLD.httpPort);
   const udp = createSocket('udp4');

@@ -50,6 +50,18 @@ export const PACKAGES_IMAGE = {
   ref: 'docker.io/mcpworks/sandbox-packages:0.1.0',
 } as const;
 
+/**
+ * An executor image that trusts the egress world's test CA (test/fixtures/egress-world), built
+ * FROM another executor image: what the real-node tests deploy for tools with egress.
+ */
+export const WORLD_CA_IMAGE = {
+  dockerfile: 'test/fixtures/egress-world/executor.Dockerfile',
+  contextDir: 'test/fixtures/egress-world',
+  /** The context files the Dockerfile uses (the cache key's inputs besides the Dockerfile). */
+  inputs: ['test/fixtures/egress-world/ca.crt'],
+  ref: 'docker.io/mcpworks/sandbox-world-ca:0.1.0',
+} as const;
+
 export interface ImageSpec {
   name: ImageName;
   /** Relative to the repository root. */
@@ -61,7 +73,7 @@ export interface ImageSpec {
 }
 
 export interface ProjectImage {
-  name: ImageName | 'packages';
+  name: ImageName | 'packages' | 'world-ca';
   ref: string;
   tar: string;
   key: string;
@@ -424,6 +436,46 @@ export async function ensurePackagesImage(
         key: hash.digest('hex').slice(0, 16),
         contextDir: join(repoRoot, PACKAGES_IMAGE.contextDir),
         buildArgs: { SANDBOX_IMAGE: images.sandbox.ref, NODE_IMAGE: images.base.ref },
+      },
+      dir,
+      buildMounts(join(dir, 'build-mounts'), pins.debianRelease),
+      log,
+    );
+    await buildah.run(['rm', '--all']);
+    return image;
+  });
+}
+
+/**
+ * The executor image `from` (the sandbox image or the packages image) with the egress world's
+ * test CA added to its system bundle, built (or found in the cache) with the same tooling; its
+ * key follows `from`'s and the Dockerfile's and CA's bytes.
+ */
+export async function ensureWorldCaImage(
+  from: ProjectImage,
+  options: { env?: NodeJS.ProcessEnv; log?: (line: string) => void } = {},
+): Promise<ProjectImage> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dir = imagesDir(env);
+  return withLock(join(dir, 'lock'), async () => {
+    const buildah = openBuildah(env, 'build.log');
+    const pins = readImagePins();
+    const hash = createHash('sha256');
+    hash.update(`recipe ${BUILD_RECIPE}\nfrom ${from.ref} ${from.key}\n`);
+    for (const file of [WORLD_CA_IMAGE.dockerfile, ...WORLD_CA_IMAGE.inputs]) {
+      hash.update(`${file}\0`);
+      hash.update(readFileSync(join(repoRoot, file)));
+    }
+    if (!(await buildah.hasImage(from.ref)))
+      throw new Error(`${from.ref} is not in the build store; build it first`);
+    const image = await ensureImage(
+      buildah,
+      { name: 'world-ca', dockerfile: WORLD_CA_IMAGE.dockerfile, ref: WORLD_CA_IMAGE.ref },
+      {
+        key: hash.digest('hex').slice(0, 16),
+        contextDir: join(repoRoot, WORLD_CA_IMAGE.contextDir),
+        buildArgs: { EXECUTOR_IMAGE: from.ref },
       },
       dir,
       buildMounts(join(dir, 'build-mounts'), pins.debianRelease),

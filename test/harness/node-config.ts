@@ -24,6 +24,14 @@ export const NODE_NETWORK: NodeNetwork = {
   kubernetesServiceIp: '10.213.1.1',
 };
 
+/**
+ * The test's "outside": a veth pair with both ends on the host (no `dummy` module needed) whose
+ * first end carries the addresses a test gives it (each a /32). A pod's packet to one of them is
+ * routed to the bridge's address (cniConflist) and, the address being local to the host,
+ * delivered there (INPUT), never forwarded: the guard stays as it is. Removed on teardown.
+ */
+export const OUTSIDE_LINK = { name: 'mcpwx0', peer: 'mcpwx1' } as const;
+
 /** The nftables table (family inet) that guards the node's traffic, and its counters. */
 export const GUARD_TABLE = 'mcpworks_node';
 export const GUARD_COUNTERS = ['forward_dropped', 'egress_dropped', 'leaked'] as const;
@@ -92,8 +100,11 @@ export function containerdConfig(l: NodeLayout): string {
 /** hosts.toml for the `_default` registry: a closed port on loopback. */
 export const registryHostsToml = (): string => 'server = "http://127.0.0.1:9"\n';
 
-/** CNI: the bridge with host-local addresses, routes only for pods and Services, no masquerade. */
-export function cniConflist(l: NodeLayout): string {
+/**
+ * CNI: the bridge with host-local addresses, routes only for pods and Services (and each of the
+ * test's `outside` addresses, a /32 by the bridge), no masquerade.
+ */
+export function cniConflist(l: NodeLayout, outside: readonly string[] = []): string {
   const { net } = l;
   return JSON.stringify(
     {
@@ -114,7 +125,10 @@ export function cniConflist(l: NodeLayout): string {
               [{ subnet: net.podCidr, rangeStart: offset(net.address, 9), gateway: net.address }],
             ],
             // No default route: a connect to any other address fails with ENETUNREACH.
-            routes: [{ dst: net.serviceCidr, gw: net.address }],
+            routes: [
+              { dst: net.serviceCidr, gw: net.address },
+              ...outside.map((address) => ({ dst: `${ipv4(address)}/32`, gw: net.address })),
+            ],
           },
         },
         { type: 'portmap', capabilities: { portMappings: true } },
@@ -123,6 +137,14 @@ export function cniConflist(l: NodeLayout): string {
     null,
     2,
   );
+}
+
+/** `address` if it is a dotted IPv4 address; throws otherwise. */
+export function ipv4(address: string): string {
+  const parts = address.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255))
+    throw new Error(`not an IPv4 address: ${address}`);
+  return address;
 }
 
 /** The address `n` after `ip` within its /24. */

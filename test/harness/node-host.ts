@@ -1,6 +1,6 @@
 // What the test node changes on the host, recorded before it starts and undone on teardown:
 // sysctls, directories kubelet and the plugins hard-code, iptables chains, nftables tables, the
-// bridge, pod network namespaces, mounts, cgroups and every process it started. One node runs
+// bridge, the test's outside link (OUTSIDE_LINK), pod network namespaces, mounts, cgroups and every process it started. One node runs
 // per machine (these are machine-wide); a state file under /run/mcpworks-node holds the record,
 // so teardown also happens after the owning test process died: by the reaper (node-reaper.ts),
 // by the next startNodeCluster, or by `dev-cluster down`.
@@ -67,6 +67,11 @@ export interface NodeState {
   kubepodsCgroups: string[];
   /** The cgroup v2 the components run in (the guard limits its sockets); removed on teardown. */
   componentCgroup: string;
+  /**
+   * The outside link and the addresses it carries, recorded before it is made (a run that
+   * crashes in between leaves nothing the next one does not remove); absent: none.
+   */
+  outside?: { link: string; addresses: string[] };
 }
 
 /** The cgroup v2 mount: /sys/fs/cgroup/unified on hybrid cgroup v1 machines. */
@@ -403,6 +408,13 @@ export async function tearDownHost(state: NodeState): Promise<string[]> {
     }
   });
   await attempt('nft tables', () => removeNewEmptyTables(state.nftTablesBefore));
+  if (state.outside) {
+    const { link } = state.outside;
+    // Deleting one end of the pair deletes both, and the addresses with them.
+    await attempt(`outside link ${link}`, async () => {
+      if (existsSync(`/sys/class/net/${link}`)) await run('ip', ['link', 'delete', link]);
+    });
+  }
   await attempt(`bridge ${state.net.bridge}`, async () => {
     if (existsSync(`/sys/class/net/${state.net.bridge}`)) {
       await run('ip', ['link', 'delete', state.net.bridge]);

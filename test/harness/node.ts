@@ -10,7 +10,9 @@
 // Pod and Service addresses exist only on this machine: the node has a bridge of its own, pods
 // get routes for the pod and Service ranges only (no default route), CoreDNS answers
 // cluster.local and NXDOMAIN for anything else, and an nftables guard (see guardRuleset) drops
-// whatever would leave by another interface; guardCounters() reads its counters. Teardown (also
+// whatever would leave by another interface; guardCounters() reads its counters. A test's own
+// "outside" (`outsideAddresses`) is addresses on a host veth pair that pods get /32 routes to:
+// delivered on the host, never forwarded, so a server the test binds there is what pods reach. Teardown (also
 // after a crash, see node-host.ts) stops every process by pid, unmounts, and restores the host.
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -34,6 +36,8 @@ import {
   GUARD_COUNTERS,
   GUARD_TABLE,
   guardRuleset,
+  ipv4,
+  OUTSIDE_LINK,
   kubeletConfig,
   kubeProxyConfig,
   NODE_NETWORK,
@@ -74,6 +78,12 @@ export interface NodeClusterOptions {
   onLocked?: () => void | Promise<void>;
   /** Names CoreDNS answers with these IPv4 addresses (the test's "outside" hosts). */
   dnsAnswers?: Readonly<Record<string, string>>;
+  /**
+   * IPv4 addresses the host takes on for the test (OUTSIDE_LINK) and pods get a route to: a
+   * server the test binds to one of them is what a pod reaches as "the outside". None may be on
+   * the host already or in the node's ranges.
+   */
+  outsideAddresses?: readonly string[];
 }
 
 export interface StopOptions {
@@ -216,6 +226,11 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     );
   }
 
+  const outside = [...(opts.outsideAddresses ?? [])].map(ipv4);
+  const inNodeRanges = (a: string) => [net.podCidr, net.serviceCidr].some((c) => inCidr(a, c));
+  if (outside.some(inNodeRanges))
+    throw new Error(`test node: outside addresses ${outside} overlap the node's ranges`);
+
   const owner = processRef('owner', process.pid);
   await acquireNodeLock(owner, opts.lockTimeoutMs ?? 600_000);
   try {
@@ -237,6 +252,14 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
   let state: NodeState;
   try {
     state = await recordHost(owner, dir, net, socket);
+    if (outside.length > 0) {
+      const held = await hostAddresses();
+      const taken = outside.filter((a) => held.includes(a));
+      if (taken.length > 0) throw new Error(`test node: the host already has ${taken}`);
+      if ((await hostLinks()).includes(OUTSIDE_LINK.name))
+        throw new Error(`test node: ${OUTSIDE_LINK.name} exists and is not this node's`);
+      state.outside = { link: OUTSIDE_LINK.name, addresses: outside };
+    }
     await writeState(state);
   } catch (err) {
     await releaseNodeLock();
@@ -302,6 +325,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       componentCgroup: relative('/sys/fs/cgroup', state.componentCgroup),
       forwardOnlyOnBridge: state.sysctls['net.ipv4.ip_forward'] === '0',
     });
+    if (state.outside) await setUpOutside(state.outside.addresses);
 
     cp = await startControlPlane({
       node: {
@@ -347,7 +371,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     await Promise.all([
       writeFile(join(dir, 'containerd.toml'), containerdConfig(layout)),
       writeFile(join(registryHostsDir(layout), '_default', 'hosts.toml'), registryHostsToml()),
-      writeFile(join(cniConfDir(layout), '10-mcpworks.conflist'), cniConflist(layout)),
+      writeFile(join(cniConfDir(layout), '10-mcpworks.conflist'), cniConflist(layout, outside)),
       writeFile(resolvConf, `nameserver ${net.address}\n`),
       writeFile(
         join(dir, 'kubelet.yaml'),
@@ -469,6 +493,35 @@ async function setUpNetwork(net: NodeNetwork, guard: GuardOptions): Promise<void
   await sh('ip', ['link', 'set', net.bridge, 'up']);
   // Host traffic to an unallocated ClusterIP stays on the bridge instead of the default route.
   await sh('ip', ['route', 'add', net.serviceCidr, 'dev', net.bridge, 'src', net.address]);
+}
+
+/** The outside link: a veth pair on the host, its first end carrying `addresses` (/32 each). */
+async function setUpOutside(addresses: readonly string[]): Promise<void> {
+  const { name, peer } = OUTSIDE_LINK;
+  await sh('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', peer]);
+  for (const link of [name, peer]) {
+    await writeFile(`/proc/sys/net/ipv6/conf/${link}/disable_ipv6`, '1\n');
+    await sh('ip', ['link', 'set', link, 'up']);
+  }
+  for (const address of addresses) await sh('ip', ['addr', 'add', `${address}/32`, 'dev', name]);
+}
+
+async function hostAddresses(): Promise<string[]> {
+  const { stdout } = await sh('ip', ['-o', '-4', 'addr', 'show']);
+  return [...stdout.matchAll(/\binet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]!);
+}
+
+async function hostLinks(): Promise<string[]> {
+  const { stdout } = await sh('ip', ['-o', 'link', 'show']);
+  return [...stdout.matchAll(/^\d+: ([^:@\s]+)/gm)].map((m) => m[1]!);
+}
+
+/** Whether the IPv4 `address` is in `cidr` (a.b.c.d/n). */
+export function inCidr(address: string, cidr: string): boolean {
+  const [base = '', bits = '32'] = cidr.split('/');
+  const n = (a: string) => a.split('.').reduce((acc, p) => acc * 256 + Number(p), 0);
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(n(address) / size) === Math.floor(n(base) / size);
 }
 
 export async function guardCounters(): Promise<Record<(typeof GUARD_COUNTERS)[number], number>> {

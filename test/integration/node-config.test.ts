@@ -12,6 +12,7 @@ import {
   registryHostsToml,
   type NodeLayout,
 } from '../harness/node-config.ts';
+import { inCidr } from '../harness/node.ts';
 
 const layout = (over: Partial<NodeLayout> = {}): NodeLayout => ({
   dir: '/state',
@@ -32,6 +33,27 @@ test('pods get routes for the pod and Service ranges only: no default route, no 
     bridge.ipam.routes.map((r: { dst: string }) => r.dst),
     [NODE_NETWORK.serviceCidr],
   );
+});
+
+test("the test's outside addresses: a /32 route each by the bridge, nothing wider", () => {
+  const conf = JSON.parse(cniConflist(layout(), ['203.0.114.10', '203.0.114.11']));
+  assert.deepEqual(conf.plugins[0].ipam.routes, [
+    { dst: NODE_NETWORK.serviceCidr, gw: NODE_NETWORK.address },
+    { dst: '203.0.114.10/32', gw: NODE_NETWORK.address },
+    { dst: '203.0.114.11/32', gw: NODE_NETWORK.address },
+  ]);
+  assert.equal(conf.plugins[0].isDefaultGateway, false);
+  for (const bad of ['0.0.0.0/0', '203.0.114.300', 'tickets.example.com', '::1'])
+    assert.throws(() => cniConflist(layout(), [bad]), /not an IPv4 address/, bad);
+});
+
+test('inCidr tells addresses in the node ranges from outside ones', () => {
+  assert.equal(inCidr('10.213.0.77', NODE_NETWORK.podCidr), true);
+  assert.equal(inCidr('10.213.1.1', NODE_NETWORK.serviceCidr), true);
+  assert.equal(inCidr('10.213.1.1', NODE_NETWORK.podCidr), false);
+  assert.equal(inCidr('203.0.114.10', '203.0.114.10/32'), true);
+  assert.equal(inCidr('203.0.114.11', '203.0.114.10/32'), false);
+  assert.equal(inCidr('203.0.114.10', '0.0.0.0/0'), true);
 });
 
 test('CoreDNS forwards nothing: every name outside the cluster zones is NXDOMAIN', () => {

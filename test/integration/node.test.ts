@@ -24,6 +24,8 @@ import { startNodeCluster, type NodeCluster } from '../harness/node.ts';
 import { eventually } from '../harness/wait.ts';
 
 /** What the node may change on the host; equal before start and after stop. */
+const OUTSIDE_ADDRESS = '203.0.114.10';
+
 function hostSnapshot() {
   const read = (key: string) => {
     try {
@@ -46,6 +48,8 @@ function hostSnapshot() {
       .map((l) => l.split(':')[1]?.trim() ?? '')
       .filter((name) => name.startsWith('mcpw'))
       .sort(),
+    // The outside addresses the teardown test gives the host.
+    outside: cmd('ip', ['-o', '-4', 'addr', 'show']).includes(OUTSIDE_ADDRESS),
   };
 }
 
@@ -319,7 +323,7 @@ describe('a real node joined to the test control plane', () => {
 });
 
 describe('teardown without stop()', () => {
-  test('SIGKILL of the owning process: the reaper restores the host', async () => {
+  test('SIGKILL of the owning process: the reaper restores the host, outside link included', async () => {
     // Host snapshots are taken holding the node lock: another test's node may run meanwhile.
     const me = processRef('test', process.pid);
     const underLock = async <T>(fn: () => T): Promise<T> => {
@@ -336,9 +340,9 @@ describe('teardown without stop()', () => {
     const script = `
       import { startNodeCluster } from ${JSON.stringify(harness)};
       import { readState } from ${JSON.stringify(host)};
-      await startNodeCluster();
-      const { owner, dir, processes } = await readState();
-      console.log(JSON.stringify({ owner, dir, processes }));
+      await startNodeCluster({ outsideAddresses: [${JSON.stringify(OUTSIDE_ADDRESS)}] });
+      const { owner, dir, processes, outside } = await readState();
+      console.log(JSON.stringify({ owner, dir, processes, outside }));
       setInterval(() => {}, 1000);
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
@@ -351,8 +355,15 @@ describe('teardown without stop()', () => {
       break;
     }
     assert.ok(line, 'the child started no node');
-    const node = JSON.parse(line) as { owner: ProcessRef; dir: string; processes: ProcessRef[] };
+    const node = JSON.parse(line) as {
+      owner: ProcessRef;
+      dir: string;
+      processes: ProcessRef[];
+      outside?: { link: string; addresses: string[] };
+    };
     assert.equal(node.processes.length, 5);
+    assert.deepEqual(node.outside, { link: 'mcpwx0', addresses: [OUTSIDE_ADDRESS] });
+    assert.equal(hostSnapshot().outside, true, 'the host took on the outside address');
     assert.ok(node.processes.every(isAlive));
     child.kill('SIGKILL');
     await exited;
