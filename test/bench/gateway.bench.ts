@@ -444,6 +444,10 @@ export default async function bench(ctx: BenchContext): Promise<BenchFigure[]> {
       ratio: round(percentile(e2e, 99) / e2eP50, 3),
       goal: '<= 3x p50',
       met: percentile(e2e, 99) <= 3 * e2eP50,
+      whenNotMet:
+        'the p99 is the one call in 100 that meets a warm-pool refill (a fork and an ' +
+        "interpreter start on one of the 2 cores) or a GC pause; the refill's delay keeps it " +
+        'out of most calls (met on an idle machine), not out of all while other work runs.',
     },
   );
   return figures;
