@@ -230,7 +230,13 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       // Not ready at once (the endpoints drop this pod), but calls still accepted meanwhile: a
       // gateway that resolved the pod a moment ago must not find its port closed.
       service.markStopping();
-      void new Promise((r) => setTimeout(r, shutdownDelaySeconds * 1000))
+      // Without a delay, refuse new calls at once: not a timer tick later, when a caller that saw
+      // readiness drop may already have sent one.
+      const delay =
+        shutdownDelaySeconds > 0
+          ? new Promise((r) => setTimeout(r, shutdownDelaySeconds * 1000))
+          : Promise.resolve();
+      void delay
         .then(() => {
           logger.info({ inFlight: service.inFlight }, 'draining');
           return service.drain(drainSeconds * 1000);
