@@ -71,6 +71,7 @@ import {
   SandboxOutcome,
   type SandboxExecutor,
   type SandboxExecutorOptions,
+  type ResolvedTool,
   type ToolCallRequest,
   type RuntimePaths,
   type ToolCallResult,
@@ -619,45 +620,72 @@ export async function createSandboxExecutor(
   }
 
   /**
+   * Runs one self-test tool (DEFAULT_LIMITS, no arguments) and tells whether it printed
+   * `expected`; otherwise why not, explained from nsjail's log when it did not start.
+   */
+  async function selfTest(
+    tool: Pick<ResolvedTool, 'name' | 'description' | 'runtime' | 'code'> &
+      Partial<Pick<ResolvedTool, 'egress'>>,
+    expected: string,
+    fromPool: boolean,
+  ): Promise<{ ok: true } | { ok: false; explained?: string; detail: string; jailLog?: string }> {
+    let jailLog: string | undefined;
+    const result = await runOnce(
+      {
+        callId: tool.name,
+        server: { namespace: 'mcpworks-system', name: 'probe' },
+        caller: 'Executor:probe',
+        tool: {
+          ...tool,
+          inputSchema: { type: 'object' },
+          timeoutSeconds: 10,
+          limits: DEFAULT_LIMITS,
+        },
+        arguments: {},
+      },
+      undefined,
+      (log) => (jailLog = log),
+      fromPool,
+    );
+    const text = result.content[0]?.text.trim();
+    const explained = jailLog === undefined ? undefined : explainJailFailure(jailLog);
+    if (explained === undefined && result.outcome === SandboxOutcome.Ok && text === expected)
+      return { ok: true };
+    return {
+      ok: false,
+      ...(explained === undefined ? {} : { explained }),
+      detail: `${result.outcome}: ${result.message ?? text ?? ''}`,
+      ...(jailLog === undefined ? {} : { jailLog }),
+    };
+  }
+
+  /**
    * An egress sandbox must start (its seccomp variant compiles, the directory and the CA bundle
    * bind) and see its relay, socket and bundle. When it cannot, egress alone is unavailable:
    * calls of tools with egress are refused with the reason, the others run. Cold, outside the
    * pool, so no egress sandbox is kept warm before a tool needs one.
    */
   async function probeEgress(): Promise<void> {
-    let jailLog: string | undefined;
-    const result = await runOnce(
+    const test = await selfTest(
       {
-        callId: 'probe-egress',
-        server: { namespace: 'mcpworks-system', name: 'probe' },
-        caller: 'Executor:probe',
-        tool: {
-          name: 'probe-egress',
-          description: 'egress sandbox self-test',
-          runtime: 'python',
-          code: [
-            'import os, socket',
-            'def main(args):',
-            '    socket.create_connection(("127.0.0.1", 3128), timeout=5).close()',
-            '    ok = os.path.exists(os.environ["MCPWORKS_EGRESS_SOCKET"]) and os.path.getsize(os.environ["SSL_CERT_FILE"]) > 0',
-            '    return "egress-ok" if ok else "egress-incomplete"',
-          ].join('\n'),
-          inputSchema: { type: 'object' },
-          timeoutSeconds: 10,
-          limits: DEFAULT_LIMITS,
-          egress: [{ host: 'probe.invalid' }],
-        },
-        arguments: {},
+        name: 'probe-egress',
+        description: 'egress sandbox self-test',
+        runtime: 'python',
+        code: [
+          'import os, socket',
+          'def main(args):',
+          '    socket.create_connection(("127.0.0.1", 3128), timeout=5).close()',
+          '    ok = os.path.exists(os.environ["MCPWORKS_EGRESS_SOCKET"]) and os.path.getsize(os.environ["SSL_CERT_FILE"]) > 0',
+          '    return "egress-ok" if ok else "egress-incomplete"',
+        ].join('\n'),
+        egress: [{ host: 'probe.invalid' }],
       },
-      undefined,
-      (log) => (jailLog = log),
+      'egress-ok',
       false,
     );
-    const text = result.content[0]?.text.trim();
-    if (result.outcome === SandboxOutcome.Ok && text === 'egress-ok') return;
-    const explained = jailLog === undefined ? undefined : explainJailFailure(jailLog);
-    const reason = `the egress sandbox self-test failed (${explained ?? `${result.outcome}: ${result.message ?? text ?? ''}`}): tools with egress cannot run on this executor`;
-    logger.error({ jailLog }, reason);
+    if (test.ok) return;
+    const reason = `the egress sandbox self-test failed (${test.explained ?? test.detail}): tools with egress cannot run on this executor`;
+    logger.error({ jailLog: test.jailLog }, reason);
     egressSetup = { unavailable: reason };
   }
 
@@ -682,34 +710,18 @@ export async function createSandboxExecutor(
       } finally {
         await check.remove().catch(() => undefined);
       }
-      let jailLog: string | undefined;
-      const result = await runOnce(
+      const test = await selfTest(
         {
-          callId: 'probe',
-          server: { namespace: 'mcpworks-system', name: 'probe' },
-          caller: 'Executor:probe',
-          tool: {
-            name: 'probe',
-            description: 'sandbox self-test',
-            runtime: 'bash',
-            code: 'n=$(grep -c : /proc/net/dev); [ "$EUID" = 65534 ] && [ "$n" = 1 ] && [ "$(cat /proc/self/uid_map | tr -s " ")" = " 65534 65534 1" ] && echo sandbox-ok',
-            inputSchema: { type: 'object' },
-            timeoutSeconds: 10,
-            limits: DEFAULT_LIMITS,
-          },
-          arguments: {},
+          name: 'probe',
+          description: 'sandbox self-test',
+          runtime: 'bash',
+          code: 'n=$(grep -c : /proc/net/dev); [ "$EUID" = 65534 ] && [ "$n" = 1 ] && [ "$(cat /proc/self/uid_map | tr -s " ")" = " 65534 65534 1" ] && echo sandbox-ok',
         },
-        undefined,
-        (log) => (jailLog = log),
+        'sandbox-ok',
+        true,
       );
-      const text = result.content[0]?.text.trim();
-      const explained = jailLog === undefined ? undefined : explainJailFailure(jailLog);
-      if (explained !== undefined) throw unavailable(explained);
-      if (result.outcome !== SandboxOutcome.Ok || text !== 'sandbox-ok') {
-        throw unavailable(
-          `the sandbox self-test failed (${result.outcome}: ${result.message ?? text ?? ''})`,
-        );
-      }
+      if (!test.ok)
+        throw unavailable(test.explained ?? `the sandbox self-test failed (${test.detail})`);
       if ('egress' in egressSetup) await probeEgress();
       probed = true;
       for (const runtime of RUNTIMES) pool.register(runtime, DEFAULT_LIMITS);

@@ -59,6 +59,13 @@ export type ToolLimits = z.infer<typeof ToolLimitsSchema>;
 
 export { RESERVED_ENV_NAMES };
 
+/** A Secret data key, as the API server accepts one. */
+const SecretDataKeySchema = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid Secret key' });
+
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const EnvNameSchema = z
   .string()
@@ -76,12 +83,7 @@ export const SecretEnvVarSchema = withRules(
     secretKeyRef: z
       .strictObject({
         name: DnsSubdomainSchema.describe('The Secret, in the namespace of the McpServer.'),
-        key: z
-          .string()
-          .min(1)
-          .max(253)
-          .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid Secret key' })
-          .describe('The Secret data key holding the value.'),
+        key: SecretDataKeySchema.describe('The Secret data key holding the value.'),
       })
       .describe('Where the value comes from.'),
   }),
@@ -193,12 +195,7 @@ export type Tool = z.infer<typeof ToolSchema>;
 
 export const SecretKeyRefSchema = z.strictObject({
   name: DnsSubdomainSchema,
-  key: z
-    .string()
-    .min(1)
-    .max(253)
-    .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid Secret key' })
-    .optional(),
+  key: SecretDataKeySchema.optional(),
 });
 
 export const AuthSchema = withRules(
@@ -345,13 +342,9 @@ export const AuditSpecSchema = z.strictObject({
   signingKeySecretRef: z
     .strictObject({
       name: DnsSubdomainSchema.describe('The Secret, in the namespace of the McpServer.'),
-      key: z
-        .string()
-        .min(1)
-        .max(253)
-        .regex(/^[-._a-zA-Z0-9]+$/, { message: 'must be a valid Secret key' })
-        .default(AUDIT_SIGNING_KEY_DEFAULT_KEY)
-        .describe(`The Secret data key holding the PEM; default ${AUDIT_SIGNING_KEY_DEFAULT_KEY}.`),
+      key: SecretDataKeySchema.default(AUDIT_SIGNING_KEY_DEFAULT_KEY).describe(
+        `The Secret data key holding the PEM; default ${AUDIT_SIGNING_KEY_DEFAULT_KEY}.`,
+      ),
     })
     .optional()
     .describe(

@@ -183,6 +183,19 @@ interface Tunnel {
   abort(end: TunnelEnd, reason: EgressReason): void;
 }
 
+/** An attempt before anything of it is known: refused as a bad request unless it gets further. */
+function badRequestAttempt(): EgressAttempt {
+  return {
+    host: '',
+    port: 0,
+    allowed: false,
+    reason: EgressReason.BadRequest,
+    bytesUp: 0,
+    bytesDown: 0,
+    durationMs: 0,
+  };
+}
+
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const rules: EgressRule[] = parseEgressRules(options.rules);
   const denials = normaliseDenials(options.denied ?? []);
@@ -219,15 +232,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
 
   function handleConnect(request: IncomingMessage, client: Duplex, head: Buffer): void {
     const started = clock.monotonicMs();
-    const attempt: EgressAttempt = {
-      host: '',
-      port: 0,
-      allowed: false,
-      reason: EgressReason.BadRequest,
-      bytesUp: 0,
-      bytesDown: 0,
-      durationMs: 0,
-    };
+    const attempt = badRequestAttempt();
     let upstream: Socket | undefined;
     /** The 200 went out: from here on a refusal can only close the tunnel. */
     let responded = false;
@@ -535,15 +540,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       return;
     }
     socket.end(refusal(400, EgressReason.BadRequest, 'malformed proxy request'));
-    report({
-      host: '',
-      port: 0,
-      allowed: false,
-      reason: EgressReason.BadRequest,
-      bytesUp: 0,
-      bytesDown: 0,
-      durationMs: 0,
-    });
+    report(badRequestAttempt());
   });
 
   return {
