@@ -138,7 +138,7 @@ test('a stopping executor keeps accepting calls, then drains, within its grace p
   const pod = podSpec(desiredExecutorDeployment(server(), token, DEFAULT_WORKLOAD_OPTIONS));
   assert.ok(pod.containers[0].args.includes('--shutdown-delay-seconds=10'));
   assert.ok(pod.containers[0].args.includes('--drain-seconds=30'));
-  assert.ok(pod.terminationGracePeriodSeconds > 10 + 30);
+  assert.ok(pod.terminationGracePeriodSeconds > 10 + 30 + 6); // delay, drain, idle connections
 });
 
 test('a tool change changes the gateway spec hash; the same spec gives the same hash', () => {

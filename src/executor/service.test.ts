@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createExecutorMetrics } from './metrics.ts';
 import { bearerMatches, createExecutorService, type ExecutorService } from './service.ts';
@@ -130,5 +132,105 @@ describe('executor service', () => {
     while (gate.pending() === 0) await new Promise((resolve) => setImmediate(resolve));
     gate.releaseAll();
     assert.equal((await call).status, 200);
+  });
+});
+
+describe('executor service draining', () => {
+  test('a call running when the drain begins is answered on its connection, which then closes', async () => {
+    const gate = gatedExecutor();
+    const service = createExecutorService({
+      executor: gate.executor,
+      token: TOKEN,
+      maxConcurrency: 2,
+      metrics: createExecutorMetrics({ defaultMetrics: false }),
+    });
+    service.setReady(true);
+    const { port } = await service.listen(0, '127.0.0.1');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const call = () =>
+      new Promise<{ status?: number; connection?: string; reused: boolean }>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/v1/calls',
+            method: 'POST',
+            agent,
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode,
+                ...(res.headers.connection === undefined
+                  ? {}
+                  : { connection: res.headers.connection }),
+                reused: req.reusedSocket,
+              }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(toolCall('python', 'def main(a):\n    return 1')));
+      });
+    const waitPending = async () => {
+      while (gate.pending() === 0) await new Promise((resolve) => setImmediate(resolve));
+    };
+    try {
+      const first = call();
+      await waitPending();
+      gate.releaseAll();
+      const opened = await first;
+      assert.equal(opened.status, 200);
+      assert.equal(opened.reused, false);
+      assert.notEqual(opened.connection, 'close');
+
+      const inFlight = call();
+      await waitPending();
+      const drained = service.drain(5000);
+      gate.releaseAll();
+      const finished = await inFlight;
+      assert.deepEqual(finished, { status: 200, connection: 'close', reused: true });
+
+      await drained;
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  test('an idle connection from before the drain is not cut: the call written on it gets the 503', async () => {
+    const gate = gatedExecutor();
+    const service = createExecutorService({
+      executor: gate.executor,
+      token: TOKEN,
+      maxConcurrency: 2,
+      metrics: createExecutorMetrics({ defaultMetrics: false }),
+    });
+    service.setReady(true);
+    const { port } = await service.listen(0, '127.0.0.1');
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const raw = (body: string) =>
+      `POST /v1/calls HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: Bearer ${TOKEN}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const body = JSON.stringify(toolCall('python', 'def main(a):\n    return 1'));
+    socket.write(raw(body));
+    while (gate.pending() === 0) await new Promise((resolve) => setImmediate(resolve));
+    gate.releaseAll();
+    while (!received.includes('"outcome":"ok"')) await new Promise((r) => setTimeout(r, 5));
+    // The connection is idle and kept alive; the drain begins; the next call is written on it.
+    const drained = service.drain(5000);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(socket.destroyed, false, 'the idle connection was cut by the drain');
+    received = '';
+    socket.write(raw(body));
+    await closed;
+    assert.match(received, /^HTTP\/1\.1 503 /);
+    assert.match(received, /\r\nconnection: close\r\n/i);
+    assert.match(received, /the executor is shutting down/);
+    await drained;
   });
 });

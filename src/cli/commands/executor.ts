@@ -29,7 +29,8 @@ const USAGE = `usage: mcpworks executor [options]
                            /etc/ssl/certs/ca-certificates.crt; none: such tools are refused)
   --warm-pool-size <n>     warm sandboxes per runtime and limit set (default 2)
   --max-concurrency <n>    calls at once; more are refused with 429 (default 8)
-  --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30)
+  --drain-seconds <n>      on SIGTERM, wait this long for running calls (default 30), then up to
+                           6 s for the gateways to close their idle connections
   --shutdown-delay-seconds <n>
                            on SIGTERM, first report not ready and keep accepting calls this long,
                            while the gateways learn the pod is going (default 0)
