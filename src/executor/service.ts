@@ -5,11 +5,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { ZodError } from 'zod';
 import type { Logger } from '../shared/logger.ts';
 import { silentLogger } from '../shared/logger.ts';
 import { isMcpworksError } from '../shared/errors.ts';
+import { gracefulClose } from '../shared/graceful-http.ts';
 import type { ExecutorMetrics } from './metrics.ts';
 import { parseToolCallRequest } from './request-schema.ts';
 import { SandboxOutcome, type ToolCallRequest, type ToolExecutor } from './types.ts';
@@ -104,14 +105,6 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
   let draining = false;
   let inFlight = 0;
   let idle: (() => void) | undefined;
-  /** Open connections, so a drain can wait for the gateways to close their idle ones. */
-  const connections = new Set<Socket>();
-  let allClosed: (() => void) | undefined;
-
-  /** Once draining, every answer closes its connection: the gateway opens a new one elsewhere. */
-  const respond: typeof send = (res, status, body, headers = {}) =>
-    send(res, status, body, draining ? { ...headers, connection: 'close' } : headers);
-
   const reject = (
     res: ServerResponse,
     reason: string,
@@ -121,7 +114,7 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
     headers = {},
   ) => {
     metrics.rejected.inc({ reason });
-    respond(res, status, errorBody(code, message), headers);
+    send(res, status, errorBody(code, message), headers);
   };
 
   async function handleCall(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -209,11 +202,11 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
           'retry-after': '1',
         });
       }
-      respond(res, 200, result);
+      send(res, 200, result);
     } catch (error) {
       const code = isMcpworksError(error) ? error.code : 'Internal';
       logger.error({ err: error }, 'executor request failed');
-      respond(
+      send(
         res,
         code === 'InvalidInput' ? 400 : 500,
         errorBody(code, code === 'InvalidInput' ? 'invalid tool call' : 'internal error'),
@@ -227,34 +220,29 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
 
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/healthz') return respond(res, 200, 'ok\n');
+    if (req.method === 'GET' && path === '/healthz') return send(res, 200, 'ok\n');
     if (req.method === 'GET' && path === '/readyz') {
       return ready && !draining && !stopping
-        ? respond(res, 200, 'ready\n')
-        : respond(res, 503, draining ? 'draining\n' : stopping ? 'stopping\n' : 'not ready\n');
+        ? send(res, 200, 'ready\n')
+        : send(res, 503, draining ? 'draining\n' : stopping ? 'stopping\n' : 'not ready\n');
     }
     if (req.method === 'GET' && path === '/metrics') {
       void metrics.registry.metrics().then(
-        (text) => respond(res, 200, text, { 'content-type': metrics.registry.contentType }),
-        () => respond(res, 500, 'metrics unavailable\n'),
+        (text) => send(res, 200, text, { 'content-type': metrics.registry.contentType }),
+        () => send(res, 500, 'metrics unavailable\n'),
       );
       return;
     }
     if (path === CALLS_PATH) {
       if (req.method !== 'POST')
-        return respond(res, 405, errorBody('MethodNotAllowed', 'use POST'), { allow: 'POST' });
+        return send(res, 405, errorBody('MethodNotAllowed', 'use POST'), { allow: 'POST' });
       void handleCall(req, res);
       return;
     }
-    respond(res, 404, errorBody('NotFound', 'not found'));
+    send(res, 404, errorBody('NotFound', 'not found'));
   });
-  server.on('connection', (socket: Socket) => {
-    connections.add(socket);
-    socket.once('close', () => {
-      connections.delete(socket);
-      if (connections.size === 0) allClosed?.();
-    });
-  });
+  // Once draining, every answer closes its connection: the gateway opens a new one elsewhere.
+  const closer = gracefulClose(server);
   server.requestTimeout = 0; // calls may legitimately run up to the tool's timeout (max 300 s)
   server.headersTimeout = 10_000;
 
@@ -282,6 +270,7 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
     },
     async drain(timeoutMs) {
       draining = true;
+      closer.beginClosing();
       metrics.ready.set(0);
       if (inFlight > 0) {
         await new Promise<void>((resolve) => {
@@ -293,15 +282,8 @@ export function createExecutorService(options: ExecutorServiceOptions): Executor
       // its next call on one: the reset would lose that call, and the client cannot tell it never
       // ran. A call sent on one now gets the 503 above; the rest the gateways close themselves
       // once the keep-alive timeout this server advertises runs out.
-      if (timeoutMs > 0 && connections.size > 0) {
-        await new Promise<void>((resolve) => {
-          allClosed = resolve;
-          setTimeout(resolve, server.keepAliveTimeout + 1000).unref();
-        });
-      }
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
-      await closed;
+      if (timeoutMs > 0) await closer.connectionsClosed();
+      await closer.closeNow();
     },
   };
 }

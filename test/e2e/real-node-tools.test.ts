@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { main } from '../../src/cli/main.ts';
 import { WORLD, type WorldEvent } from '../harness/egress-world.ts';
@@ -29,6 +29,14 @@ import { startNodeCluster, type NodeCluster } from '../harness/node.ts';
 import { EXAMPLE_PINS } from '../harness/packages.ts';
 import { repoRoot } from '../harness/paths.ts';
 import { eventually } from '../harness/wait.ts';
+import {
+  dependentSteps,
+  getJson as getJsonOf,
+  kubectlOf,
+  printDiagnostics,
+  runAgent,
+  type CallResult,
+} from './real-node-steps.ts';
 import ticketsApi, {
   EXAMPLE_DIR,
   exampleToken,
@@ -48,77 +56,25 @@ const token = exampleToken();
 /** The world's hosts the outside servers play (the private name resolves, nothing listens). */
 const OUTSIDE_ADDRESSES = [WORLD.apiAddress, WORLD.otherAddress];
 let apiKey = '';
-let failedStep: string | undefined;
-
-const kubectl = (args: string[], input?: string, timeoutMs = 120_000) =>
-  cluster.kubectl(args, { ...(input === undefined ? {} : { input }), timeoutMs });
+const kubectl = kubectlOf(() => cluster);
 const yamlDocs = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 /** The image's name as a pod spec writes it (containerd resolves it to the imported docker.io/ one). */
 const shortRef = (ref: string) => ref.replace(/^docker\.io\//, '');
 
-function step(name: string, fn: () => Promise<void>, timeoutMs = 300_000): void {
-  test(name, { timeout: timeoutMs }, async () => {
-    if (failedStep) throw new Error(`not run: an earlier step failed (${failedStep})`);
-    const started = Date.now();
-    try {
-      await fn();
-    } catch (error) {
-      failedStep = name;
-      await diagnostics();
-      throw error;
-    } finally {
-      console.log(`# ${name}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    }
-  });
-}
+const step = dependentSteps(() =>
+  printDiagnostics(kubectl, {
+    kinds: 'pods,deployments,mcpservers',
+    namespaces: [SYSTEM_NS, NS],
+    serverNamespace: NS,
+    extra: () => `# --- the outside saw\n${JSON.stringify(outside?.events() ?? [])}`,
+  }),
+);
 
-async function diagnostics(): Promise<void> {
-  const show = async (args: string[]) => {
-    const out = await kubectl(args, undefined, 30_000).then(
-      (r) => r.stdout + r.stderr,
-      (e: unknown) => String(e),
-    );
-    console.log(`# --- kubectl ${args.join(' ')}\n${out}`);
-  };
-  await show(['get', 'pods,deployments,mcpservers', '-A', '-o', 'wide']);
-  for (const ns of [SYSTEM_NS, NS]) {
-    await show(['-n', ns, 'describe', 'pods']);
-    await show([
-      '-n',
-      ns,
-      'logs',
-      '--all-containers',
-      '--prefix',
-      '--tail=80',
-      '-l',
-      'app.kubernetes.io/name',
-    ]);
-  }
-  await show(['-n', NS, 'describe', 'mcpservers']);
-  console.log(`# --- the outside saw\n${JSON.stringify(outside?.events() ?? [])}`);
-}
-
-async function getJson<T>(args: string[]): Promise<T> {
-  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as T;
-}
-
-interface CallResult {
-  ok: boolean;
-  isError?: boolean;
-  text?: string;
-  error?: string;
-}
+const getJson = <T>(args: string[]) => getJsonOf<T>(kubectl, args);
 
 /** One call from the agent pod (test/e2e/real-node-client.mjs) with the API key. */
-async function call(tool: string, args: Record<string, unknown> = {}): Promise<CallResult> {
-  const request = { op: 'call', url: URL, token: apiKey, tool, args };
-  const { stdout } = await kubectl(
-    ['-n', NS, 'exec', 'agent', '--', 'node', '/app/e2e/client.mjs', JSON.stringify(request)],
-    undefined,
-    90_000,
-  );
-  return JSON.parse(stdout) as CallResult;
-}
+const call = (tool: string, args: Record<string, unknown> = {}) =>
+  runAgent(kubectl, NS, { op: 'call', url: URL, token: apiKey, tool, args });
 
 /** A call and what the outside recorded while it ran. */
 async function callOutside(

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { stringify } from 'yaml';
 import { main } from '../../src/cli/main.ts';
 import { ensureProjectImages } from '../harness/images.ts';
@@ -17,6 +17,14 @@ import { repoRoot } from '../harness/paths.ts';
 import { freePort } from '../harness/processes.ts';
 import { binary } from '../integration/chart-support.ts';
 import { eventually } from '../harness/wait.ts';
+import {
+  dependentSteps,
+  getJson as getJsonOf,
+  kubectlOf,
+  printDiagnostics,
+  runAgent,
+  type CallResult,
+} from './real-node-steps.ts';
 
 const NS = 'mcp-team';
 const SYSTEM_NS = 'mcpworks-system';
@@ -29,10 +37,7 @@ const API_SERVER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/tok
 const suiteStarted = Date.now();
 let cluster: NodeCluster;
 let apiKey = '';
-let failedStep: string | undefined;
-
-const kubectl = (args: string[], input?: string, timeoutMs = 120_000) =>
-  cluster.kubectl(args, { ...(input === undefined ? {} : { input }), timeoutMs });
+const kubectl = kubectlOf(() => cluster);
 const yamlDocs = (...objects: object[]) => objects.map((o) => stringify(o)).join('---\n');
 
 /** Tells the agent pod's calling loop to stop: it watches for this file. */
@@ -49,76 +54,25 @@ const stopAgentLoop = (file: string) =>
   ]);
 
 /** A step of the walk-through; after a failure the later steps fail too, naming the first. */
-function step(name: string, fn: () => Promise<void>, timeoutMs = 300_000): void {
-  test(name, { timeout: timeoutMs }, async () => {
-    if (failedStep) throw new Error(`not run: an earlier step failed (${failedStep})`);
-    const started = Date.now();
-    try {
-      await fn();
-    } catch (error) {
-      failedStep = name;
-      await diagnostics();
-      throw error;
-    } finally {
-      console.log(`# ${name}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    }
-  });
-}
-
-async function diagnostics(): Promise<void> {
-  const show = async (args: string[]) => {
-    const out = await kubectl(args, undefined, 30_000).then(
-      (r) => r.stdout + r.stderr,
-      (e: unknown) => String(e),
-    );
-    console.log(`# --- kubectl ${args.join(' ')}\n${out}`);
-  };
-  await show(['get', 'pods,deployments,services,mcpservers,agentpolicies', '-A', '-o', 'wide']);
-  for (const ns of [SYSTEM_NS, NS]) {
-    await show(['-n', ns, 'describe', 'pods']);
-    await show(['-n', ns, 'get', 'events', '--sort-by=.lastTimestamp']);
-    await show([
-      '-n',
-      ns,
-      'logs',
-      '--all-containers',
-      '--prefix',
-      '--tail=80',
-      '-l',
-      'app.kubernetes.io/name',
-    ]);
-  }
-  await show(['-n', NS, 'describe', 'mcpservers']);
-}
+const step = dependentSteps(() =>
+  printDiagnostics(kubectl, {
+    kinds: 'pods,deployments,services,mcpservers,agentpolicies',
+    namespaces: [SYSTEM_NS, NS],
+    serverNamespace: NS,
+    events: true,
+  }),
+);
 
 /** Runs the agent script in the client pod (test/e2e/real-node-client.mjs). */
-async function agent<T = CallResult>(
-  request: Record<string, unknown>,
-  timeoutMs = 90_000,
-): Promise<T> {
-  const { stdout } = await kubectl(
-    ['-n', NS, 'exec', 'agent', '--', 'node', '/app/e2e/client.mjs', JSON.stringify(request)],
-    undefined,
-    timeoutMs,
-  );
-  return JSON.parse(stdout) as T;
-}
-
-interface CallResult {
-  ok: boolean;
-  isError?: boolean;
-  text?: string;
-  error?: string;
-}
+const agent = <T = CallResult>(request: Record<string, unknown>, timeoutMs?: number) =>
+  runAgent<T>(kubectl, NS, request, timeoutMs);
 
 const callWithKey = (url: string, tool: string, args: Record<string, unknown> = {}) =>
   agent({ op: 'call', url, token: apiKey, tool, args });
 const callWithToken = (url: string, tool: string, args: Record<string, unknown> = {}) =>
   agent({ op: 'call', url, tokenFile: SA_TOKEN_FILE, tool, args });
 
-async function getJson<T>(args: string[]): Promise<T> {
-  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as T;
-}
+const getJson = <T>(args: string[]) => getJsonOf<T>(kubectl, args);
 
 interface PodList {
   items: {

@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,6 +97,29 @@ test('the gateway serves its McpServer from the cluster and follows a policy cha
   );
   await waitFor('gateway RoleBinding', () => admin.get(Resources.RoleBinding, 'demo-gateway', ns));
 
+  // The executor Service's stand-in: holds each call until the test lets it answer, so a call
+  // is still running when the gateway is told to stop.
+  const held: Array<() => void> = [];
+  const executor = createServer((req, res) => {
+    req.resume();
+    held.push(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          outcome: 'ok',
+          isError: false,
+          content: [{ type: 'text', text: 'echoed' }],
+          durationMs: 1,
+          outputBytes: 6,
+          executor: 'stand-in/warm',
+        }),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => executor.listen(0, '127.0.0.1', resolve));
+  after(() => executor.close());
+  const executorPort = (executor.address() as AddressInfo).port;
+
   const dir = await mkdtemp(join(tmpdir(), 'mcpworks-gw-'));
   const kubeconfigPath = join(dir, 'gateway.kubeconfig');
   await writeFile(
@@ -119,7 +144,7 @@ test('the gateway serves its McpServer from the cluster and follows a policy cha
         ...process.env,
         MCPWORKS_SERVER_NAMESPACE: ns,
         MCPWORKS_SERVER_NAME: 'demo',
-        MCPWORKS_EXECUTOR_URL: 'http://127.0.0.1:9',
+        MCPWORKS_EXECUTOR_URL: `http://127.0.0.1:${executorPort}`,
         MCPWORKS_EXECUTOR_TOKEN: 'test-executor-token',
       },
     },
@@ -152,7 +177,41 @@ test('the gateway serves its McpServer from the cluster and follows a policy cha
   await admin.apply(Resources.AgentPolicy, agentPolicyFor(ns, ['*'], 'agent may use every tool'));
   await waitFor('policy change applied', async () => (await listTools()).length === 2, 10_000, 200);
 
+  // SIGTERM while a call runs and a client holds an idle keep-alive connection: the call is
+  // answered, a request written on the held connection is answered too (with connection: close)
+  // instead of being lost to a reset, and the gateway then exits 0.
+  const caller = new Client({ name: 'test-agent', version: '1.0.0' });
+  await caller.connect(
+    new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${agentToken}` } },
+    }),
+  );
+  const running = caller.callTool({ name: 'echo', arguments: {} });
+  await waitFor('the call reached the executor', () => held.length === 1, 10_000, 20);
+  const heldConnection = connect(port, '127.0.0.1');
+  await once(heldConnection, 'connect');
+  let received = '';
+  heldConnection.on('data', (d: Buffer) => (received += d.toString()));
+  const healthz = 'GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n';
+  heldConnection.write(healthz);
+  await waitFor('the first answer', () => received.includes('ok\n'), 10_000, 20);
+  assert.doesNotMatch(received, /connection: close/i);
+
   gateway.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(heldConnection.destroyed, false, 'the idle connection was cut');
+  received = '';
+  const closed = once(heldConnection, 'close');
+  heldConnection.write(healthz);
+  await closed;
+  assert.match(received, /^HTTP\/1\.1 200 /);
+  assert.match(received, /\r\nconnection: close\r\n/i);
+
+  held.splice(0).forEach((answer) => answer());
+  const result = await running;
+  assert.notEqual(result.isError, true);
+  assert.deepEqual(result.content, [{ type: 'text', text: 'echoed' }]);
+  await caller.close().catch(() => undefined);
   const [code] = await exited;
   assert.equal(code, 0);
   gateway = undefined;

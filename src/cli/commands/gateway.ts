@@ -25,6 +25,7 @@ import { createGatewayMetrics, lastSeqDecisionSink } from '../../gateway/telemet
 import { policyEngine, snapshotAuthenticatorFactory } from '../../gateway/wiring.ts';
 import { createKubeClient } from '../../k8s/client.ts';
 import { systemClock } from '../../shared/clock.ts';
+import { gracefulClose } from '../../shared/graceful-http.ts';
 import { createLogger } from '../../shared/logger.ts';
 import { parseCommandArgs } from '../args.ts';
 import type { CommandIo } from '../io.ts';
@@ -47,6 +48,9 @@ const USAGE = `usage: mcpworks gateway [options]
                         on SIGTERM, keep accepting requests this long before closing (default 0):
                         the Service stops sending new connections only once kube-proxy has seen
                         the pod terminating; the operator sets 5 in gateway pods
+  --drain-seconds <n>   then wait this long at most (default 20) for running calls to be
+                        answered and for clients to close their idle connections (each answer
+                        from then on closes its connection); what is left after it is cut
   The executor token comes from env MCPWORKS_EXECUTOR_TOKEN (the controller's Secret).
 `;
 
@@ -63,6 +67,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       kubeconfig: { type: 'string' },
       'audit-signing-key': { type: 'string' },
       'shutdown-delay-seconds': { type: 'string' },
+      'drain-seconds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -95,6 +100,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   const shutdownDelaySeconds = Number(values['shutdown-delay-seconds'] ?? 0);
   if (!Number.isInteger(shutdownDelaySeconds) || shutdownDelaySeconds < 0) {
     io.stderr('mcpworks gateway: --shutdown-delay-seconds must be a non-negative integer\n');
+    return 2;
+  }
+  const drainSeconds = Number(values['drain-seconds'] ?? 20);
+  if (!Number.isInteger(drainSeconds) || drainSeconds < 0) {
+    io.stderr('mcpworks gateway: --drain-seconds must be a non-negative integer\n');
     return 2;
   }
 
@@ -198,6 +208,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     { requestTimeout: 60_000, headersTimeout: 10_000 },
     createRouter({ apps: [app], registry, logger }),
   );
+  const closer = gracefulClose(http);
   try {
     await new Promise<void>((resolve, reject) => {
       http.once('error', reject);
@@ -214,18 +225,26 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
 
   return new Promise<number>((resolve) => {
     const close = () => {
-      http.close();
-      http.closeIdleConnections();
-      unsubscribeLimits();
-      void app
-        .close()
+      // Still serving: a call running now is answered, and so is one a client writes on a
+      // connection it holds (cutting an idle connection could lose that call to a reset). Every
+      // answer from now on closes its connection; clients close their idle ones themselves.
+      closer.beginClosing();
+      logger.info({ openConnections: closer.openConnections, drainSeconds }, 'draining');
+      void closer
+        .connectionsClosed(drainSeconds * 1000)
+        .then(() => {
+          unsubscribeLimits();
+          return app.close();
+        })
         .then(() => stopEvents())
         .then(() => source.stop())
         .then(() => {
           decisionLog.flush(() => {});
-          http.closeAllConnections();
-          resolve(0);
-        });
+          if (closer.openConnections > 0)
+            logger.warn({ openConnections: closer.openConnections }, 'cutting open connections');
+          return closer.closeNow();
+        })
+        .then(() => resolve(0));
     };
     const stop = (signal: string) => {
       logger.info({ signal, shutdownDelaySeconds }, 'stopping');
