@@ -73,7 +73,10 @@ function auditSigningKey(server: McpServer):
   };
 }
 
-/** Seconds a stopping gateway keeps serving (within the pod's default 30 s grace period). */
+/**
+ * Seconds a stopping gateway keeps serving; its drain (at most 20 s, the gateway's default
+ * --drain-seconds) follows, both within the pod's default 30 s grace period.
+ */
 export const GATEWAY_SHUTDOWN_DELAY_SECONDS = 5;
 
 /**
