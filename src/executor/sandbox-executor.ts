@@ -23,7 +23,12 @@ import { RUNTIMES, type Runtime, type ToolLimits } from '../api/v1alpha1/mcpserv
 import { systemClock } from '../shared/clock.ts';
 import { ErrorCode, McpworksError, isMcpworksError } from '../shared/errors.ts';
 import { silentLogger, type Logger } from '../shared/logger.ts';
-import { egressLogSummary, egressRecords, egressSeccompPolicy } from './egress/jail.ts';
+import {
+  egressLogSummary,
+  egressRecords,
+  egressSeccompPolicy,
+  sandboxReportedAttempts,
+} from './egress/jail.ts';
 import {
   createEgressProxy,
   type EgressAttempt,
@@ -573,6 +578,7 @@ export async function createSandboxExecutor(
         logger.warn({ err: error, callId: request.callId }, 'egress proxy failed to close');
       });
     }
+    if (wantsEgress) attempts.push(...sandboxReportedAttempts(run.frame));
     const egress = wantsEgress ? egressRecords(attempts) : undefined;
     if (run.exitCode === 255 && /\[[EF]\]/.test(run.jailLog) && run.resultBytes === 0) {
       // nsjail never sees the call (values travel on stdin), but its log is redacted anyway.

@@ -496,8 +496,17 @@ if (!world) {
     assert.notEqual(outcome.tcp, 'ok', text(result));
     assert.notEqual(outcome.udp, 'ok', text(result));
     assert.deepEqual(events, []);
-    // Refused by the sandbox, never reaching the proxy: nothing to record.
-    assert.deepEqual(record.egress ?? [], []);
+    // Refused by the sandbox, never reaching the proxy; the tool's runtime reported what it
+    // tried: the look-up create_connection makes first, the connection, the refused UDP socket.
+    assert.deepEqual(
+      record.egress?.map((a) => [a.host, a.port, a.allowed, a.reason]),
+      [
+        [WORLD.apiAddress, 443, false, 'not-proxied'],
+        [WORLD.apiAddress, 443, false, 'not-proxied'],
+        ['', 0, false, 'not-proxied'],
+      ],
+      JSON.stringify(record.egress),
+    );
   });
 
   test('a tool without egress has no network at all, even to the API host', async () => {

@@ -6,7 +6,8 @@
  * createSandboxExecutor; that upstream's address is the only non-public address let through.
  *
  * What the proxy refuses is refused *and recorded* (result.egress). What never reaches the proxy
- * (a direct connect, UDP, raw sockets) is refused by the sandbox itself and so is not recorded.
+ * (a direct connect, UDP, raw sockets, a name look-up) is refused by the sandbox itself; the
+ * tool's runtime (the bootstrap) reports it, recorded as `not-proxied`.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -282,8 +283,20 @@ describe('egress: refused by the proxy, and recorded', () => {
   });
 });
 
-describe('egress: refused by the sandbox itself (never reaches the proxy, so not recorded)', () => {
-  test('a direct TCP connect to a public IP fails: the jail has no route', async () => {
+/** A sandbox-reported attempt (not-proxied), as the executor records it. */
+const notProxied = (kind: string, host: string, port: number) => ({
+  host,
+  port,
+  allowed: false,
+  reason: 'not-proxied',
+  detail: `${kind} without the proxy, refused by the sandbox (reported by the tool's runtime)`,
+  bytesUp: 0,
+  bytesDown: 0,
+  durationMs: 0,
+});
+
+describe('egress: refused by the sandbox itself (never reaches the proxy; the runtime reports it)', () => {
+  test('a direct TCP connect to a public IP fails: the jail has no route; recorded not-proxied', async () => {
     const r = await call(
       'python',
       py(
@@ -294,7 +307,52 @@ describe('egress: refused by the sandbox itself (never reaches the proxy, so not
     );
     assert.equal(r.outcome, 'error');
     assert.match(text(r), /unreachable|OSError|Errno 101/i);
-    assert.deepEqual(r.egress, []);
+    // create_connection looks the address up first (a numeric one resolves without a resolver).
+    assert.deepEqual(r.egress, [
+      notProxied('a name look-up', '1.1.1.1', 443),
+      notProxied('a TCP connection', '1.1.1.1', 443),
+    ]);
+    const n = await call(
+      'node',
+      `const net = require('node:net');
+       function main() { return new Promise((resolve, reject) => { const s = net.connect(443, '1.1.1.1'); s.on('error', reject); s.on('connect', () => resolve('connected')); }); }`,
+      { egress: ALLOWED },
+    );
+    assert.equal(n.outcome, 'error');
+    assert.match(text(n), /ENETUNREACH|unreachable/i);
+    assert.deepEqual(n.egress, [notProxied('a TCP connection', '1.1.1.1', 443)]);
+  });
+
+  test('a name looked up without the proxy fails (no resolver inside); recorded not-proxied', async () => {
+    const r = await call(
+      'python',
+      py('import socket', 'return socket.getaddrinfo("allowed.test", 443)[0][4][0]'),
+      { egress: ALLOWED },
+    );
+    assert.equal(r.outcome, 'error');
+    assert.match(text(r), /gaierror|Name or service not known|Temporary failure/i);
+    assert.deepEqual(r.egress, [notProxied('a name look-up', 'allowed.test', 443)]);
+  });
+
+  test('what the runtime reports is bounded: 16 entries at most', async () => {
+    const r = await call(
+      'python',
+      py(
+        'import socket',
+        [
+          'for i in range(40):',
+          '    try:',
+          '        socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+          '    except PermissionError:',
+          '        pass',
+          'return "done"',
+        ].join('\n'),
+      ),
+      { egress: ALLOWED },
+    );
+    assert.equal(r.outcome, 'ok', text(r));
+    assert.equal(r.egress?.length, 16);
+    assert.ok(r.egress?.every((a) => a.reason === 'not-proxied' && !a.allowed));
   });
 
   test('a UDP socket is refused (python and node)', async () => {
@@ -305,7 +363,7 @@ describe('egress: refused by the sandbox itself (never reaches the proxy, so not
     );
     assert.equal(r.outcome, 'error');
     assert.match(text(r), /PermissionError|Operation not permitted/);
-    assert.deepEqual(r.egress, []);
+    assert.deepEqual(r.egress, [notProxied('a UDP socket', '', 0)]);
     const n = await call(
       'node',
       `const dgram = require('node:dgram');
@@ -314,7 +372,7 @@ describe('egress: refused by the sandbox itself (never reaches the proxy, so not
     );
     assert.equal(n.outcome, 'error');
     assert.match(text(n), /EPERM|not permitted/);
-    assert.deepEqual(n.egress, []);
+    assert.deepEqual(n.egress, [notProxied('a UDP socket', '1.1.1.1', 53)]);
   });
 
   test('raw and packet sockets are refused, and so is a TCP socket of another protocol', async () => {
@@ -337,6 +395,12 @@ describe('egress: refused by the sandbox itself (never reaches the proxy, so not
     );
     assert.equal(r.outcome, 'ok', text(r));
     assert.deepEqual(JSON.parse(text(r)), ['EPERM', 'EPERM', 'EPERM', 'EPERM']);
+    assert.deepEqual(r.egress, [
+      notProxied('a raw socket', '', 0),
+      notProxied('a raw socket', '', 0),
+      notProxied('a socket', '', 0), // SCTP: a stream socket, but not TCP
+      notProxied('a UDP socket', '', 0),
+    ]);
   });
 
   test('the socket directory is read-only inside: the proxy socket cannot be replaced', async () => {

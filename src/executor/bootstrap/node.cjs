@@ -63,6 +63,7 @@ function writeFrame(frame, readUs) {
       ),
     );
   }
+  if (direct.length > 0) text = text.slice(0, -1) + ', "direct": ' + JSON.stringify(direct) + '}';
   text = text.slice(0, -1) + ', "t": [' + readUs + ', ' + micros() + ']}';
   const buffer = Buffer.from(text + '\n', 'utf8'); // the newline ends the frame
   let offset = 0;
@@ -104,6 +105,60 @@ function toolWrapper(code) {
 }
 
 /**
+ * Sockets the tool opened without the proxy (egress sandboxes only), reported with the frame. The
+ * sandbox refuses them whatever this list says; it only tells the record what was tried, and code
+ * that goes around the net and dgram modules (a child process, native code) is not listed.
+ */
+const direct = [];
+const MAX_DIRECT = 16;
+
+function noteDirect(kind, host, port) {
+  if (direct.length >= MAX_DIRECT) return;
+  const p = Number(port);
+  direct.push({
+    kind,
+    host: String(host ?? '').slice(0, 253),
+    port: Number.isInteger(p) && p >= 0 && p <= 65535 ? p : 0,
+  });
+}
+
+/** Notes TCP connects to anything but the relay and every UDP send or connect, then goes on. */
+function watchDirect(relayPort) {
+  const net = require('node:net');
+  const dgram = require('node:dgram');
+  const connect = net.Socket.prototype.connect;
+  net.Socket.prototype.connect = function (...args) {
+    const first = args[0];
+    const options = Array.isArray(first) ? first[0] : first;
+    let host;
+    let port;
+    if (options !== null && typeof options === 'object') {
+      if (options.path === undefined) ({ host = 'localhost', port } = options);
+    } else if (typeof options !== 'string' || /^\d+$/.test(options)) {
+      port = options;
+      host = typeof args[1] === 'string' ? args[1] : 'localhost';
+    }
+    const relay = (host === '127.0.0.1' || host === 'localhost') && Number(port) === relayPort;
+    if (host !== undefined && !relay) noteDirect('tcp', host, port);
+    return connect.apply(this, args);
+  };
+  const send = dgram.Socket.prototype.send;
+  dgram.Socket.prototype.send = function (...args) {
+    const port = args.find(
+      (a, i) => i > 0 && typeof a === 'number' && typeof args[i + 1] !== 'number',
+    );
+    const host = args.find((a, i) => i > 0 && typeof a === 'string');
+    noteDirect('udp', host ?? '', port ?? 0);
+    return send.apply(this, args);
+  };
+  const udpConnect = dgram.Socket.prototype.connect;
+  dgram.Socket.prototype.connect = function (port, address, ...rest) {
+    noteDirect('udp', typeof address === 'string' ? address : '', port);
+    return udpConnect.call(this, port, address, ...rest);
+  };
+}
+
+/**
  * Egress sandboxes only (the executor sets MCPWORKS_EGRESS_SOCKET at spawn): a listener on the
  * proxy address (HTTPS_PROXY, loopback) that forwards each connection to the executor's egress
  * proxy socket. The jail has no other way out; the proxy decides what passes.
@@ -128,7 +183,7 @@ function startRelay() {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', resolve);
-  });
+  }).then(() => watchDirect(port));
 }
 
 async function serve() {

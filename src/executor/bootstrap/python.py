@@ -97,6 +97,75 @@ def _prewarm():
     _dumps({"ok": True, "value": scratch["main"](request["args"])}, allow_nan=False)
 
 
+# Sockets the tool opened without the proxy (egress sandboxes only), reported with the frame.
+# The sandbox refuses them whatever this list says; it only tells the record what was tried, and
+# code that goes around the socket module (ctypes, a subprocess) is not listed.
+_DIRECT = []
+_MAX_DIRECT = 16
+
+
+def _watch_direct(socket, relay_port):
+    """Notes TCP connects to anything but the relay, name look-ups, and sockets of other kinds
+    (UDP, raw: refused at creation), before the call to the real method."""
+    kinds = {socket.SOCK_STREAM: "tcp", socket.SOCK_DGRAM: "udp", socket.SOCK_RAW: "raw"}
+    relay = ("127.0.0.1", "localhost")
+
+    def note(kind, host, port):
+        if len(_DIRECT) < _MAX_DIRECT:
+            _DIRECT.append({"kind": kind, "host": str(host)[:253], "port": port if isinstance(port, int) and 0 <= port <= 65535 else 0})
+
+    def destination(address):
+        if isinstance(address, tuple) and len(address) >= 2:
+            return address[0], address[1]
+        return "", 0
+
+    base = socket.socket
+    init, connect, connect_ex, sendto = base.__init__, base.connect, base.connect_ex, base.sendto
+
+    def checked_init(self, *args, **kwargs):
+        try:
+            init(self, *args, **kwargs)
+        except PermissionError:
+            kind = args[1] if len(args) > 1 else kwargs.get("type", -1)
+            proto = args[2] if len(args) > 2 else kwargs.get("proto", 0)
+            if kind == socket.SOCK_STREAM and proto not in (0, socket.IPPROTO_TCP):
+                kind = None  # SCTP and the like: a stream socket, not TCP
+            note(kinds.get(kind, "other"), "", 0)
+            raise
+
+    def outside(self, address):
+        if self.family not in (socket.AF_INET, socket.AF_INET6):
+            return False
+        host, port = destination(address)
+        return not (host in relay and port == relay_port)
+
+    def checked_connect(self, address):
+        if outside(self, address):
+            note(kinds.get(self.type, "other"), *destination(address))
+        return connect(self, address)
+
+    def checked_connect_ex(self, address):
+        if outside(self, address):
+            note(kinds.get(self.type, "other"), *destination(address))
+        return connect_ex(self, address)
+
+    def checked_sendto(self, data, *rest):
+        if rest and outside(self, rest[-1]):
+            note(kinds.get(self.type, "other"), *destination(rest[-1]))
+        return sendto(self, data, *rest)
+
+    lookup = socket.getaddrinfo
+
+    def checked_getaddrinfo(host, port, *args, **kwargs):
+        name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
+        if name not in (None, "", *relay):
+            note("name", name, port if isinstance(port, int) else 0)
+        return lookup(host, port, *args, **kwargs)
+
+    base.__init__, base.connect, base.connect_ex, base.sendto = checked_init, checked_connect, checked_connect_ex, checked_sendto
+    socket.getaddrinfo = checked_getaddrinfo
+
+
 def _start_relay():
     """Egress sandboxes only (the executor sets MCPWORKS_EGRESS_SOCKET at spawn): a listener on
     the proxy address (HTTPS_PROXY, loopback) that forwards each connection to the executor's
@@ -151,6 +220,7 @@ def _start_relay():
             threading.Thread(target=forward, args=(client,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
+    _watch_direct(socket, port)
 
 
 def _serve():
@@ -185,6 +255,8 @@ def _serve():
     except BaseException:
         pass
     # Both stamps (monotonic µs, the host's clock too) let the executor tell hand-off from work.
+    if _DIRECT:
+        text = text[:-1] + ', "direct": ' + _dumps(_DIRECT) + "}"
     text = text[:-1] + ', "t": [%d, %d]}' % (read_us, _monotonic_ns() // 1000)
     result.write(text + "\n")  # the newline ends the frame: the executor answers at once
     result.close()

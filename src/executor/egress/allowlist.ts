@@ -40,6 +40,11 @@ export const EgressReason = {
   DurationLimit: 'duration-limit',
   ClientClosed: 'client-closed',
   ProxyClosed: 'proxy-closed',
+  /**
+   * Not through the proxy at all: a direct TCP connection, a UDP or raw socket, a name look-up,
+   * refused by the sandbox and reported by the tool's runtime (egress/jail.ts).
+   */
+  NotProxied: 'not-proxied',
 } as const;
 export type EgressReason = (typeof EgressReason)[keyof typeof EgressReason];
 

@@ -10,6 +10,8 @@ import {
   egressRecords,
   egressSeccompPolicy,
   EGRESS_RELAY_PORT,
+  MAX_DIRECT_ATTEMPTS,
+  sandboxReportedAttempts,
 } from './jail.ts';
 
 const attempt = (n: number, allowed = true, reason = 'allowed'): EgressAttempt =>
@@ -90,5 +92,48 @@ describe('egress records', () => {
       denied: 3,
       deniedByReason: { 'not-declared': 2, 'policy-denied': 1 },
     });
+  });
+});
+
+describe('sandboxReportedAttempts', () => {
+  test('turns the frame entries into refusals (not-proxied), never allowed', () => {
+    const attempts = sandboxReportedAttempts({
+      ok: true,
+      direct: [
+        { kind: 'tcp', host: '1.1.1.1', port: 443 },
+        { kind: 'udp', host: '', port: 0 },
+        { kind: 'name', host: 'example.com', port: 443, allowed: true },
+      ],
+    });
+    assert.deepEqual(
+      attempts.map((a) => [a.host, a.port, a.allowed, a.reason, a.bytesUp, a.bytesDown]),
+      [
+        ['1.1.1.1', 443, false, 'not-proxied', 0, 0],
+        ['', 0, false, 'not-proxied', 0, 0],
+        ['example.com', 443, false, 'not-proxied', 0, 0],
+      ],
+    );
+    assert.match(attempts[0]!.detail!, /^a TCP connection without the proxy/);
+    assert.match(attempts[2]!.detail!, /^a name look-up without the proxy/);
+  });
+
+  test('drops what is malformed and keeps at most MAX_DIRECT_ATTEMPTS', () => {
+    assert.deepEqual(sandboxReportedAttempts(undefined), []);
+    assert.deepEqual(sandboxReportedAttempts({ direct: 'tcp' }), []);
+    assert.deepEqual(
+      sandboxReportedAttempts({
+        direct: [
+          { kind: 'smtp', host: 'x', port: 25 },
+          { kind: 'tcp', host: 'x'.repeat(254), port: 443 },
+          { kind: 'tcp', host: 'x', port: 70_000 },
+          { kind: 'tcp', host: 'x', port: 1.5 },
+          { kind: 'tcp', host: 7, port: 443 },
+          null,
+        ],
+      }),
+      [],
+    );
+    const many = Array.from({ length: 40 }, () => ({ kind: 'udp', host: '', port: 0 }));
+    assert.equal(sandboxReportedAttempts({ direct: many }).length, MAX_DIRECT_ATTEMPTS);
   });
 });

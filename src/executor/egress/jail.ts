@@ -5,6 +5,7 @@
  * sockets, and the bounded attempt record a call returns. See docs/adr/0019-egress-proxy.md.
  */
 import type { EgressAttemptRecord } from '../types.ts';
+import { EgressReason } from './allowlist.ts';
 import type { EgressAttempt } from './proxy.ts';
 
 /** Mount point (in every runtime root) of the sandbox's private egress directory. */
@@ -100,4 +101,48 @@ export function egressLogSummary(attempts: readonly EgressAttempt[]): {
     deniedByReason[attempt.reason] = (deniedByReason[attempt.reason] ?? 0) + 1;
   }
   return { attempts: attempts.length, denied, deniedByReason };
+}
+
+/** Sandbox-reported attempts a result carries at most (the bootstraps stop at this many too). */
+export const MAX_DIRECT_ATTEMPTS = 16;
+const DIRECT_KINDS: Record<string, string> = {
+  tcp: 'a TCP connection',
+  udp: 'a UDP socket',
+  raw: 'a raw socket',
+  other: 'a socket',
+  name: 'a name look-up',
+};
+
+/**
+ * The attempts the bootstrap saw the tool make without the proxy (the frame's `direct`: TCP
+ * connects to anything but the relay, UDP and raw sockets, name look-ups). Each is refused by the
+ * sandbox itself (no route, no resolver, seccomp); these entries only say what was tried. They
+ * come from inside the jail, so they are bounded, checked and never taken for anything but a
+ * refusal; code that goes around the runtime's socket layer is not listed.
+ */
+export function sandboxReportedAttempts(frame: unknown): EgressAttempt[] {
+  const direct = (frame as { direct?: unknown } | null | undefined)?.direct;
+  if (!Array.isArray(direct)) return [];
+  const attempts: EgressAttempt[] = [];
+  for (const entry of direct.slice(0, MAX_DIRECT_ATTEMPTS)) {
+    const { kind, host, port } = (entry ?? {}) as {
+      kind?: unknown;
+      host?: unknown;
+      port?: unknown;
+    };
+    if (typeof kind !== 'string' || !(kind in DIRECT_KINDS)) continue;
+    if (typeof host !== 'string' || host.length > 253) continue;
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535) continue;
+    attempts.push({
+      host,
+      port,
+      allowed: false,
+      reason: EgressReason.NotProxied,
+      detail: `${DIRECT_KINDS[kind]} without the proxy, refused by the sandbox (reported by the tool's runtime)`,
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: 0,
+    });
+  }
+  return attempts;
 }

@@ -167,7 +167,7 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
   });
   const egressAttempts = new Counter({
     name: `${METRIC_PREFIX}egress_attempts_total`,
-    help: "Tool calls' connection attempts through the egress proxy, allowed or refused, by reason (no host label: hosts are unbounded; the decision record names them).",
+    help: "Tool calls' connection attempts through the egress proxy, allowed or refused, by reason, and (not-proxied) those the tool's runtime saw it make without the proxy (no host label: hosts are unbounded; the decision record names them).",
     labelNames: ['server', 'tool', 'allowed', 'reason'] as const,
     registers: [registry],
   });
