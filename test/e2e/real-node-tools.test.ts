@@ -193,6 +193,30 @@ const egressTools = [
     )}`,
   },
   {
+    name: 'py_direct',
+    description: 'A TCP connection and a UDP datagram around the proxy (the sandbox refuses both).',
+    runtime: 'python',
+    timeoutSeconds: 10,
+    egress: [{ host: WORLD.apiHost }],
+    code: `import socket
+${py(
+  [
+    'out = {}',
+    'try:',
+    '    socket.create_connection((args["address"], 443), timeout=3)',
+    '    out["tcp"] = "connected"',
+    'except OSError as e:',
+    '    out["tcp"] = type(e).__name__',
+    'try:',
+    '    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (args["address"], 53))',
+    '    out["udp"] = "sent"',
+    'except OSError as e:',
+    '    out["udp"] = type(e).__name__',
+    'return out',
+  ].join('\n'),
+)}`,
+  },
+  {
     name: 'leak_token',
     description: 'Returns its secret as it is and encoded (redaction probe).',
     runtime: 'python',
@@ -510,7 +534,7 @@ step('6. a tool that returns its token: the agent gets it redacted', async () =>
 });
 
 step(
-  '7. another host, a private-resolving name, a raw IP: refused, the outside saw nothing',
+  '7. another host, a private-resolving name, a raw IP, sockets around the proxy: refused, the outside saw nothing',
   async () => {
     for (const [url, reason] of [
       [`https://${WORLD.otherHost}/steal`, 'not-declared'],
@@ -533,6 +557,28 @@ step(
         JSON.stringify(record),
       );
     }
+    // Around the proxy: refused by the sandbox, reported by its runtime (not-proxied).
+    const direct = await callOutside('py_direct', { address: WORLD.apiAddress });
+    assert.equal(direct.r.ok, true, JSON.stringify(direct.r));
+    assert.deepEqual(JSON.parse(direct.r.text ?? '{}'), { tcp: 'OSError', udp: 'PermissionError' });
+    assert.deepEqual(direct.events, []);
+    const [directRecord] = await eventually(
+      'the decision record of py_direct',
+      async () => {
+        const found = await decisions('py_direct');
+        return found.length > 0 ? found : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    assert.deepEqual(
+      directRecord?.egress?.map((a) => [a.host, a.port, a.allowed, a.reason]),
+      [
+        [WORLD.apiAddress, 443, false, 'not-proxied'],
+        [WORLD.apiAddress, 443, false, 'not-proxied'],
+        ['', 0, false, 'not-proxied'],
+      ],
+      JSON.stringify(directRecord),
+    );
     // control: the same tool reaches the allowed host
     const control = await callOutside('py_fetch', {
       url: `https://${WORLD.apiHost}/api/v1/tickets/${KNOWN_TICKET.id}`,
