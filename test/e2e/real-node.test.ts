@@ -670,6 +670,12 @@ step(
     const gatewaysBefore = (await componentPods('polyglot', 'gateway')).items.map(
       (p) => p.metadata.name,
     );
+    // A call still running when its gateway and executor pods are replaced: both drain, so it
+    // is answered (the gateway used to cut it once its shutdown delay was over).
+    const slowCall = agent(
+      { op: 'call', url: POLY_URL, token: apiKey, tool: 'slow', args: { seconds: 12 } },
+      120_000,
+    );
     await sleep(2000);
     await kubectl(['apply', '-f', '-'], yamlDocs(polyglotServer('v2')));
     await eventually(
@@ -686,6 +692,9 @@ step(
         undefined,
         130_000,
       );
+    const slow = await slowCall;
+    assert.equal(slow.ok, true, `the call running through the rollout: ${JSON.stringify(slow)}`);
+    assert.match(slow.text ?? '', /slept/);
     await stopAgentLoop('/tmp/stop');
     const { results, timedOut } = await loop;
     assert.equal(timedOut, false);
