@@ -136,7 +136,8 @@ describe('executor service', () => {
 });
 
 describe('executor service draining', () => {
-  test('a call running when the drain begins is answered on its connection, which then closes', async () => {
+  /** A ready service on a loopback port whose calls finish when the test says so. */
+  async function readyService() {
     const gate = gatedExecutor();
     const service = createExecutorService({
       executor: gate.executor,
@@ -146,6 +147,11 @@ describe('executor service draining', () => {
     });
     service.setReady(true);
     const { port } = await service.listen(0, '127.0.0.1');
+    return { gate, service, port };
+  }
+
+  test('a call running when the drain begins is answered on its connection, which then closes', async () => {
+    const { gate, service, port } = await readyService();
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const call = () =>
       new Promise<{ status?: number; connection?: string; reused: boolean }>((resolve, reject) => {
@@ -200,15 +206,7 @@ describe('executor service draining', () => {
   });
 
   test('an idle connection from before the drain is not cut: the call written on it gets the 503', async () => {
-    const gate = gatedExecutor();
-    const service = createExecutorService({
-      executor: gate.executor,
-      token: TOKEN,
-      maxConcurrency: 2,
-      metrics: createExecutorMetrics({ defaultMetrics: false }),
-    });
-    service.setReady(true);
-    const { port } = await service.listen(0, '127.0.0.1');
+    const { gate, service, port } = await readyService();
     const socket = connect(port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     let received = '';
