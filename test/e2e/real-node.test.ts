@@ -807,6 +807,54 @@ step('8c. a figure from a pod: warm python calls through the gateway Service', a
   console.log(
     `# figure: warm python call from a pod through the gateway Service: p50 ${at(0.5).toFixed(2)} ms, p90 ${at(0.9).toFixed(2)} ms, p99 ${at(0.99).toFixed(2)} ms (${sorted.length} calls)`,
   );
+  // Where that time goes, from the pods' own lines for the same calls (the last 35 of each):
+  // the gateway's decision record (request to answer) and the executor's 'tool call finished'.
+  const durations = async (component: string, keep: (line: Record<string, unknown>) => boolean) => {
+    const pods = await componentPods('tools', component);
+    const values: number[] = [];
+    for (const pod of pods.items) {
+      const { stdout } = await kubectl(['-n', NS, 'logs', pod.metadata.name]);
+      for (const line of stdout.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        if (keep(parsed) && typeof parsed['durationMs'] === 'number')
+          values.push(parsed['durationMs']);
+      }
+    }
+    const last = values.slice(-sorted.length).sort((a, b) => a - b);
+    return last[Math.floor(last.length / 2)];
+  };
+  const inGateway = await durations(
+    'gateway',
+    (l) => l['msg'] === 'decision' && l['tool'] === 'word_count' && l['method'] === 'tools/call',
+  );
+  const inExecutor = await durations(
+    'executor',
+    (l) => l['msg'] === 'tool call finished' && l['tool'] === 'word_count',
+  );
+  console.log(
+    `# figure: the same calls' p50 inside the gateway (its decision record) ${inGateway?.toFixed(2)} ms, inside the executor ${inExecutor?.toFixed(2)} ms`,
+  );
+  // And what one plain HTTP round trip costs here, spaced the same (GET of a health endpoint,
+  // median of 20): the two hops of the path, and a gateway's own loopback for comparison.
+  const [gateway] = (await componentPods('tools', 'gateway')).items;
+  assert.ok(gateway);
+  const roundTrip = (url: string) =>
+    `const t=[];(async()=>{for(let i=0;i<20;i++){await new Promise(r=>setTimeout(r,300));const s=performance.now();const r=await fetch(${JSON.stringify(url)});await r.text();t.push(performance.now()-s)}t.sort((a,b)=>a-b);console.log(t[10].toFixed(2))})()`;
+  const hops: string[] = [];
+  for (const [pod, label, url] of [
+    ['agent', 'agent pod -> gateway Service', `http://tools-gateway.${NS}.svc:8080/healthz`],
+    [
+      gateway.metadata.name,
+      'gateway pod -> executor Service',
+      `http://tools-executor.${NS}.svc:8081/readyz`,
+    ],
+    [gateway.metadata.name, 'gateway pod -> its own loopback', 'http://127.0.0.1:8080/healthz'],
+  ] as const) {
+    const { stdout } = await kubectl(['-n', NS, 'exec', pod, '--', 'node', '-e', roundTrip(url)]);
+    hops.push(`${label} ${stdout.trim()} ms`);
+  }
+  console.log(`# figure: one plain HTTP round trip, spaced the same, p50: ${hops.join(', ')}`);
 });
 
 step('5b. the denial is an Event on the McpServer', async () => {
