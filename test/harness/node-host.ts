@@ -300,7 +300,13 @@ function podPids(): number[] {
     for (const e of entries) {
       if (e.isDirectory()) walk(join(dir, e.name));
       else if (e.name === 'cgroup.procs') {
-        for (const l of readFileSync(join(dir, e.name), 'utf8').split('\n')) {
+        let procs: string;
+        try {
+          procs = readFileSync(join(dir, e.name), 'utf8');
+        } catch {
+          continue; // the cgroup went away between listing and reading (its pod ended)
+        }
+        for (const l of procs.split('\n')) {
           if (l.trim()) pids.add(Number(l));
         }
       }

@@ -279,18 +279,25 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
   let stopped: Promise<string[]> | undefined;
   const stop = (stopOpts: StopOptions = {}): Promise<string[]> =>
     (stopped ??= (async () => {
-      const problems = await tearDownHost(state);
-      await cp?.stop();
-      await stopOpts.beforeRelease?.();
-      if (reaper.pid) {
-        try {
-          process.kill(reaper.pid, 'SIGKILL');
-        } catch {
-          // gone
+      // Whatever fails here, the reaper goes and the lock is released: a lock left held would
+      // stall every later node of the machine until its wait times out.
+      try {
+        const problems = await tearDownHost(state).catch((err: unknown) => [
+          `teardown: ${err instanceof Error ? err.message : String(err)}`,
+        ]);
+        await cp?.stop();
+        await stopOpts.beforeRelease?.();
+        return problems;
+      } finally {
+        if (reaper.pid) {
+          try {
+            process.kill(reaper.pid, 'SIGKILL');
+          } catch {
+            // gone
+          }
         }
+        await releaseNodeLock();
       }
-      await releaseNodeLock();
-      return problems;
     })());
   const logs = join(dir, 'logs');
   // Each component joins the node's cgroup before it execs, so its first socket is guarded.
