@@ -15,6 +15,7 @@ import {
   selectorLabels,
   type Component,
 } from './names.ts';
+import { DEFAULT_IDLE_CLOSE_WAIT_MS } from '../shared/graceful-http.ts';
 import { specHash } from './spec-hash.ts';
 
 export interface WorkloadOptions {
@@ -83,11 +84,11 @@ export const GATEWAY_SHUTDOWN_DELAY_SECONDS = 5;
  * A stopping executor keeps accepting calls this long (not ready, so the endpoints drop it while
  * gateways may still have its address), then waits up to EXECUTOR_DRAIN_SECONDS for running
  * calls and up to EXECUTOR_IDLE_CLOSE_SECONDS for the gateways to close their idle keep-alive
- * connections (its 5 s keep-alive timeout plus 1 s); the pod's grace period covers all three.
+ * connections (its keep-alive timeout plus 1 s); the pod's grace period covers all three.
  */
 export const EXECUTOR_SHUTDOWN_DELAY_SECONDS = 10;
 export const EXECUTOR_DRAIN_SECONDS = 30;
-const EXECUTOR_IDLE_CLOSE_SECONDS = 6;
+const EXECUTOR_IDLE_CLOSE_SECONDS = Math.ceil(DEFAULT_IDLE_CLOSE_WAIT_MS / 1000);
 const EXECUTOR_GRACE_SECONDS =
   EXECUTOR_SHUTDOWN_DELAY_SECONDS + EXECUTOR_DRAIN_SECONDS + EXECUTOR_IDLE_CLOSE_SECONDS + 4;
 

@@ -13,7 +13,6 @@ import type { Socket } from 'node:net';
 export interface GracefulClose {
   /** From now on every response closes its connection. */
   beginClosing(): void;
-  readonly closing: boolean;
   /**
    * Resolves when every connection is closed (running requests answered, idle ones closed by
    * their clients), or after `maxWaitMs` (default: the server's keep-alive timeout plus a
@@ -27,6 +26,8 @@ export interface GracefulClose {
 
 /** The longest `connectionsClosed()` waits, for a server with the given keep-alive timeout. */
 export const idleCloseWaitMs = (keepAliveTimeoutMs: number) => keepAliveTimeoutMs + 1000;
+/** The same for a server with Node's default keep-alive timeout (5 s), as the executor runs. */
+export const DEFAULT_IDLE_CLOSE_WAIT_MS = idleCloseWaitMs(5000);
 
 /** Must be called before the server accepts connections. */
 export function gracefulClose(server: Server): GracefulClose {
@@ -55,9 +56,6 @@ export function gracefulClose(server: Server): GracefulClose {
   });
 
   return {
-    get closing() {
-      return closing;
-    },
     beginClosing() {
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('connection', 'close');

@@ -139,15 +139,13 @@ def _watch_direct(socket, relay_port):
         host, port = destination(address)
         return not (host in relay and port == relay_port)
 
-    def checked_connect(self, address):
-        if outside(self, address):
-            note(kinds.get(self.type, "other"), *destination(address))
-        return connect(self, address)
+    def checked(method):
+        def call(self, address):
+            if outside(self, address):
+                note(kinds.get(self.type, "other"), *destination(address))
+            return method(self, address)
 
-    def checked_connect_ex(self, address):
-        if outside(self, address):
-            note(kinds.get(self.type, "other"), *destination(address))
-        return connect_ex(self, address)
+        return call
 
     def checked_sendto(self, data, *rest):
         if rest and outside(self, rest[-1]):
@@ -162,7 +160,7 @@ def _watch_direct(socket, relay_port):
             note("name", name, port if isinstance(port, int) else 0)
         return lookup(host, port, *args, **kwargs)
 
-    base.__init__, base.connect, base.connect_ex, base.sendto = checked_init, checked_connect, checked_connect_ex, checked_sendto
+    base.__init__, base.connect, base.connect_ex, base.sendto = checked_init, checked(connect), checked(connect_ex), checked_sendto
     socket.getaddrinfo = checked_getaddrinfo
 
 
