@@ -3,7 +3,7 @@
 // flood keeps verified keys verified and lets a new key in at its first use, and a removed key is
 // refused on the next request. Outcomes only: speed is in test/bench/auth.bench.ts.
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parse, stringify } from 'yaml';
@@ -19,6 +19,7 @@ import {
   samplesWithSecondAgent,
   startServe,
   type RunningServe,
+  replaceManifest,
 } from './serve-harness.ts';
 
 const SECRET = 'mcpworks_v1alpha1_apikeys_secret.yaml';
@@ -40,7 +41,7 @@ async function editSecret(edit: (data: Record<string, string>) => Promise<void>)
   const file = join(dir, SECRET);
   const doc = parse(await readFile(file, 'utf8')) as { stringData: Record<string, string> };
   await edit(doc.stringData);
-  await writeFile(file, stringify(doc));
+  await replaceManifest(file, stringify(doc));
 }
 
 before(async () => {

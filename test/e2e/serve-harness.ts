@@ -1,9 +1,9 @@
 // Runs a real `mcpworks serve` child process (real nsjail underneath) on a free loopback port
 // and reads the decision records it writes. Used by the e2e, conformance and load tests.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rename, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -113,6 +113,17 @@ export async function waitForDecisions(
     if (records.length >= n || Date.now() > deadline) return records;
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Replaces a manifest of a running `serve --watch` the way a careful editor saves: a dotfile
+ * beside it (serve reads no dotfiles), then a rename. A plain writeFile truncates first, and on a
+ * busy machine serve can load the empty file between the truncation and the write.
+ */
+export async function replaceManifest(file: string, text: string): Promise<void> {
+  const temporary = join(dirname(file), `.${basename(file)}.tmp`);
+  await writeFile(temporary, text);
+  await rename(temporary, file);
 }
 
 export const DEMO_KEY = 'mcpw_demo_xp1v1W41ra6mbD8xjT_7Bg9CmWvtQLA2AGGde393Ark';

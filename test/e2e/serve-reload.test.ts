@@ -11,6 +11,7 @@ import {
   samplesWithSecondAgent,
   startServe,
   type RunningServe,
+  replaceManifest,
 } from './serve-harness.ts';
 
 let serve: RunningServe;
@@ -38,7 +39,7 @@ async function editYaml(name: string, edit: (doc: Record<string, unknown>) => vo
   const file = join(dir, name);
   const doc = parse(await readFile(file, 'utf8')) as Record<string, unknown>;
   edit(doc);
-  await writeFile(file, stringify(doc));
+  await replaceManifest(file, stringify(doc));
 }
 
 test('a policy edit applies to the next call in the same session', async () => {
